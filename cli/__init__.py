@@ -1,0 +1,1 @@
+"""The command line: a thin click app. Never imports torch or faiss at module level."""

@@ -1,0 +1,188 @@
+"""Turn image files into small RGB arrays for the model, fast and safely.
+
+Why this is not just ``Image.open(p).convert("RGB").resize(...)``:
+
+* JPEGs are decoded with DCT-domain downscaling (``Image.draft``): a 12 MP
+  camera JPEG decodes at 1/8 scale in ~20 ms instead of ~170 ms.
+* The format comes from the bytes, never the file name.
+* EXIF orientation is applied (on the small image: rotating a square model
+  input after resizing equals resizing the rotated picture).
+* Alpha, palette, CMYK, 16-bit, float and bilevel pictures become sensible RGB.
+* Pictures that declare more than ``max_pixels`` are refused before any pixel
+  is decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from findsimilar.errors import ImageDecodeError
+
+__all__ = ["DecodedImage", "decode_for_model", "probe_format", "register_plugins"]
+
+# Truncated files are failures with a reason, not half-grey pictures.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_270],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_90],
+}
+_plugins_registered = False
+
+
+def register_plugins() -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif); AVIF is built into Pillow >= 11.3."""
+    global _plugins_registered
+    if _plugins_registered:
+        return
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:  # optional: HEIC files then fail with a clear reason
+        pass
+    _plugins_registered = True
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Model-ready pixels plus what we learned about the original picture."""
+
+    pixels: np.ndarray  # (size, size, 3) uint8, RGB
+    width: int  # original width after EXIF orientation
+    height: int
+    format: str  # Pillow's format name, from the content (JPEG, PNG, HEIF, ...)
+
+
+def probe_format(source: bytes | Path) -> str | None:
+    """The image format detected from content, or None if Pillow cannot tell."""
+    register_plugins()
+    try:
+        with _open(source) as im:
+            return str(im.format)
+    except Exception:
+        return None
+
+
+def _open(source: bytes | Path | BinaryIO) -> Image.Image:
+    if isinstance(source, bytes):
+        return Image.open(io.BytesIO(source))
+    return Image.open(source)
+
+
+def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> DecodedImage:
+    """Decode ``source`` (file bytes or a path) into a ``size``×``size`` RGB array.
+
+    The whole picture is kept (squashed, not cropped) so that crops, borders
+    and captions change the input as little as possible.
+
+    Raises ImageDecodeError with a human-readable reason.
+    """
+    register_plugins()
+    if isinstance(source, bytes) and not source:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with _open(source) as im:
+                return _decode_opened(im, size, max_pixels)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from None
+    except MemoryError:
+        raise ImageDecodeError("out of memory while decoding") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
+            KeyError, AttributeError, ZeroDivisionError, RuntimeError) as exc:
+        raise ImageDecodeError(_reason(exc)) from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "truncated" in text or isinstance(exc, EOFError):
+        return f"truncated or damaged image data ({text})"
+    return f"cannot decode image: {text}"
+
+
+def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"refused as a decompression bomb: {width}x{height} = "
+            f"{width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
+    fmt = str(im.format or "unknown")
+    orientation = _orientation(im)
+    if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK"):
+        # DCT scaling to the smallest 1/2^k size that still covers the target.
+        im.draft(im.mode if im.mode != "YCbCr" else "RGB", (size, size))
+    im.load()  # first frame only for animations and multi-page files
+    rgb = _to_rgb(im)
+    small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    for op in _TRANSPOSE.get(orientation, []):
+        small = small.transpose(op)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    pixels = np.asarray(small, dtype=np.uint8)
+    if pixels.shape != (size, size, 3):
+        raise ImageDecodeError(f"unexpected decoded shape {pixels.shape}")
+    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # a damaged EXIF block must not cost us the picture
+        return 1
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is laid over white."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _high_depth_to_rgb(im)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("PA", "LA", "La", "RGBa") or mode == "L" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im, mask=im.getchannel("A"))
+        return background
+    if im.mode == "RGB":
+        return im
+    return im.convert("RGB")
+
+
+def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale: scale to 0..255, not clip."""
+    arr = np.asarray(im).astype(np.float32)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        raise ImageDecodeError("image contains no finite pixel values")
+    if im.mode.startswith("I;16"):
+        lo, hi = 0.0, 65535.0
+    elif im.mode == "I" and finite.min() >= 0 and finite.max() <= 65535:
+        lo, hi = 0.0, 65535.0 if finite.max() > 255 else 255.0
+    else:
+        lo, hi = float(finite.min()), float(finite.max())
+    scaled = np.nan_to_num((arr - lo) / max(hi - lo, 1e-12) * 255.0)
+    grey = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    return grey.convert("RGB")

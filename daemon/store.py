@@ -1,0 +1,219 @@
+"""The SQLite store: the single source of truth.
+
+Two ideas shape the schema:
+
+* **Files are not features.** ``files`` says where a picture lives (path, size,
+  mtime, content hash, status); ``features`` holds one vector per
+  (content hash, extractor). Identical files share a vector, and a renamed or
+  moved file is re-linked by its hash without running the model.
+* **Status is data.** A file that cannot be decoded is a ``failed`` row with a
+  reason; it is retried only when its size or mtime changes.
+
+The FAISS index stores feature ids; it is a cache rebuilt from here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from findsimilar.errors import StoreError
+
+__all__ = ["FileRecord", "Store", "migrations"]
+
+migrations = Migrations("findsimilar")
+
+
+@migrations()
+def m001_files_and_features(db: sqlite_utils.Database) -> None:
+    db["files"].create({  # type: ignore[union-attr]
+        "id": int, "path": str, "size": int, "mtime_ns": int, "inode": int,
+        "content_hash": str, "status": str, "error": str, "format": str,
+        "width": int, "height": int, "updated_at": float,
+    }, pk="id", not_null={"path", "status"})
+    db["files"].create_index(["path"], unique=True)  # type: ignore[union-attr]
+    db["files"].create_index(["content_hash"])  # type: ignore[union-attr]
+    db["files"].create_index(["status"])  # type: ignore[union-attr]
+    db["features"].create({  # type: ignore[union-attr]
+        "id": int, "content_hash": str, "extractor": str, "vector": bytes,
+        "created_at": float,
+    }, pk="id", not_null={"content_hash", "extractor", "vector"})
+    db["features"].create_index(["content_hash", "extractor"], unique=True)  # type: ignore[union-attr]
+    db["settings"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    mtime_ns: int
+    status: str  # "ok" | "failed"
+    content_hash: str | None
+    error: str | None
+
+
+class Store:
+    """Typed access to the store; every write method is one transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the store {self.path}: {exc}. If the file is damaged, move it "
+                "aside (it will be re-created) and run `findsimilar index` again.") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- files ---------------------------------------------------------------
+    def file(self, path: str) -> FileRecord | None:
+        rows = list(self.db.query(
+            "select path, size, mtime_ns, status, content_hash, error from files where path = ?",
+            [path]))
+        return FileRecord(**rows[0]) if rows else None
+
+    def files_under(self, root: str) -> Iterator[FileRecord]:
+        """Every file at ``root`` or below it (``root`` is an absolute path)."""
+        prefix = root.rstrip("/") + "/"
+        # A range scan on the unique path index; '0' is the byte after '/'.
+        sql = ("select path, size, mtime_ns, status, content_hash, error from files "
+               "where path = ? or (path >= ? and path < ?)")
+        for row in self.db.query(sql, [root, prefix, prefix[:-1] + "0"]):
+            yield FileRecord(**row)
+
+    def upsert_files(self, rows: Iterable[dict[str, object]]) -> None:
+        now = time.time()
+        records = [{**r, "updated_at": now} for r in rows]
+        if records:
+            self.db["files"].upsert_all(records, pk="path", alter=False)  # type: ignore[union-attr]
+
+    def delete_files(self, paths: Iterable[str]) -> set[str]:
+        """Delete file rows; return the content hashes that no ok file uses any more."""
+        paths = list(paths)
+        hashes: set[str] = set()
+        for chunk in _chunks(paths, 500):
+            marks = ",".join("?" * len(chunk))
+            hashes.update(r["content_hash"] for r in self.db.query(
+                f"select distinct content_hash from files where path in ({marks}) "
+                "and content_hash is not null", chunk))
+            self.db.execute(f"delete from files where path in ({marks})", chunk)
+        return {h for h in hashes if not self.hash_in_use(h)}
+
+    def hash_in_use(self, content_hash: str) -> bool:
+        return bool(list(self.db.query(
+            "select 1 from files where content_hash = ? and status = 'ok' limit 1",
+            [content_hash])))
+
+    def paths_for_hash(self, content_hash: str) -> list[str]:
+        return [r["path"] for r in self.db.query(
+            "select path from files where content_hash = ? and status = 'ok' order by path",
+            [content_hash])]
+
+    def hashes_needing_features(self, extractor: str) -> list[str]:
+        """Hashes of ok files that have no vector for ``extractor`` (a model change)."""
+        return [r["content_hash"] for r in self.db.query(
+            "select distinct f.content_hash from files f where f.status = 'ok' and not exists "
+            "(select 1 from features x where x.content_hash = f.content_hash and x.extractor = ?)",
+            [extractor])]
+
+    # -- features ------------------------------------------------------------
+    def feature_ids(self, hashes: Iterable[str], extractor: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(hashes), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(
+                    f"select id, content_hash from features where extractor = ? "
+                    f"and content_hash in ({marks})", [extractor, *chunk]):
+                found[r["content_hash"]] = r["id"]
+        return found
+
+    def add_features(self, extractor: str, items: list[tuple[str, np.ndarray]]) -> list[int]:
+        """Insert vectors (hash, float32 vector); returns their feature ids in order."""
+        now = time.time()
+        ids = []
+        for content_hash, vector in items:
+            cur = self.db.execute(
+                "insert into features (content_hash, extractor, vector, created_at) "
+                "values (?, ?, ?, ?) on conflict(content_hash, extractor) do update "
+                "set vector = excluded.vector returning id",
+                [content_hash, extractor, np.asarray(vector, np.float32).tobytes(), now])
+            ids.append(int(cur.fetchone()[0]))
+        return ids
+
+    def vector(self, feature_id: int) -> np.ndarray | None:
+        rows = list(self.db.query("select vector from features where id = ?", [feature_id]))
+        return np.frombuffer(rows[0]["vector"], dtype=np.float32) if rows else None
+
+    def indexed_feature_ids(self, extractor: str) -> np.ndarray:
+        """Ids of the vectors that belong in the index: those used by an ok file."""
+        ids = [r[0] for r in self.db.execute(
+            "select x.id from features x where x.extractor = ? and exists (select 1 from files f "
+            "where f.content_hash = x.content_hash and f.status = 'ok') order by x.id",
+            [extractor]).fetchall()]
+        return np.asarray(ids, dtype=np.int64)
+
+    def iter_vectors(self, ids: np.ndarray, dim: int,
+                     chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, vectors) blocks for the given feature ids."""
+        for block in _chunks([int(i) for i in ids], chunk):
+            marks = ",".join("?" * len(block))
+            rows = self.db.execute(
+                f"select id, vector from features where id in ({marks}) order by id",
+                block).fetchall()
+            if rows:
+                yield (np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+                       np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, dim))
+
+    def paths_for_features(self, ids: Iterable[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(
+                    f"select x.id, f.path from features x join files f "
+                    f"on f.content_hash = x.content_hash and f.status = 'ok' "
+                    f"where x.id in ({marks}) order by f.path", chunk):
+                out.setdefault(r["id"], []).append(r["path"])
+        return out
+
+    # -- settings and counts ---------------------------------------------------
+    def get_setting(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from settings where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self.db["settings"].upsert({"key": key, "value": value}, pk="key")  # type: ignore[union-attr]
+
+    def counts(self) -> dict[str, int]:
+        row = self.db.execute(
+            "select count(*), sum(status = 'ok'), sum(status = 'failed'), "
+            "count(distinct case when status = 'ok' then content_hash end) from files").fetchone()
+        return {"files": row[0], "indexed": row[1] or 0, "failed": row[2] or 0,
+                "unique_images": row[3] or 0}
+
+    def failures(self, limit: int = 20) -> list[dict[str, str]]:
+        return [dict(r) for r in self.db.query(
+            "select path, error from files where status = 'failed' order by path limit ?",
+            [limit])]
+
+    def transaction(self):  # noqa: ANN201 - sqlite-utils' context manager
+        return self.db.atomic()
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
