@@ -52,7 +52,7 @@ class Engine:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.store_path)
-        self.extractor = extractor or create_extractor(config.extractor)
+        self.extractor = extractor or create_extractor(config.extractor, config.model_threads)
         self.index_path = config.data_dir / f"index-{_slug(self.extractor.id)}.faiss"
         self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
                                              self.extractor.dim)
