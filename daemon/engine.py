@@ -54,6 +54,8 @@ class Engine:
         self.store = Store(config.store_path)
         self.extractor = extractor or create_extractor(config.extractor, config.model_threads)
         self.index_path = config.data_dir / f"index-{_slug(self.extractor.id)}.faiss"
+        for leftover in config.data_dir.glob(self.index_path.name + ".*.tmp"):
+            leftover.unlink(missing_ok=True)  # a save that was killed half-way
         self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
                                              self.extractor.dim)
         self.store.set_setting("extractor", self.extractor.id)

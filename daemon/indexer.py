@@ -146,6 +146,10 @@ class Indexer:
         old_hashes: set[str] = set()
         stale = set(self.store.hashes_needing_features(self.extractor.id))
         for f in scanned:
+            if not _storable(f.path):
+                summary.failed.append((_printable(f.path), "the file name is not valid UTF-8 "
+                                       "(rename the file to index it)"))
+                continue
             rec = known.get(f.path)
             if rec and rec.size == f.size and rec.mtime_ns == f.mtime_ns:
                 if rec.status == "ok" and rec.content_hash in stale:
@@ -269,9 +273,10 @@ class Indexer:
             "inode": item.inode, "content_hash": item.content_hash,
             "status": "failed" if item.error else "ok", "error": item.error,
         }
-        if item.decoded is not None:
-            row.update(format=item.decoded.format, width=item.decoded.width,
-                       height=item.decoded.height)
+        decoded = item.decoded
+        row.update(format=decoded.format if decoded else None,
+                   width=decoded.width if decoded else None,
+                   height=decoded.height if decoded else None)
         return row
 
     def _flush(self, batch: list[Prepared], rows: list[dict[str, object]],
@@ -285,6 +290,10 @@ class Indexer:
             pixels = np.stack([u.decoded.pixels for u in unique.values()])  # type: ignore[union-attr]
             vectors = self.extractor.embed(pixels)
             summary.extracted += len(unique)
+        # Linked files (known content) inherit the picture details of their twins.
+        info = self.store.image_info(r["content_hash"] for r in rows if r["status"] == "ok")
+        for r in rows:
+            r.update(info.get(r["content_hash"], {}))  # type: ignore[arg-type]
         with self.store.transaction():
             pairs = list(zip(unique, vectors, strict=True))
             ids = self.store.add_features(self.extractor.id, pairs)
@@ -314,3 +323,15 @@ class Indexer:
 
 def _under_any(path: str, roots: set[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _printable(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -64,6 +64,7 @@ class Store:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
@@ -73,6 +74,10 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
+            # Close before raising so no handle on the damaged file lingers; it is never
+            # deleted or rewritten here, the user decides what to do with it.
+            if conn is not None:
+                conn.close()
             raise StoreError(
                 f"cannot open the store {self.path}: {exc}. If the file is damaged, move it "
                 "aside (it will be re-created) and run `findsimilar index` again.") from exc
@@ -89,6 +94,7 @@ class Store:
 
     def files_under(self, root: str) -> Iterator[FileRecord]:
         """Every file at ``root`` or below it (``root`` is an absolute path)."""
+        root = root.rstrip("/") or "/"  # '/a/b/' means the folder '/a/b', itself included
         prefix = root.rstrip("/") + "/"
         # A range scan on the unique path index; '0' is the byte after '/'.
         sql = ("select path, size, mtime_ns, status, content_hash, error from files "
@@ -106,13 +112,25 @@ class Store:
         """Delete file rows; return the content hashes that no ok file uses any more."""
         paths = list(paths)
         hashes: set[str] = set()
-        for chunk in _chunks(paths, 500):
-            marks = ",".join("?" * len(chunk))
-            hashes.update(r["content_hash"] for r in self.db.query(
-                f"select distinct content_hash from files where path in ({marks}) "
-                "and content_hash is not null", chunk))
-            self.db.execute(f"delete from files where path in ({marks})", chunk)
+        with self.db.atomic():
+            for chunk in _chunks(paths, 500):
+                marks = ",".join("?" * len(chunk))
+                hashes.update(r["content_hash"] for r in self.db.query(
+                    f"select distinct content_hash from files where path in ({marks}) "
+                    "and content_hash is not null", chunk))
+                self.db.execute(f"delete from files where path in ({marks})", chunk)
         return {h for h in hashes if not self.hash_in_use(h)}
+
+    def image_info(self, hashes: Iterable[str]) -> dict[str, dict[str, object]]:
+        """Format, width and height known for each content hash (from any of its files)."""
+        info: dict[str, dict[str, object]] = {}
+        for chunk in _chunks(list(hashes), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(
+                    f"select content_hash, format, width, height from files where status = 'ok' "
+                    f"and width is not null and content_hash in ({marks})", chunk):
+                info[r.pop("content_hash")] = r
+        return info
 
     def hash_in_use(self, content_hash: str) -> bool:
         return bool(list(self.db.query(
@@ -146,13 +164,16 @@ class Store:
         """Insert vectors (hash, float32 vector); returns their feature ids in order."""
         now = time.time()
         ids = []
-        for content_hash, vector in items:
-            cur = self.db.execute(
-                "insert into features (content_hash, extractor, vector, created_at) "
-                "values (?, ?, ?, ?) on conflict(content_hash, extractor) do update "
-                "set vector = excluded.vector returning id",
-                [content_hash, extractor, np.asarray(vector, np.float32).tobytes(), now])
-            ids.append(int(cur.fetchone()[0]))
+        # An explicit transaction: sqlite-utils only auto-commits statements without result
+        # rows, so a bare ``insert ... returning`` would stay uncommitted and be lost on close.
+        with self.db.atomic():
+            for content_hash, vector in items:
+                cur = self.db.execute(
+                    "insert into features (content_hash, extractor, vector, created_at) "
+                    "values (?, ?, ?, ?) on conflict(content_hash, extractor) do update "
+                    "set vector = excluded.vector returning id",
+                    [content_hash, extractor, np.asarray(vector, np.float32).tobytes(), now])
+                ids.append(int(cur.fetchone()[0]))
         return ids
 
     def vector(self, feature_id: int) -> np.ndarray | None:

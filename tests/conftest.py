@@ -1,0 +1,94 @@
+"""Shared fixtures: real photos copied to temp folders, an isolated data dir, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FINDSIMILAR_SHARED_PHOTOS", REPO.parent / "shared" / "photos"))
+sys.path.insert(0, str(REPO / "bench"))  # bench/edits.py: the photo edits we test against
+
+# A small, varied set of real photos (relative to SHARED).
+PHOTO_SET = [
+    "skimage/chelsea.png",
+    "skimage/coffee.png",
+    "opencv/butterfly.jpg",
+    "opencv/fruits.jpg",
+    "opencv/baboon.jpg",
+    "opencv/building.jpg",
+    "mate/Aqua.jpg",
+    "mate/LadyBird.jpg",
+    "mate/Storm.jpg",
+    "imagededup/base/ukbench00120.jpg",
+    "imagededup/base/ukbench09380.jpg",
+    "sklearn/china.jpg",
+]
+
+
+def shared(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.fail(f"shared test photo missing: {path} (set FINDSIMILAR_SHARED_PHOTOS)")
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """A folder of real photos, some in a subfolder, copied so tests may change them."""
+    root = tmp_path / "photos"
+    for i, rel in enumerate(PHOTO_SET):
+        dest = root / ("sub" if i in (0, 4, 9) else "") / Path(rel).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shared(rel), dest)
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "data"
+    monkeypatch.setenv("FINDSIMILAR_DATA_DIR", str(path))
+    monkeypatch.delenv("FINDSIMILAR_EXTRACTOR", raising=False)
+    return path
+
+
+CliFn = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(data_dir: Path) -> CliFn:
+    """Invoke the real click app in-process; returns click's Result."""
+    from findsimilar.cli.main import cli as app
+
+    def invoke(*args: str, ok: bool | None = None) -> Result:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+        if ok is True:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves threads running (as watchdog's own suite does)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()
+              and not t.daemon]
+    for t in leaked:
+        t.join(timeout=5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads leaked: {still}"
