@@ -8,19 +8,20 @@ The engine (torch, faiss) is imported inside the commands that need it, so
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
 import click
 
 from findsimilar import __version__
 from findsimilar.config import load_config
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError
 
+from .backends import Backend, choose_backend, offline_status
+from .client import DaemonClient, DaemonUnavailable, start_daemon
 from .progress import ProgressBar
-
-if TYPE_CHECKING:
-    from findsimilar.daemon.engine import Engine
 
 __all__ = ["cli", "main"]
 
@@ -53,10 +54,14 @@ def cli() -> None:
     """
 
 
-def _engine() -> Engine:
-    from findsimilar.daemon.engine import Engine
+NO_DAEMON = click.option(
+    "--no-daemon", is_flag=True,
+    help="Run in this process instead of the daemon (loads the model; also "
+         "FINDSIMILAR_NO_DAEMON=1).")
 
-    return Engine(load_config())
+
+def _backend(no_daemon: bool) -> Backend:
+    return choose_backend(load_config(), no_daemon=no_daemon)
 
 
 def _fail(exc: FindSimilarError) -> None:
@@ -68,7 +73,8 @@ def _fail(exc: FindSimilarError) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+@NO_DAEMON
+def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, no_daemon: bool) -> None:
     """Index photos in PATHS (folders are searched recursively).
 
     Unchanged files are skipped by size and mtime; moved or renamed files are
@@ -81,21 +87,26 @@ def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
       findsimilar index ~/Pictures /mnt/photos
       findsimilar index --json ~/Pictures | jq .failed
     """
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:
+        click.echo(f"findsimilar: error: no such file or folder: {missing[0]}", err=True)
+        sys.exit(EXIT_MISSING_FILE)
+    bar = ProgressBar("indexing") if not quiet else None
     try:
-        with _engine() as engine:
-            bar = ProgressBar("indexing") if not quiet else None
-            try:
-                summary = engine.index_paths(list(paths), progress=bar)
-            finally:
-                if bar:
-                    bar.finish()
+        backend = _backend(no_daemon)
+        try:
+            summary = backend.index(list(paths), bar if bar and bar.enabled else None)
+        finally:
+            backend.close()
+            if bar:
+                bar.finish()
     except FindSimilarError as exc:
         _fail(exc)
         return
     if as_json:
-        click.echo(json.dumps(summary.as_dict()))
+        click.echo(json.dumps(summary))
         return
-    click.echo(_summary_text(summary.as_dict()))
+    click.echo(_summary_text(summary))
 
 
 def _summary_text(s: dict[str, Any]) -> str:
@@ -127,12 +138,15 @@ def _summary_text(s: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per query per line: {"query", "results": [{"path", "score"}]}.')
 @click.option("-0", "--null", "null", is_flag=True, help="NUL-separated paths, for xargs -0.")
+@NO_DAEMON
 def search_cmd(photos: tuple[str, ...], top: int, min_score: float | None, as_json: bool,
-               null: bool) -> None:
+               null: bool, no_daemon: bool) -> None:
     """Show the indexed photos most similar to each PHOTO.
 
     PHOTO need not be indexed. Scores are cosine similarities (1.0 = same
     picture). `findsimilar PHOTO` is short for `findsimilar search PHOTO`.
+    The daemon answers (it is started if it is not running, with a note on
+    stderr); --no-daemon searches in this process instead.
 
     \b
     Examples:
@@ -141,20 +155,22 @@ def search_cmd(photos: tuple[str, ...], top: int, min_score: float | None, as_js
       findsimilar -0 cat.jpg | xargs -0 ls -l
     """
     try:
-        engine = _engine()
+        backend = _backend(no_daemon)
+        try:
+            results = backend.search(list(photos), top, min_score)
+        finally:
+            backend.close()
     except FindSimilarError as exc:
         _fail(exc)
         return
     exit_code = 0
-    with engine:
-        for photo in photos:
-            try:
-                result = engine.search(photo, k=top, min_score=min_score)
-            except FindSimilarError as exc:
-                click.echo(f"findsimilar: error: {exc}", err=True)
-                exit_code = exit_code or exc.exit_code
-                continue
-            _print_result(result.as_dict(), as_json, null, len(photos) > 1)
+    for result in results:
+        error = result.get("error")
+        if error:
+            click.echo(f"findsimilar: error: {error['message']}", err=True)
+            exit_code = exit_code or int(error.get("exit_code", 1))
+            continue
+        _print_result(result, as_json, null, len(photos) > 1)
     sys.exit(exit_code)
 
 
@@ -176,31 +192,61 @@ def _print_result(result: dict[str, Any], as_json: bool, null: bool, many: bool)
 
 
 @cli.command("status")
-@click.option("--json", "as_json", is_flag=True, help="As JSON (keys include indexed, failed).")
-def status_cmd(as_json: bool) -> None:
-    """Show counts (indexed, failed), the model and the store size.
+@click.option("--json", "as_json", is_flag=True,
+              help="As JSON (keys include indexed, failed, queued).")
+@NO_DAEMON
+def status_cmd(as_json: bool, no_daemon: bool) -> None:
+    """Show counts (indexed, failed, queued), indexing rate and ETA, the model,
+    watched folders and the store size. Does not start the daemon.
 
     \b
     Example:
-      findsimilar status --json
+      findsimilar status --json | jq .queued
     """
+    config = load_config()
     try:
-        with _engine() as engine:
-            info = engine.status()
+        if no_daemon:
+            backend = choose_backend(config, no_daemon=True)
+            info = backend.status()
+            backend.close()
+        else:
+            try:
+                with DaemonClient(config) as client:
+                    info = client.call("status")
+            except DaemonUnavailable:
+                info = offline_status(config)
     except FindSimilarError as exc:
         _fail(exc)
         return
     if as_json:
         click.echo(json.dumps(info))
         return
-    click.echo(f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)")
-    click.echo(f"failed:     {info['failed']}")
-    click.echo(f"model:      {info['model']} ({info['dim']}-d)")
-    click.echo(f"data dir:   {info['data_dir']}")
-    click.echo(f"store size: {_human(int(info['store_bytes']))}, "
-               f"index {_human(int(info['index_bytes']))}")
-    for f in info["recent_failures"]:  # type: ignore[attr-defined]
-        click.echo(f"  failed: {f['path']}: {f['error']}")
+    click.echo(_status_text(info))
+
+
+def _status_text(info: dict[str, Any]) -> str:
+    lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
+             f"failed:     {info['failed']}"]
+    daemon = info.get("daemon")
+    if daemon:
+        eta = info.get("eta_seconds")
+        lines.append(f"queued:     {info['queued']}" + (
+            f" ({info['rate']:.1f} images/s, ETA {int(eta)} s)" if eta else ""))
+        lines.append(f"daemon:     pid {daemon['pid']}, {info['state']}, socket {daemon['socket']}")
+        for root in info.get("roots", []):
+            why = f" ({root['why']})" if root.get("why") else ""
+            lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")
+    else:
+        lines.append("daemon:     not running (`findsimilar daemon start`)")
+    if info.get("model"):
+        dim = f" ({info['dim']}-d)" if info.get("dim") else ""
+        lines.append(f"model:      {info['model']}{dim}")
+    lines.append(f"data dir:   {info['data_dir']}")
+    if "store_bytes" in info:
+        index = f", index {_human(int(info['index_bytes']))}" if "index_bytes" in info else ""
+        lines.append(f"store size: {_human(int(info['store_bytes']))}{index}")
+    lines += [f"  failed: {f['path']}: {f['error']}" for f in info.get("recent_failures", [])]
+    return "\n".join(lines)
 
 
 def _human(n: int) -> str:
@@ -210,6 +256,252 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+# -- the daemon -------------------------------------------------------------------------
+@cli.group("daemon")
+def daemon_group() -> None:
+    """Run, start, stop or inspect the background daemon.
+
+    \b
+    Examples:
+      findsimilar daemon start
+      findsimilar daemon status
+      findsimilar daemon stop
+    """
+
+
+@daemon_group.command("run")
+@click.option("--idle-exit", type=float, default=None, metavar="SECONDS",
+              help="Exit after this long idle, if there is no folder to watch.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def daemon_run(idle_exit: float | None, verbose: bool) -> None:
+    """Run the daemon in the foreground (what systemd runs).
+
+    Logs go to stderr (the journal under systemd). Accepts a listening socket
+    from systemd socket activation (LISTEN_FDS). SIGTERM stops it cleanly.
+
+    \b
+    Example:
+      findsimilar daemon run
+    """
+    from findsimilar import systemd
+    from findsimilar.daemon.logs import setup_logging
+    from findsimilar.daemon.service import Daemon
+
+    setup_logging(verbose)
+    inherited = systemd.first_unix_listener(systemd.listen_fds())
+    try:
+        code = Daemon(load_config(), listen_socket=inherited, idle_exit=idle_exit).run()
+    except FindSimilarError as exc:
+        _fail(exc)
+        return
+    sys.exit(code)
+
+
+@daemon_group.command("start")
+def daemon_start() -> None:
+    """Start the daemon in the background; returns once it answers.
+
+    \b
+    Example:
+      findsimilar daemon start
+    """
+    config = load_config()
+    try:
+        with DaemonClient(config) as client:
+            pid = client.call("ping")["pid"]
+        click.echo(f"the daemon is already running (pid {pid})")
+        return
+    except DaemonUnavailable:
+        pass
+    try:
+        pid = start_daemon(config)
+    except FindSimilarError as exc:
+        _fail(exc)
+        return
+    click.echo(f"started the daemon (pid {pid}) on {config.socket_path}")
+
+
+@daemon_group.command("stop")
+def daemon_stop() -> None:
+    """Stop the daemon (it saves its index first); waits until it has exited.
+
+    \b
+    Example:
+      findsimilar daemon stop
+    """
+    config = load_config()
+    try:
+        with DaemonClient(config) as client:
+            pid = client.call("stop")["pid"]
+    except DaemonUnavailable:
+        click.echo("the daemon is not running")
+        return
+    except FindSimilarError as exc:
+        _fail(exc)
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    click.echo(f"stopped the daemon (pid {pid})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is gone for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+@daemon_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+def daemon_status(as_json: bool) -> None:
+    """Whether the daemon runs; its pid, socket, state and queue. Exit 8 if not running.
+
+    \b
+    Example:
+      findsimilar daemon status
+    """
+    config = load_config()
+    try:
+        with DaemonClient(config) as client:
+            info = client.call("status")
+    except DaemonUnavailable as exc:
+        if as_json:
+            click.echo(json.dumps({"running": False, "socket": str(config.socket_path)}))
+        else:
+            click.echo(f"not running ({exc})")
+        sys.exit(exc.exit_code)
+    except FindSimilarError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps({"running": True, **info}))
+        return
+    d = info["daemon"]
+    click.echo(f"running: pid {d['pid']}, version {d['version']}, up {d['uptime']:.0f} s")
+    click.echo(f"socket:  {d['socket']}")
+    click.echo(f"state:   {info['state']}, {info['queued']} queued")
+
+
+# -- watched folders ---------------------------------------------------------------------
+@cli.group("watch")
+def watch_group() -> None:
+    """Choose the folders the daemon watches (default: your XDG pictures folder).
+
+    \b
+    Examples:
+      findsimilar watch add ~/Photos --exclude 'exports*'
+      findsimilar watch list
+      findsimilar watch remove ~/Photos
+    """
+
+
+def _daemon_call(command: str, **args: Any) -> Any:
+    """Ask the daemon, starting it if needed."""
+    config = load_config()
+    backend = choose_backend(config, no_daemon=False)
+    assert hasattr(backend, "client")
+    try:
+        return backend.client.call(command, **args)
+    finally:
+        backend.close()
+
+
+@watch_group.command("add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Skip folders matching GLOB (repeatable), besides hidden and cache folders.")
+def watch_add(paths: tuple[str, ...], excludes: tuple[str, ...]) -> None:
+    """Watch folders (persisted); they are indexed now and followed from then on.
+
+    \b
+    Example:
+      findsimilar watch add ~/Pictures /mnt/nas/photos
+    """
+    try:
+        for path in paths:
+            result = _daemon_call("watch_add", path=os.path.abspath(path),
+                                  excludes=list(excludes))
+            click.echo(f"watching {result['path']} (indexing in the background: "
+                       "`findsimilar status`)")
+    except FindSimilarError as exc:
+        _fail(exc)
+
+
+@watch_group.command("remove")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def watch_remove(paths: tuple[str, ...]) -> None:
+    """Stop watching folders (their photos stay indexed).
+
+    \b
+    Example:
+      findsimilar watch remove /mnt/nas/photos
+    """
+    try:
+        for path in paths:
+            result = _daemon_call("watch_remove", path=os.path.abspath(path))
+            click.echo(("stopped watching " if result["removed"] else "was not watching ")
+                       + result["path"])
+    except FindSimilarError as exc:
+        _fail(exc)
+
+
+@watch_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+def watch_list(as_json: bool) -> None:
+    """List watched folders and how each is followed (watch, rescan, unavailable).
+
+    \b
+    Example:
+      findsimilar watch list
+    """
+    try:
+        roots = _daemon_call("watch_list")
+    except FindSimilarError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(roots))
+        return
+    for root in roots:
+        extra = " (default)" if root.get("default") else ""
+        why = f": {root['why']}" if root.get("why") else ""
+        click.echo(f"{root['path']}\t{root['mode']}{extra}{why}")
+
+
+@cli.command("reindex")
+@click.argument("paths", nargs=-1, type=click.Path())
+def reindex_cmd(paths: tuple[str, ...]) -> None:
+    """Ask the daemon to rescan watched folders (all, or those given) in the background.
+
+    \b
+    Example:
+      findsimilar reindex ~/Pictures
+    """
+    try:
+        _daemon_call("reindex", paths=[os.path.abspath(p) for p in paths])
+    except FindSimilarError as exc:
+        _fail(exc)
+        return
+    click.echo("rescan queued (`findsimilar status` shows progress)")
+
+
+def _register_service() -> None:
+    from .service import service_group
+
+    cli.add_command(service_group)
+
+
+_register_service()
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ handles to the store and the index.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,9 @@ class Engine:
             leftover.unlink(missing_ok=True)  # a save that was killed half-way
         self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
                                              self.extractor.dim)
+        self._indexer: Indexer | None = None
+        self._readers = threading.local()
+        self._reader_stores: list[Store] = []
         self.store.set_setting("extractor", self.extractor.id)
         if self.repair.reason:
             self.save()
@@ -65,6 +70,26 @@ class Engine:
     def close(self) -> None:
         self.save()
         self.store.close()
+        for reader in self._reader_stores:
+            with contextlib.suppress(Exception):
+                reader.close()
+
+    @property
+    def indexer(self) -> Indexer:
+        """The one indexer (the store's writer); use it from one thread at a time."""
+        if self._indexer is None:
+            self._indexer = Indexer(self.store, self.index, self.extractor, self.config)
+        return self._indexer
+
+    def reader(self) -> Store:
+        """A store connection for the calling thread's reads (WAL: never blocked by the
+        writer). The writer — the indexing thread — uses ``self.store``."""
+        store = getattr(self._readers, "store", None)
+        if store is None:
+            store = Store(self.config.store_path)
+            self._readers.store = store
+            self._reader_stores.append(store)
+        return store
 
     def __enter__(self) -> Engine:
         return self
@@ -82,9 +107,8 @@ class Engine:
         for p in paths:
             if not os.path.lexists(p):
                 raise MissingFileError(f"no such file or folder: {p}")
-        indexer = Indexer(self.store, self.index, self.extractor, self.config)
         try:
-            return indexer.index_paths(paths, progress)
+            return self.indexer.index_paths(paths, progress)
         finally:
             self.save()
 
@@ -108,7 +132,7 @@ class Engine:
         return self._neighbours(name, vector, k, min_score)
 
     def status(self) -> dict[str, object]:
-        counts = self.store.counts()
+        counts = self.reader().counts()
         size = sum(f.stat().st_size for f in self.config.data_dir.glob("store.db*"))
         return {
             **counts,
@@ -118,7 +142,7 @@ class Engine:
             "data_dir": str(self.config.data_dir),
             "store_bytes": size,
             "index_bytes": self.index_path.stat().st_size if self.index_path.exists() else 0,
-            "recent_failures": self.store.failures(20),
+            "recent_failures": self.reader().failures(20),
         }
 
     # -- helpers ---------------------------------------------------------------
@@ -146,14 +170,15 @@ class Engine:
 
     def _stored_vector(self, query: str, st: os.stat_result) -> np.ndarray | None:
         """The indexed vector of an unchanged indexed file: no model call needed."""
-        rec = self.store.file(query)
+        store = self.reader()
+        rec = store.file(query)
         if rec is None or rec.status != "ok" or rec.content_hash is None:
             return None
         if rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
             return None
-        ids = self.store.feature_ids([rec.content_hash], self.extractor.id)
+        ids = store.feature_ids([rec.content_hash], self.extractor.id)
         fid = ids.get(rec.content_hash)
-        return self.store.vector(fid) if fid is not None else None
+        return store.vector(fid) if fid is not None else None
 
     def _neighbours(self, query: str, vector: np.ndarray, k: int,
                     min_score: float | None) -> SearchResult:
@@ -164,7 +189,7 @@ class Engine:
         while True:
             scores, ids = self.index.search(vector[None], fetch)
             hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-            paths = self.store.paths_for_features(i for _, i in hits)
+            paths = self.reader().paths_for_features(i for _, i in hits)
             result.results = []
             for score, fid in hits:
                 if min_score is not None and score < min_score:

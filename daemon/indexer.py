@@ -59,12 +59,14 @@ class IndexSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     still_failing: int = 0  # unchanged files that failed before (not retried)
     seconds: float = 0.0
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {"new": self.new, "changed": self.changed, "unchanged": self.unchanged,
                 "moved": self.moved, "removed": self.removed, "extracted": self.extracted,
                 "failed": [{"path": p, "reason": r} for p, r in self.failed],
-                "still_failing": self.still_failing, "seconds": round(self.seconds, 3)}
+                "still_failing": self.still_failing, "seconds": round(self.seconds, 3),
+                "interrupted": self.interrupted}
 
 
 @dataclass
@@ -106,20 +108,28 @@ class Indexer:
         self.extractor = extractor
         self.config = config
         self._local = threading.local()
+        self._should_stop: Callable[[], bool] = lambda: False
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------
     def index_paths(self, roots: Iterable[str], progress: ProgressFn | None = None,
-                    ) -> IndexSummary:
-        """Index files and folders (recursively); returns what changed."""
+                    should_stop: Callable[[], bool] | None = None,
+                    exclude: Iterable[str] = (), explicit_files: bool = True) -> IndexSummary:
+        """Index files and folders (recursively); returns what changed.
+
+        ``should_stop`` is polled between files: when it returns True the run
+        commits what it has and returns early with ``interrupted`` set.
+        """
+        self._should_stop = should_stop or (lambda: False)
         started = time.monotonic()
         summary = IndexSummary()
         roots = [os.path.abspath(r) for r in roots]
         known = self._known(roots)
         problems: list[ScanProblem] = []
         scanned = list(scan(roots, known={p: (r.size, r.mtime_ns) for p, r in known.items()},
-                            problems=problems))
+                            problems=problems, exclude=exclude,
+                            explicit_files=explicit_files))
         summary.failed.extend((p.path, p.reason) for p in problems)
         todo, old_hashes = self._triage(scanned, known, summary)
         # A root we could not read (unmounted, permissions) is not a mass deletion.
@@ -128,7 +138,8 @@ class Indexer:
                     if not _under_any(p, unreadable)}
         moved_from = {known[p].content_hash for p in vanished if known[p].status == "ok"}
         self._process(todo, known, moved_from, summary, progress)
-        self._retire(vanished, old_hashes, summary)
+        if not summary.interrupted:  # an unfinished run cannot tell moves from deletions
+            self._retire(vanished, old_hashes, summary)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -181,6 +192,11 @@ class Indexer:
                 if len(pending) >= window:
                     break
             while pending:
+                if self._should_stop():
+                    summary.interrupted = True
+                    for fut in pending:
+                        fut.cancel()
+                    break
                 item = pending.popleft().result()
                 nxt = next(files, None)
                 if nxt is not None:
@@ -314,9 +330,29 @@ class Indexer:
             orphans = self.store.delete_files(sorted(vanished))
             orphans |= {h for h in old_hashes if not self.store.hash_in_use(h)}
         summary.removed = max(0, len(vanished) - summary.moved)
+        self._drop_orphans(orphans)
+
+    def _drop_orphans(self, orphans: set[str]) -> None:
+        """Vectors whose content no file shows any more leave the index (not the store)."""
         if orphans:
             ids = self.store.feature_ids(orphans, self.extractor.id)
             self.index.remove(np.fromiter(ids.values(), np.int64, len(ids)))
+
+    def remove_paths(self, paths: Iterable[str]) -> int:
+        """Forget deleted files or folders; returns how many file rows went."""
+        gone = {r.path for p in paths for r in self.store.files_under(os.path.abspath(p))}
+        if gone:
+            self._retire(gone, set(), IndexSummary())
+        return len(gone)
+
+    def move_path(self, src: str, dst: str) -> int:
+        """A file or folder was renamed or moved: re-point its rows, no model call.
+
+        Returns the number of rows moved (0 if nothing was known under ``src``).
+        """
+        moved, orphans = self.store.move_path(os.path.abspath(src), os.path.abspath(dst))
+        self._drop_orphans(orphans)
+        return moved
 
 
 

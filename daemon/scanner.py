@@ -77,14 +77,16 @@ def _read_head(path: str) -> bytes:
 
 def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = None,
          exclude: Iterable[str] = (), problems: list[ScanProblem] | None = None,
-         ) -> Iterator[ScannedFile]:
+         explicit_files: bool = True) -> Iterator[ScannedFile]:
     """Yield candidate image files under ``roots`` (absolute paths).
 
     ``known`` maps already-stored paths to (size, mtime_ns): such files skip the
     signature read. Unreadable folders and files go to ``problems``.
     Symlinks found while walking are not followed, but a root that is a
     symlink to a folder is (``~/Pictures`` often points at another disk).
-    Hidden and cache folders are skipped.
+    Hidden and cache folders are skipped. A root that is a file is always a
+    candidate when ``explicit_files`` (the user named it), else only when it
+    looks like an image (the watcher reporting any file that changed).
     """
     known = known or {}
     exclude = tuple(exclude)
@@ -97,7 +99,7 @@ def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = Non
             _note(problems, root, exc)
             continue
         if stat.S_ISREG(st.st_mode):
-            yield from _consider(root, st, known, problems, explicit=True)
+            yield from _consider(root, st, known, problems, explicit=explicit_files)
         elif stat.S_ISDIR(st.st_mode):
             yield from _walk(root, known, exclude, problems)
 

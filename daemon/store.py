@@ -14,6 +14,7 @@ The FAISS index stores feature ids; it is a cache rebuilt from here.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -47,6 +48,13 @@ def m001_files_and_features(db: sqlite_utils.Database) -> None:
     }, pk="id", not_null={"content_hash", "extractor", "vector"})
     db["features"].create_index(["content_hash", "extractor"], unique=True)  # type: ignore[union-attr]
     db["settings"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+
+
+@migrations()
+def m002_watched_roots(db: sqlite_utils.Database) -> None:
+    db["roots"].create({  # type: ignore[union-attr]
+        "path": str, "dev": int, "excludes": str, "added_at": float,
+    }, pk="path")
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,42 @@ class Store:
                     "and content_hash is not null", chunk))
                 self.db.execute(f"delete from files where path in ({marks})", chunk)
         return {h for h in hashes if not self.hash_in_use(h)}
+
+    def move_path(self, src: str, dst: str) -> tuple[int, set[str]]:
+        """Re-point a file, or a folder and everything under it, from ``src`` to ``dst``.
+
+        Rows already at the destination are replaced (the move overwrote them).
+        Returns (rows moved, content hashes no ok file uses any more).
+        """
+        src, dst = src.rstrip("/") or "/", dst.rstrip("/") or "/"
+        moving = [r.path for r in self.files_under(src)]
+        if not moving:
+            return 0, set()
+        targets = [dst + p[len(src):] for p in moving]
+        with self.db.atomic():
+            orphans = self.delete_files(t for t in targets if t not in set(moving))
+            for chunk in _chunks(moving, 500):
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    f"update files set path = ? || substr(path, ?) where path in ({marks})",
+                    [dst, len(src) + 1, *chunk])
+        return len(moving), {h for h in orphans if not self.hash_in_use(h)}
+
+    # -- watched roots -----------------------------------------------------------
+    def roots(self) -> list[dict[str, object]]:
+        return [{**r, "excludes": json.loads(r["excludes"] or "[]")}
+                for r in self.db.query("select path, dev, excludes from roots order by path")]
+
+    def add_root(self, path: str, dev: int, excludes: list[str]) -> None:
+        self.db["roots"].upsert(  # type: ignore[union-attr]
+            {"path": path, "dev": dev, "excludes": json.dumps(excludes),
+             "added_at": time.time()}, pk="path")
+
+    def remove_root(self, path: str) -> bool:
+        with self.db.atomic():
+            found = bool(list(self.db.query("select 1 from roots where path = ?", [path])))
+            self.db.execute("delete from roots where path = ?", [path])
+        return found
 
     def image_info(self, hashes: Iterable[str]) -> dict[str, dict[str, object]]:
         """Format, width and height known for each content hash (from any of its files)."""

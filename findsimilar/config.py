@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Config", "DEFAULT_EXTRACTOR", "load_config"]
+__all__ = ["Config", "DEFAULT_EXTRACTOR", "default_pictures_dir", "default_socket_path",
+           "load_config", "runtime_dir", "standard_data_dir"]
 
 DEFAULT_EXTRACTOR = "efficientnet-lite0-gem"
 
@@ -37,6 +39,19 @@ class Config:
     model_threads: int = field(default_factory=lambda: max(1, _cpus() // 2))
     decode_workers: int = field(default_factory=lambda: max(1, min(8, _cpus() - _cpus() // 2 + 1)))
 
+    socket_path: Path = None  # type: ignore[assignment]  # set in __post_init__
+    # Watching: a file is indexed once it has been quiet this long after a
+    # close-write event, or this long without any event at all (writers that never
+    # close, e.g. a slow download that stalls).
+    settle_after_close: float = 0.2
+    settle_quiet: float = 2.0
+    # Roots whose inotify watches could not be set up are rescanned this often.
+    rescan_interval: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.socket_path is None:
+            object.__setattr__(self, "socket_path", default_socket_path(Path(self.data_dir)))
+
     @property
     def store_path(self) -> Path:
         return self.data_dir / "store.db"
@@ -53,11 +68,57 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def standard_data_dir() -> Path:
+    """The XDG data dir for findsimilar, whatever FINDSIMILAR_DATA_DIR says."""
+    return _xdg("XDG_DATA_HOME", ".local/share") / "findsimilar"
+
+
 def default_data_dir() -> Path:
     override = os.environ.get("FINDSIMILAR_DATA_DIR")
     if override:
         return Path(override).expanduser().absolute()
     return _xdg("XDG_DATA_HOME", ".local/share") / "findsimilar"
+
+
+def runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/findsimilar``, or ``/tmp/findsimilar-UID`` without a session."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return Path(base) / "findsimilar"
+    return Path(f"/tmp/findsimilar-{os.getuid()}")
+
+
+def default_socket_path(data_dir: Path | None = None) -> Path:
+    """``FINDSIMILAR_SOCKET``, else one socket per data dir in the runtime dir.
+
+    The default data dir gets ``daemon.sock`` (what the systemd socket unit
+    listens on); another data dir gets ``daemon-<hash>.sock`` so that two stores
+    never talk to each other's daemon.
+    """
+    override = os.environ.get("FINDSIMILAR_SOCKET")
+    if override:
+        return Path(override).expanduser().absolute()
+    data_dir = data_dir or default_data_dir()
+    if data_dir == standard_data_dir():
+        return runtime_dir() / "daemon.sock"
+    digest = hashlib.sha256(str(data_dir).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return runtime_dir() / f"daemon-{digest}.sock"
+
+
+def default_pictures_dir() -> Path:
+    """The XDG pictures folder (``XDG_PICTURES_DIR`` or user-dirs.dirs), else ~/Pictures."""
+    value = os.environ.get("XDG_PICTURES_DIR")
+    if not value:
+        dirs = _xdg("XDG_CONFIG_HOME", ".config") / "user-dirs.dirs"
+        try:
+            for line in dirs.read_text().splitlines():
+                if line.startswith("XDG_PICTURES_DIR="):
+                    value = line.split("=", 1)[1].strip().strip('"')
+        except OSError:
+            pass
+    if value:
+        return Path(value.replace("$HOME", str(Path.home()))).expanduser()
+    return Path.home() / "Pictures"
 
 
 def load_config() -> Config:
@@ -66,7 +127,9 @@ def load_config() -> Config:
     ``FINDSIMILAR_DATA_DIR`` moves all state; ``FINDSIMILAR_EXTRACTOR`` picks the
     feature extractor (default ``efficientnet-lite0-gem``).
     """
-    kwargs: dict[str, object] = {"data_dir": default_data_dir()}
+    data_dir = default_data_dir()
+    kwargs: dict[str, object] = {"data_dir": data_dir,
+                                 "socket_path": default_socket_path(data_dir)}
     extractor = os.environ.get("FINDSIMILAR_EXTRACTOR")
     if extractor:
         kwargs["extractor"] = extractor

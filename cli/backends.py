@@ -1,0 +1,180 @@
+"""Where a command runs: in the daemon (default) or in this process (``--no-daemon``).
+
+Both backends return plain dicts shaped like the socket protocol's results, so
+the commands print the same thing either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from findsimilar.config import Config, standard_data_dir
+from findsimilar.errors import FindSimilarError
+
+from .client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
+
+__all__ = ["Backend", "DaemonBackend", "LocalBackend", "choose_backend", "offline_status"]
+
+ProgressFn = Callable[[int, int], None]
+# A daemon with nothing of its own to watch exits after this long idle; the next
+# command (or the systemd socket) starts it again.
+AUTOSTART_IDLE_EXIT = 600.0
+
+
+class Backend(Protocol):
+    def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]: ...
+    def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]: ...
+    def status(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """Runs the engine in this process: loads the model for every command."""
+
+    def __init__(self, config: Config) -> None:
+        from findsimilar.daemon.engine import Engine
+
+        self.engine = Engine(config)
+
+    def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]:
+        return self.engine.index_paths(paths, progress).as_dict()
+
+    def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
+        out = []
+        for path in paths:
+            try:
+                out.append(self.engine.search(path, k=k, min_score=min_score).as_dict())
+            except FindSimilarError as exc:
+                out.append(_error_entry(path, type(exc).__name__, str(exc), exc.exit_code))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {**self.engine.status(), "queued": 0, "daemon": None}
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class DaemonBackend:
+    """Asks the running daemon; the model is already warm there."""
+
+    def __init__(self, client: DaemonClient) -> None:
+        self.client = client
+
+    def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]:
+        paths = [os.path.abspath(p) for p in paths]
+        stop = threading.Event()
+        watcher = None
+        if progress is not None:
+            watcher = threading.Thread(target=self._poll_progress, args=(progress, stop),
+                                       daemon=True)
+            watcher.start()
+        try:
+            return self.client.call("index", paths=paths)
+        finally:
+            stop.set()
+            if watcher:
+                watcher.join(timeout=1)
+
+    def _poll_progress(self, progress: ProgressFn, stop: threading.Event) -> None:
+        try:
+            with DaemonClient(self.client.config, timeout=5) as c:
+                while not stop.wait(0.25):
+                    info = c.call("status")
+                    p = info.get("progress") or {}
+                    if p.get("total"):
+                        progress(int(p["done"]), int(p["total"]))
+        except FindSimilarError:
+            return
+
+    def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
+        queries = [os.path.abspath(p) for p in paths]
+        results = self.client.call("search", paths=queries, k=k, min_score=min_score)
+        return [self._retry_with_bytes(r, k, min_score) for r in results]
+
+    def _retry_with_bytes(self, result: dict, k: int, min_score: float | None) -> dict:
+        """A file we can read but the daemon cannot (permissions, private mounts)."""
+        err = result.get("error")
+        if not err or err.get("type") not in ("MissingFileError", "ImageDecodeError"):
+            return result
+        if "cannot" not in err.get("message", "") and err["type"] != "MissingFileError":
+            return result
+        try:
+            with open(result["query"], "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return result
+        try:
+            found = self.client.call("search_bytes", data=base64.b64encode(data).decode(),
+                                     name=result["query"], k=k, min_score=min_score)
+        except RemoteError as exc:
+            return _error_entry(result["query"], exc.kind, str(exc), exc.exit_code)
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return self.client.call("status")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _error_entry(path: str, kind: str, message: str, exit_code: int) -> dict[str, Any]:
+    return {"query": os.path.abspath(path),
+            "error": {"type": kind, "message": message, "exit_code": exit_code}}
+
+
+def no_daemon_requested(flag: bool) -> bool:
+    return flag or os.environ.get("FINDSIMILAR_NO_DAEMON", "") not in ("", "0")
+
+
+def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -> Backend:
+    """The daemon if it runs (starting it if allowed), else this process."""
+    if no_daemon_requested(no_daemon):
+        return LocalBackend(config)
+    try:
+        return DaemonBackend(DaemonClient(config).connect())
+    except DaemonUnavailable:
+        if not autostart:
+            raise
+    # The daemon of the standard data dir watches ~/Pictures and stays; one started
+    # for another data dir with no folders to watch exits when idle.
+    idle = None if config.data_dir == standard_data_dir() else AUTOSTART_IDLE_EXIT
+    pid = start_daemon(config, idle_exit=idle)
+    print(f"findsimilar: started the daemon (pid {pid}); it keeps the model loaded"
+          + (" and watches your folders" if idle is None else
+             f" and exits after {int(idle // 60)} idle minutes")
+          + ". `findsimilar daemon stop` stops it; --no-daemon skips it.", file=sys.stderr)
+    return DaemonBackend(DaemonClient(config).connect())
+
+
+def offline_status(config: Config) -> dict[str, Any]:
+    """Counts straight from SQLite (no model, no daemon) for `status` when none runs."""
+    info: dict[str, Any] = {"files": 0, "indexed": 0, "failed": 0, "unique_images": 0,
+                            "queued": 0, "daemon": None, "data_dir": str(config.data_dir)}
+    path = config.store_path
+    if not path.exists():
+        return info
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute(
+            "select count(*), sum(status = 'ok'), sum(status = 'failed'), "
+            "count(distinct case when status = 'ok' then content_hash end) from files").fetchone()
+        info.update(files=row[0], indexed=row[1] or 0, failed=row[2] or 0,
+                    unique_images=row[3] or 0)
+        model = conn.execute("select value from settings where key = 'extractor'").fetchone()
+        info["model"] = model[0] if model else None
+        info["recent_failures"] = [
+            {"path": p, "error": e} for p, e in conn.execute(
+                "select path, error from files where status = 'failed' order by path limit 20")]
+    except sqlite3.Error as exc:
+        raise FindSimilarError(f"cannot read the store {path}: {exc}") from None
+    finally:
+        conn.close()
+    info["store_bytes"] = sum(f.stat().st_size for f in config.data_dir.glob("store.db*"))
+    return info

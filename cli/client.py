@@ -1,0 +1,134 @@
+"""The thin socket client: stdlib only, so `findsimilar photo.jpg` starts instantly.
+
+No torch, faiss or numpy is imported on this path (``python -X importtime`` is
+checked in the tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from findsimilar.config import Config
+from findsimilar.errors import FindSimilarError
+from findsimilar.protocol import ProtocolError, recv_message, request, send_message
+
+__all__ = ["DaemonClient", "DaemonUnavailable", "RemoteError", "start_daemon"]
+
+EXIT_NO_DAEMON = 8
+
+
+class DaemonUnavailable(FindSimilarError):
+    """Nothing answers on the socket."""
+
+    exit_code = EXIT_NO_DAEMON
+
+
+class RemoteError(FindSimilarError):
+    """The daemon answered with an error; carries its type and exit code."""
+
+    def __init__(self, kind: str, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = exit_code
+
+
+class DaemonClient:
+    """One connection to the daemon; ``call`` sends a request and returns its result."""
+
+    def __init__(self, config: Config, timeout: float | None = None) -> None:
+        self.config = config
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+
+    def connect(self) -> DaemonClient:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        try:
+            sock.connect(str(self.config.socket_path))
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnavailable(
+                f"no findsimilar daemon answers on {self.config.socket_path} "
+                f"({exc.strerror or exc})") from None
+        sock.settimeout(self.timeout)
+        self._sock = sock
+        return self
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> DaemonClient:
+        return self if self._sock else self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, command: str, **args: Any) -> Any:
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        message = request(command, **args)
+        message["data_dir"] = str(self.config.data_dir)
+        try:
+            send_message(self._sock, message)
+            reply = recv_message(self._sock)
+        except (OSError, ProtocolError) as exc:
+            self.close()
+            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from None
+        if not isinstance(reply, dict):
+            raise RemoteError("ProtocolError", "the daemon sent a malformed reply")
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise RemoteError(str(err.get("type", "Error")), str(err.get("message", reply)),
+                              int(err.get("exit_code", 1)))
+        return reply.get("result")
+
+
+def daemon_command(config: Config, idle_exit: float | None) -> list[str]:
+    cmd = [sys.executable, "-m", "findsimilar", "daemon", "run"]
+    if idle_exit:
+        cmd += ["--idle-exit", str(int(idle_exit))]
+    return cmd
+
+
+def start_daemon(config: Config, *, idle_exit: float | None = None,
+                 wait: float = 60.0) -> int:
+    """Start a background daemon and return its pid once it answers.
+
+    Its log goes to ``DATA_DIR/daemon.log``. Raises DaemonUnavailable if it dies
+    or does not answer within ``wait`` seconds.
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = Path(config.data_dir) / "daemon.log"
+    env = {**os.environ, "FINDSIMILAR_DATA_DIR": str(config.data_dir),
+           "FINDSIMILAR_SOCKET": str(config.socket_path)}
+    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(daemon_command(config, idle_exit), stdin=devnull, stdout=log,
+                                stderr=log, env=env, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DaemonUnavailable(f"the daemon exited at start (code {proc.returncode}): "
+                                    f"{_tail(log_path)}")
+        with contextlib.suppress(DaemonUnavailable), DaemonClient(config, timeout=5) as c:
+            c.call("ping")
+            return proc.pid
+        time.sleep(0.05)
+    raise DaemonUnavailable(f"the daemon did not answer within {wait:.0f} s; see {log_path}")
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])

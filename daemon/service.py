@@ -1,0 +1,459 @@
+"""The long-lived daemon: warm model, watched folders, background indexing, socket API.
+
+Threads:
+  * main: signals and shutdown;
+  * fs-accept / fs-client: the socket server (queries never wait for indexing,
+    except for one model batch when a query needs the model);
+  * fs-index: the only writer; runs the start-up reconcile, then watcher
+    operations, in order;
+  * watchdog's threads and fs-debounce: file events -> settled operations.
+
+SIGTERM: stop accepting, let the indexer commit its current batch, save the
+index atomically, exit (well inside systemd's 10 s; target 5 s).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from findsimilar import __version__, systemd
+from findsimilar.config import Config, default_pictures_dir, standard_data_dir
+from findsimilar.errors import FindSimilarError
+from findsimilar.protocol import error_reply, ok_reply
+
+from .engine import Engine
+from .indexer import IndexSummary
+from .server import SocketServer, bind_unix_socket
+from .watcher import Delete, Move, Op, Upsert, Watcher
+
+__all__ = ["AlreadyRunning", "Daemon"]
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunning(FindSimilarError):
+    exit_code = 7
+
+
+@dataclass
+class _Task:
+    kind: str  # "reconcile" | "ops" | "index"
+    payload: Any = None
+    done: Future[Any] = field(default_factory=Future)
+
+
+@dataclass
+class _Progress:
+    state: str = "starting"
+    done: int = 0
+    total: int = 0
+    started: float = 0.0
+    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=200))
+
+    def rate(self) -> float:
+        """Images per second over the last minute of progress."""
+        now = time.monotonic()
+        points = [(t, n) for t, n in self.recent if now - t < 60]
+        if len(points) < 2 or points[-1][0] == points[0][0]:
+            return 0.0
+        return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+
+
+class Daemon:
+    """One per data dir (enforced by a lock file)."""
+
+    def __init__(self, config: Config, *, listen_socket: socket.socket | None = None,
+                 idle_exit: float | None = None) -> None:
+        self.config = config
+        self.listen_socket = listen_socket
+        # Exit after this many idle seconds, but only with no folder to watch.
+        self.idle_exit = idle_exit
+        self._last_activity = time.monotonic()
+        self.engine: Engine | None = None
+        self.started = time.time()
+        self._tasks: queue.Queue[_Task] = queue.Queue()
+        self._stop = threading.Event()
+        self._progress = _Progress()
+        self._rescan: dict[str, str] = {}  # root -> why it is rescanned, not watched
+        self._unavailable: set[str] = set()
+        self._lock_fd: int | None = None
+        self._owns_socket_file = False
+        self.watcher: Watcher | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or a ``stop`` command; returns the exit code."""
+        self._take_lock()
+        try:
+            sock = self.listen_socket or self._bind()
+            self.engine = Engine(self.config)
+            server = SocketServer(sock, self.handle)
+            self.watcher = Watcher(self._enqueue_ops,
+                                   settle_after_close=self.config.settle_after_close,
+                                   settle_quiet=self.config.settle_quiet,
+                                   on_watch_failed=self._watch_failed,
+                                   on_root_gone=self._root_gone)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+            server.start()
+            self.watcher.start()
+            worker = threading.Thread(target=self._work, name="fs-index", daemon=True)
+            worker.start()
+            systemd.notify_ready(f"serving on {self.config.socket_path}")
+            log.info("findsimilar %s serving %s (data in %s)", __version__,
+                     self.config.socket_path, self.config.data_dir)
+            self._tasks.put(_Task("reconcile", None))
+            self._warm_up()
+            while not self._stop.wait(timeout=0.5):
+                self._periodic()
+            return self._shutdown(server, worker)
+        finally:
+            self._release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _take_lock(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.config.data_dir / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise AlreadyRunning(
+                f"a findsimilar daemon (pid {pid or '?'}) already serves "
+                f"{self.config.data_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _bind(self) -> socket.socket:
+        sock = bind_unix_socket(self.config.socket_path)
+        self._owns_socket_file = True
+        return sock
+
+    def _release(self) -> None:
+        if self._owns_socket_file:
+            with contextlib.suppress(OSError):
+                self.config.socket_path.unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _warm_up(self) -> None:
+        """Load the model now, so the first query does not pay for it."""
+        assert self.engine is not None
+        import numpy as np
+
+        size = self.engine.extractor.input_size
+        self.engine.extractor.embed(np.zeros((1, size, size, 3), np.uint8))
+
+    def _shutdown(self, server: SocketServer, worker: threading.Thread) -> int:
+        assert self.engine is not None and self.watcher is not None
+        systemd.notify_stopping()
+        log.info("stopping")
+        server.close()
+        self.watcher.stop()
+        self._tasks.put(_Task("quit"))
+        worker.join(timeout=4)
+        if worker.is_alive():
+            log.warning("indexer still busy at shutdown; its last batch is lost, not damaged")
+        self.engine.close()
+        log.info("stopped")
+        return 0
+
+    # -- roots -------------------------------------------------------------------
+    def roots(self) -> list[dict[str, Any]]:
+        assert self.engine is not None
+        roots = self.engine.reader().roots()
+        if (not roots and self.config.data_dir == standard_data_dir()
+                and not self.engine.reader().get_setting("roots_configured")):
+            pictures = default_pictures_dir()
+            return [{"path": str(pictures), "dev": None, "excludes": [], "default": True}]
+        return roots
+
+    def _root_available(self, root: dict[str, Any]) -> bool:
+        """False for a root that is missing, or an empty mount point of another disk."""
+        path = root["path"]
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if root.get("dev") is not None and st.st_dev != root["dev"]:
+            return False
+        return os.path.isdir(path)
+
+    def _watch_failed(self, root: str, why: str) -> None:
+        self._rescan[root] = why
+
+    def _root_gone(self, root: str) -> None:
+        self._unavailable.add(root)
+        assert self.watcher is not None
+        self.watcher.remove_root(root)
+
+    def _periodic(self) -> None:
+        """Rescan roots that inotify could not watch; pick up roots that came back;
+        exit when idle with nothing to watch (if asked to)."""
+        now = time.monotonic()
+        if (self.idle_exit and now - self._last_activity > self.idle_exit
+                and self._tasks.empty() and self._progress.state == "idle" and not self.roots()):
+            log.info("idle for %.0f s with no folder to watch: exiting", self.idle_exit)
+            self._stop.set()
+            return
+        last = getattr(self, "_last_periodic", 0.0)
+        if now - last < min(self.config.rescan_interval, 60.0):
+            return
+        self._last_periodic = now
+        if self._rescan or self._unavailable:
+            self._tasks.put(_Task("reconcile", None))
+
+    # -- the indexing thread --------------------------------------------------------
+    def _enqueue_ops(self, ops: list[Op]) -> None:
+        self._tasks.put(_Task("ops", ops))
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task.kind == "quit" or self._stop.is_set() and task.kind != "index":
+                task.done.cancel()
+                if task.kind == "quit":
+                    return
+                continue
+            try:
+                task.done.set_result(self._run_task(task))
+            except Exception as exc:
+                log.exception("indexing task %s failed", task.kind)
+                task.done.set_exception(exc)
+            finally:
+                self._progress.state = "idle" if self._tasks.empty() else "busy"
+                self._last_activity = time.monotonic()
+
+    def _run_task(self, task: _Task) -> Any:
+        assert self.engine is not None
+        if task.kind == "reconcile":
+            return self._reconcile(task.payload)
+        if task.kind == "ops":
+            ops = list(task.payload)
+            while not self._tasks.empty():  # coalesce a storm of events into one pass
+                nxt = self._tasks.queue[0]
+                if nxt.kind != "ops":
+                    break
+                ops.extend(self._tasks.get_nowait().payload)
+            return self._apply_ops(ops)
+        if task.kind == "index":
+            return self._index(task.payload, "indexing").as_dict()
+        raise ValueError(task.kind)
+
+    def _index(self, paths: list[str], state: str, exclude: list[str] | None = None,
+               explicit: bool = True) -> IndexSummary:
+        assert self.engine is not None
+        self._progress = _Progress(state=state, started=time.monotonic())
+
+        def progress(done: int, total: int) -> None:
+            self._progress.done, self._progress.total = done, total
+            self._progress.recent.append((time.monotonic(), done))
+
+        summary = self.engine.indexer.index_paths(
+            paths, progress, should_stop=self._stop.is_set, exclude=exclude or (),
+            explicit_files=explicit)
+        self.engine.save()
+        systemd.notify_status(self._status_line())
+        return summary
+
+    def _reconcile(self, only: list[str] | None) -> dict[str, Any]:
+        assert self.watcher is not None
+        done = {}
+        for root in self.roots():
+            path = root["path"]
+            if only and path not in only:
+                continue
+            if not self._root_available(root):
+                if path not in self._unavailable:
+                    log.warning("watched folder %s is not available; keeping its files", path)
+                self._unavailable.add(path)
+                self.watcher.remove_root(path)
+                continue
+            self._unavailable.discard(path)
+            if path not in self._rescan:
+                self.watcher.add_root(path, root.get("excludes", []))  # before the scan
+            summary = self._index([path], "reconciling", exclude=root.get("excludes", []))
+            done[path] = summary.as_dict()
+            log.info("reconciled %s: %d new, %d changed, %d moved, %d removed, %d failed",
+                     path, summary.new, summary.changed, summary.moved, summary.removed,
+                     len(summary.failed))
+        return done
+
+    def _apply_ops(self, ops: list[Op]) -> int:
+        assert self.engine is not None
+        indexer = self.engine.indexer
+        upserts: list[str] = []
+        for op in ops:
+            if isinstance(op, Upsert):
+                upserts.append(op.path)
+                continue
+            if upserts:  # keep the order: changes before this move/delete happen first
+                self._index_changed(upserts)
+                upserts = []
+            if isinstance(op, Move):
+                if indexer.move_path(op.src, op.dst) == 0:
+                    upserts.append(op.dst)  # moved in from an excluded or unknown place
+            elif isinstance(op, Delete) and not self._under_unavailable_root(op.path):
+                indexer.remove_paths([op.path])
+        if upserts:
+            self._index_changed(upserts)
+        self.engine.save()
+        return len(ops)
+
+    def _index_changed(self, paths: list[str]) -> None:
+        present = [p for p in dict.fromkeys(paths) if os.path.lexists(p)]
+        gone = [p for p in dict.fromkeys(paths) if not os.path.lexists(p)]
+        if gone:
+            self.engine.indexer.remove_paths(gone)  # type: ignore[union-attr]
+        if present:
+            self._index(present, "indexing", explicit=False)
+
+    def _under_unavailable_root(self, path: str) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/")
+                   for r in self._unavailable)
+
+    # -- status ------------------------------------------------------------------------
+    def _queued(self) -> int:
+        p = self._progress
+        in_flight = max(0, p.total - p.done) if p.state != "idle" else 0
+        waiting = sum(len(t.payload) for t in list(self._tasks.queue)
+                      if t.kind == "ops" and t.payload)
+        return in_flight + waiting + (self.watcher.pending() if self.watcher else 0)
+
+    def _status_line(self) -> str:
+        queued = self._queued()
+        return f"{self._progress.state}: {queued} queued" if queued else "idle"
+
+    def status(self) -> dict[str, Any]:
+        assert self.engine is not None
+        info = self.engine.status()
+        rate = self._progress.rate()
+        queued = self._queued()
+        info.update({
+            "daemon": {"pid": os.getpid(), "version": __version__,
+                       "uptime": round(time.time() - self.started, 1),
+                       "socket": str(self.config.socket_path)},
+            "state": self._progress.state if queued or self._progress.state != "busy"
+            else "idle",
+            "queued": queued,
+            "progress": {"done": self._progress.done, "total": self._progress.total,
+                         "state": self._progress.state},
+            "rate": round(rate, 2),
+            "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
+            "roots": [{"path": r["path"], "excludes": r.get("excludes", []),
+                       "default": bool(r.get("default")),
+                       "mode": ("unavailable" if r["path"] in self._unavailable else
+                                "rescan" if r["path"] in self._rescan else "watch"),
+                       "why": self._rescan.get(r["path"])} for r in self.roots()],
+        })
+        return info
+
+    # -- socket commands -------------------------------------------------------------------
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        self._last_activity = time.monotonic()
+        data_dir = message.get("data_dir")
+        if data_dir and Path(data_dir) != self.config.data_dir:
+            return error_reply("WrongDaemon", f"this daemon serves {self.config.data_dir}, "
+                               f"not {data_dir}; set FINDSIMILAR_SOCKET to another path", 1)
+        handler = getattr(self, "cmd_" + message["command"], None)
+        if handler is None:
+            return error_reply("UnknownCommand", f"unknown command {message['command']!r}")
+        args = message.get("args") or {}
+        if not isinstance(args, dict):
+            return error_reply("ProtocolError", "'args' must be an object")
+        try:
+            return ok_reply(handler(**args))
+        except FindSimilarError as exc:
+            return error_reply(type(exc).__name__, str(exc), exc.exit_code)
+        except TypeError as exc:
+            return error_reply("BadArguments", str(exc), 2)
+
+    def cmd_ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__, "data_dir": str(self.config.data_dir)}
+
+    def cmd_status(self) -> dict[str, Any]:
+        return self.status()
+
+    def cmd_search(self, paths: list[str], k: int = 10,
+                   min_score: float | None = None) -> list[dict[str, Any]]:
+        assert self.engine is not None
+        out = []
+        for path in paths:
+            try:
+                out.append(self.engine.search(path, k=int(k), min_score=min_score).as_dict())
+            except FindSimilarError as exc:
+                out.append({"query": os.path.abspath(path), "error": {
+                    "type": type(exc).__name__, "message": str(exc),
+                    "exit_code": exc.exit_code}})
+        return out
+
+    def cmd_search_bytes(self, data: str, name: str = "<bytes>", k: int = 10,
+                         min_score: float | None = None) -> dict[str, Any]:
+        assert self.engine is not None
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+        return self.engine.search_bytes(raw, k=int(k), min_score=min_score,
+                                        name=name).as_dict()
+
+    def cmd_index(self, paths: list[str], wait: bool = True) -> dict[str, Any]:
+        for p in paths:
+            if not os.path.lexists(p):
+                from findsimilar.errors import MissingFileError
+
+                raise MissingFileError(f"no such file or folder: {p}")
+        task = _Task("index", [os.path.abspath(p) for p in paths])
+        self._tasks.put(task)
+        if not wait:
+            return {"queued": True}
+        return task.done.result()
+
+    def cmd_watch_add(self, path: str, excludes: list[str] | None = None) -> dict[str, Any]:
+        assert self.engine is not None
+        path = os.path.abspath(path)
+        if not os.path.isdir(path):
+            from findsimilar.errors import MissingFileError
+
+            raise MissingFileError(f"not a folder: {path}")
+        self.engine.reader().add_root(path, os.stat(path).st_dev, list(excludes or []))
+        self.engine.reader().set_setting("roots_configured", "1")
+        self._tasks.put(_Task("reconcile", [path]))
+        return {"path": path, "excludes": list(excludes or []), "queued": True}
+
+    def cmd_watch_remove(self, path: str) -> dict[str, Any]:
+        assert self.engine is not None and self.watcher is not None
+        path = os.path.abspath(path)
+        found = self.engine.reader().remove_root(path)
+        self.engine.reader().set_setting("roots_configured", "1")
+        self.watcher.remove_root(path)
+        self._rescan.pop(path, None)
+        self._unavailable.discard(path)
+        return {"path": path, "removed": found}
+
+    def cmd_watch_list(self) -> list[dict[str, Any]]:
+        return self.status()["roots"]
+
+    def cmd_reindex(self, paths: list[str] | None = None) -> dict[str, Any]:
+        self._tasks.put(_Task("reconcile", [os.path.abspath(p) for p in paths or []] or None))
+        return {"queued": True}
+
+    def cmd_stop(self) -> dict[str, Any]:
+        threading.Timer(0.05, self._stop.set).start()
+        return {"stopping": True, "pid": os.getpid()}

@@ -1,0 +1,239 @@
+"""Follow watched folders with watchdog and turn raw events into settled operations.
+
+Handlers are thin: they only record events. A debouncer thread turns them into
+ordered operations for the indexer:
+
+* ``Move(src, dst)`` and ``Delete(path)`` are emitted at once (they are cheap
+  and never touch the model); a pending change under ``src`` follows the move.
+* ``Upsert(path)`` is emitted once the file is complete: quiet for
+  ``settle_after_close`` seconds after a close-write event, or quiet for
+  ``settle_quiet`` seconds with no close seen (a writer that never closes). A
+  burst of events for one file becomes one upsert.
+
+A root whose inotify watches cannot be set up (``fs.inotify.max_user_watches``
+exhausted) is reported through ``on_watch_failed`` so the daemon can rescan it
+periodically instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileOpenedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+    FileSystemMovedEvent,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
+
+from .scanner import is_excluded_dir
+
+__all__ = ["Delete", "Move", "Op", "Upsert", "Watcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Move:
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    path: str
+
+
+@dataclass(frozen=True)
+class Upsert:
+    path: str  # a file, or a folder that appeared (moved in): scanned recursively
+
+
+Op = Move | Delete | Upsert
+Sink = Callable[[list[Op]], None]
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher, root: str, excludes: list[str]) -> None:
+        self.watcher, self.root, self.excludes = watcher, root, excludes
+
+    def _excluded(self, path: str) -> bool:
+        rel = os.path.relpath(path, self.root)
+        if rel.startswith(".."):
+            return True
+        parts = rel.split(os.sep)
+        return any(is_excluded_dir(p, self.excludes) for p in parts[:-1]) or (
+            is_excluded_dir(parts[-1], self.excludes) and os.path.isdir(path))
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent, DirModifiedEvent)):
+            return
+        src = os.fsdecode(event.src_path)
+        if isinstance(event, FileSystemMovedEvent):
+            dst = os.fsdecode(event.dest_path)
+            src_out, dst_out = self._excluded(src), self._excluded(dst)
+            if src_out and dst_out:
+                return
+            if dst_out:
+                self.watcher.record_delete(src)
+            elif src_out:
+                self.watcher.record_change(dst, closed=True)
+            else:
+                self.watcher.record_move(src, dst, is_dir=isinstance(event, DirMovedEvent))
+            return
+        if self._excluded(src):
+            return
+        if event.event_type == "deleted" or isinstance(event, DirDeletedEvent):
+            if src.rstrip("/") == self.root.rstrip("/"):
+                self.watcher.report_root_gone(self.root)
+            else:
+                self.watcher.record_delete(src)
+        elif isinstance(event, DirCreatedEvent):
+            self.watcher.record_change(src, closed=True)
+        elif not event.is_directory:
+            self.watcher.record_change(src, closed=isinstance(event, FileClosedEvent))
+
+
+class Watcher:
+    """Watches roots; emits settled operations to ``sink`` from its own thread."""
+
+    def __init__(self, sink: Sink, *, settle_after_close: float = 0.2,
+                 settle_quiet: float = 2.0,
+                 on_watch_failed: Callable[[str, str], None] | None = None,
+                 on_root_gone: Callable[[str], None] | None = None) -> None:
+        self.sink = sink
+        self.settle_after_close = settle_after_close
+        self.settle_quiet = settle_quiet
+        self.on_watch_failed = on_watch_failed or (lambda root, why: None)
+        self.on_root_gone = on_root_gone or (lambda root: None)
+        self._observer = Observer()
+        self._watches: dict[str, ObservedWatch] = {}
+        self._dirty: dict[str, tuple[float, bool]] = {}  # path -> (last event, closed)
+        self._ready: list[Op] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fs-debounce", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self._observer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._observer.stop()
+        self._observer.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def add_root(self, root: str, excludes: Iterable[str] = ()) -> bool:
+        """Start watching ``root`` recursively; False if inotify could not (see log)."""
+        if root in self._watches:
+            return True
+        try:
+            watch = self._observer.schedule(_Handler(self, root, list(excludes)), root,
+                                            recursive=True)
+        except OSError as exc:
+            why = _watch_error(exc)
+            log.error("cannot watch %s: %s; it will be rescanned every few minutes instead",
+                      root, why)
+            self.on_watch_failed(root, why)
+            return False
+        self._watches[root] = watch
+        return True
+
+    def remove_root(self, root: str) -> None:
+        watch = self._watches.pop(root, None)
+        if watch is not None:
+            with contextlib.suppress(KeyError, OSError):
+                self._observer.unschedule(watch)
+        with self._lock:
+            prefix = root.rstrip("/") + "/"
+            for path in [p for p in self._dirty if p == root or p.startswith(prefix)]:
+                del self._dirty[path]
+
+    def watching(self) -> list[str]:
+        return sorted(self._watches)
+
+    def pending(self) -> int:
+        """Changes seen but not yet settled."""
+        with self._lock:
+            return len(self._dirty) + len(self._ready)
+
+    # -- recording (watchdog's threads) -------------------------------------------------
+    def record_change(self, path: str, *, closed: bool) -> None:
+        with self._lock:
+            # A write after a close starts a new wait: only the last event counts.
+            self._dirty[path] = (time.monotonic(), closed)
+        self._wake.set()
+
+    def record_delete(self, path: str) -> None:
+        with self._lock:
+            self._forget(path)
+            self._ready.append(Delete(path))
+        self._wake.set()
+
+    def record_move(self, src: str, dst: str, *, is_dir: bool) -> None:
+        with self._lock:
+            prefix = src.rstrip("/") + "/"
+            for path in [p for p in self._dirty if p == src or p.startswith(prefix)]:
+                self._dirty[dst + path[len(src):]] = self._dirty.pop(path)
+            self._ready.append(Move(src, dst))
+        self._wake.set()
+
+    def report_root_gone(self, root: str) -> None:
+        log.warning("watched folder %s disappeared (unmounted?); its files are kept", root)
+        self.on_root_gone(root)
+
+    def _forget(self, path: str) -> None:
+        prefix = path.rstrip("/") + "/"
+        for p in [p for p in self._dirty if p == path or p.startswith(prefix)]:
+            del self._dirty[p]
+
+    # -- debouncing ------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.1)
+            self._wake.clear()
+            ops = self._collect(time.monotonic())
+            if ops:
+                try:
+                    self.sink(ops)
+                except Exception:  # the sink's problem must not kill the watcher
+                    log.exception("could not queue %d file events", len(ops))
+
+    def _collect(self, now: float) -> list[Op]:
+        with self._lock:
+            ops, self._ready = self._ready, []
+            settled = [p for p, (last, closed) in self._dirty.items()
+                       if now - last >= (self.settle_after_close if closed
+                                         else self.settle_quiet)]
+            for p in settled:
+                del self._dirty[p]
+        return ops + [Upsert(p) for p in sorted(settled)]
+
+
+def _watch_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return ("the inotify watch limit is exhausted (raise it with "
+                "`sysctl fs.inotify.max_user_watches=524288`)")
+    if exc.errno == errno.EMFILE:
+        return ("too many inotify instances (raise `fs.inotify.max_user_instances`)")
+    return exc.strerror or str(exc)
