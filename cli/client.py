@@ -78,6 +78,8 @@ class DaemonClient:
         assert self._sock is not None
         message = request(command, **args)
         message["data_dir"] = str(self.config.data_dir)
+        if os.environ.get("FINDSIMILAR_EXTRACTOR"):
+            message["extractor"] = self.config.extractor
         try:
             send_message(self._sock, message)
             reply = recv_message(self._sock)

@@ -19,7 +19,7 @@ from findsimilar import __version__
 from findsimilar.config import load_config
 from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError
 
-from .backends import Backend, choose_backend, offline_status
+from .backends import Backend, choose_backend, no_daemon_requested, offline_status
 from .client import DaemonClient, DaemonUnavailable, start_daemon
 from .progress import ProgressBar
 
@@ -205,7 +205,7 @@ def status_cmd(as_json: bool, no_daemon: bool) -> None:
     """
     config = load_config()
     try:
-        if no_daemon:
+        if no_daemon_requested(no_daemon):
             backend = choose_backend(config, no_daemon=True)
             info = backend.status()
             backend.close()

@@ -55,10 +55,15 @@ def daemon_command() -> list[str]:
     return [str(Path(sys.executable).absolute()), "-m", "findsimilar"]
 
 
-def _quote(word: str) -> str:
-    """One word for a unit's ExecStart=: specifiers, variables and quotes escaped."""
-    escaped = (word.replace("\\", "\\\\").replace('"', '\\"')
-               .replace("%", "%%").replace("$", "$$"))
+def _quote(word: str, *, is_path: bool = False) -> str:
+    """One word for a unit's ExecStart=: specifiers, variables and quotes escaped.
+
+    systemd expands ``$VAR`` in arguments but not in the executable path, so only
+    arguments get ``$`` doubled (``systemd-analyze verify`` confirms this).
+    """
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    if not is_path:
+        escaped = escaped.replace("$", "$$")
     if word and not any(c.isspace() or c in "'\";" for c in word):
         return escaped
     return f'"{escaped}"'
@@ -69,7 +74,8 @@ def render_units(command: list[str] | None = None) -> dict[str, str]:
 
     Raises ``click.ClickException`` when the templates cannot be found.
     """
-    exec_start = " ".join(_quote(word) for word in (command or daemon_command()))
+    path, *args = command or daemon_command()
+    exec_start = " ".join([_quote(path, is_path=True), *map(_quote, args)])
     units = {}
     for name in UNITS:
         try:
@@ -180,6 +186,8 @@ def install_cmd(no_enable: bool, print_only: bool, force: bool) -> None:
         raise click.ClickException(
             f"{', '.join(map(str, foreign))}: not written by findsimilar (no "
             f"'{MARKER}' line); refusing to overwrite it. Use --force to replace it.")
+    changed = [name for name, text in units.items() if (folder / name).exists()
+               and (folder / name).read_text(encoding="utf-8", errors="replace") != text]
     for name, text in units.items():
         _write_atomic(folder / name, text)
         click.echo(f"wrote {folder / name}")
@@ -187,10 +195,10 @@ def install_cmd(no_enable: bool, print_only: bool, force: bool) -> None:
     if no_enable:
         click.echo("To enable and start them: " + " && ".join(commands), err=True)
         return
-    _enable(commands)
+    _enable(commands, restart=bool(changed))
 
 
-def _enable(commands: list[str]) -> None:
+def _enable(commands: list[str], *, restart: bool) -> None:
     reload = _systemctl("daemon-reload")
     if reload is None or reload.returncode != 0:
         # daemon-reload only fails when no user manager answers (e.g. "Failed to
@@ -201,6 +209,10 @@ def _enable(commands: list[str]) -> None:
     if enable is None or enable.returncode != 0:
         raise click.ClickException(f"systemctl --user {' '.join(_ENABLE)} failed: "
                                    f"{_why(enable)}")
+    if restart:
+        # `enable --now` leaves a running daemon alone; one started from the old unit
+        # (e.g. an old install path) must pick up the new one.
+        _systemctl("try-restart", "findsimilar.service")
     click.echo("enabled and started findsimilar.socket and findsimilar.service")
 
 

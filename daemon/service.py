@@ -91,6 +91,8 @@ class Daemon:
         self._rescan: dict[str, str] = {}  # root -> why it is rescanned, not watched
         self._unavailable: set[str] = set()
         self._lock_fd: int | None = None
+        # Since start: pictures through the model (a move must not add to it).
+        self._totals = {"extracted": 0, "indexing_runs": 0}
         self._owns_socket_file = False
         self.watcher: Watcher | None = None
 
@@ -271,6 +273,8 @@ class Daemon:
         summary = self.engine.indexer.index_paths(
             paths, progress, should_stop=self._stop.is_set, exclude=exclude or (),
             explicit_files=explicit)
+        self._totals["extracted"] += summary.extracted
+        self._totals["indexing_runs"] += 1
         self.engine.save()
         systemd.notify_status(self._status_line())
         return summary
@@ -355,6 +359,7 @@ class Daemon:
             "state": self._progress.state if queued or self._progress.state != "busy"
             else "idle",
             "queued": queued,
+            "extracted_since_start": self._totals["extracted"],
             "progress": {"done": self._progress.done, "total": self._progress.total,
                          "state": self._progress.state},
             "rate": round(rate, 2),
@@ -374,6 +379,11 @@ class Daemon:
         if data_dir and Path(data_dir) != self.config.data_dir:
             return error_reply("WrongDaemon", f"this daemon serves {self.config.data_dir}, "
                                f"not {data_dir}; set FINDSIMILAR_SOCKET to another path", 1)
+        extractor = message.get("extractor")
+        if extractor and extractor != self.config.extractor:
+            return error_reply("WrongDaemon", f"the daemon runs the {self.config.extractor} "
+                               f"model, not {extractor}: restart it to switch "
+                               "(`findsimilar daemon stop`)", 1)
         handler = getattr(self, "cmd_" + message["command"], None)
         if handler is None:
             return error_reply("UnknownCommand", f"unknown command {message['command']!r}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,9 +65,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 CliFn = Callable[..., Result]
 
 
-@pytest.fixture
-def cli(data_dir: Path) -> CliFn:
-    """Invoke the real click app in-process; returns click's Result."""
+def _invoker() -> CliFn:
     from findsimilar.cli.main import cli as app
 
     def invoke(*args: str, ok: bool | None = None) -> Result:
@@ -75,6 +75,48 @@ def cli(data_dir: Path) -> CliFn:
         return result
 
     return invoke
+
+
+def stop_daemon() -> None:
+    """Stop the daemon of the current FINDSIMILAR_DATA_DIR, if one runs; wait for it."""
+    from findsimilar.cli.client import DaemonClient, DaemonUnavailable
+    from findsimilar.config import load_config
+
+    try:
+        with DaemonClient(load_config(), timeout=10) as client:
+            pid = client.call("stop")["pid"]
+    except DaemonUnavailable:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(
+                ") ", 1)[1].startswith("Z"):
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    raise AssertionError(f"daemon {pid} did not stop within 15 s")
+
+
+@pytest.fixture(params=["in-process", "daemon"])
+def cli(request: pytest.FixtureRequest, data_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> CliFn:
+    """The real click app, run both ways: in-process (--no-daemon) and through a real
+    daemon (started on first use by the CLI itself, stopped after the test)."""
+    if request.param == "in-process":
+        monkeypatch.setenv("FINDSIMILAR_NO_DAEMON", "1")
+    else:
+        monkeypatch.delenv("FINDSIMILAR_NO_DAEMON", raising=False)
+        request.addfinalizer(stop_daemon)
+    return _invoker()
+
+
+@pytest.fixture
+def local_cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliFn:
+    """In-process only: for tests that damage state files under the engine's feet."""
+    monkeypatch.setenv("FINDSIMILAR_NO_DAEMON", "1")
+    return _invoker()
 
 
 def json_lines(text: str) -> list[dict]:

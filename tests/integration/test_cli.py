@@ -190,7 +190,8 @@ def test_deleted_photos_leave_the_index(cli, photo_dir):
 
 
 @pytest.mark.parametrize("damage", ["delete", "corrupt", "truncate"])
-def test_index_file_is_rebuilt_from_the_store(cli, photo_dir, data_dir, damage):
+def test_index_file_is_rebuilt_from_the_store(local_cli, photo_dir, data_dir, damage):
+    cli = local_cli
     index_json(cli, photo_dir)
     (before,) = search_json(cli, str(photo_dir / "fruits.jpg"))
     (index_file,) = data_dir.glob("index-*.faiss")
@@ -207,7 +208,8 @@ def test_index_file_is_rebuilt_from_the_store(cli, photo_dir, data_dir, damage):
 
 
 def test_changing_the_extractor_recomputes_features_in_a_separate_index(
-        cli, photo_dir, data_dir, monkeypatch):
+        local_cli, photo_dir, data_dir, monkeypatch):
+    cli = local_cli
     index_json(cli, photo_dir)
     monkeypatch.setenv("FINDSIMILAR_EXTRACTOR", "efficientnet-lite2-gem")
     summary = index_json(cli, photo_dir)
@@ -253,7 +255,8 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_fatal(cli, photo_dir):
     assert "not valid UTF-8" in failure["reason"] and "caf\\xe9.jpg" in failure["path"]
 
 
-def test_moved_files_keep_their_picture_details(cli, photo_dir, data_dir):
+def test_moved_files_keep_their_picture_details(local_cli, photo_dir, data_dir):
+    cli = local_cli
     from findsimilar.daemon.store import Store
 
     index_json(cli, photo_dir)
@@ -266,7 +269,8 @@ def test_moved_files_keep_their_picture_details(cli, photo_dir, data_dir):
     assert row == {"format": "JPEG", "width": 512, "height": 480}
 
 
-def test_a_save_killed_half_way_leaves_no_temp_files_behind(cli, photo_dir, data_dir):
+def test_a_save_killed_half_way_leaves_no_temp_files_behind(local_cli, photo_dir, data_dir):
+    cli = local_cli
     index_json(cli, photo_dir)
     (index_file,) = data_dir.glob("index-*.faiss")
     leftover = index_file.with_name(index_file.name + ".abc123.tmp")

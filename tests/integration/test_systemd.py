@@ -182,6 +182,19 @@ def test_install_with_a_user_manager_reloads_then_enables_and_starts_both(units,
         "--user daemon-reload", "--user enable --now findsimilar.socket findsimilar.service"]
 
 
+def test_reinstalling_a_changed_unit_restarts_a_running_daemon(units, systemctl):
+    log = systemctl("exit 0")
+    service("install")
+    service("install")  # unchanged: nothing to restart
+    service_file = units / "findsimilar.service"
+    service_file.write_text(service_file.read_text().replace("Nice=10", "Nice=5"))
+    service("install")
+    calls = log.read_text().splitlines()
+    assert calls.count("--user try-restart findsimilar.service") == 1
+    assert calls[-1] == "--user try-restart findsimilar.service"
+    assert "Nice=10" in service_file.read_text()
+
+
 def test_install_fails_loudly_when_the_manager_refuses_to_enable(units, systemctl):
     systemctl('[ "$2" = enable ] && { echo "Unit findsimilar.socket has a bad setting" >&2; '
               "exit 1; }; exit 0")
@@ -371,6 +384,19 @@ conn.close()
 """
 
 
+# What systemd does between fork and exec: the socket moves to fd 3, LISTEN_PID is the
+# pid that will run the service (exec keeps it), LISTEN_FDS counts the sockets.
+AS_SYSTEMD_WOULD = """
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execv(sys.executable, [sys.executable, "-c", sys.argv[2]])
+"""
+
+
 def ask(path: Path, message: bytes, timeout: float = 30) -> dict:
     """Connect (waiting for the socket to appear), send, read the reply until EOF."""
     deadline = time.monotonic() + timeout
@@ -416,11 +442,7 @@ def test_a_child_given_a_socket_at_fd_3_by_hand_serves_on_it(short_dir):
         listener.bind(str(path))
         listener.listen()
         fd = listener.fileno()
-        # exec keeps the shell's pid, so $$ is the child's pid, as systemd would set it.
-        wrapper = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1" 3<&{fd} {fd}<&-'
-        if fd == 3:
-            wrapper = 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"'
-        proc = subprocess.Popen(["/bin/sh", "-c", wrapper, sys.executable, ECHO_CHILD],
+        proc = subprocess.Popen([sys.executable, "-c", AS_SYSTEMD_WOULD, str(fd), ECHO_CHILD],
                                 pass_fds=(fd,), stderr=subprocess.PIPE)
         try:
             reply = ask(path, b"by hand")
