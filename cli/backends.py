@@ -6,9 +6,7 @@ the commands print the same thing either way.
 
 from __future__ import annotations
 
-import base64
 import os
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -105,6 +103,8 @@ class DaemonBackend:
             return result
         if "cannot" not in err.get("message", "") and err["type"] != "MissingFileError":
             return result
+        import base64
+
         try:
             with open(result["query"], "rb") as fh:
                 data = fh.read()
@@ -157,6 +157,8 @@ def offline_status(config: Config) -> dict[str, Any]:
     """Counts straight from SQLite (no model, no daemon) for `status` when none runs."""
     info: dict[str, Any] = {"files": 0, "indexed": 0, "failed": 0, "unique_images": 0,
                             "queued": 0, "daemon": None, "data_dir": str(config.data_dir)}
+    import sqlite3
+
     path = config.store_path
     if not path.exists():
         return info

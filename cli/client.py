@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,6 +108,8 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
     Its log goes to ``DATA_DIR/daemon.log``. Raises DaemonUnavailable if it dies
     or does not answer within ``wait`` seconds.
     """
+    import subprocess
+
     config.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(config.data_dir) / "daemon.log"
     env = {**os.environ, "FINDSIMILAR_DATA_DIR": str(config.data_dir),

@@ -26,14 +26,29 @@ from .progress import ProgressBar
 __all__ = ["cli", "main"]
 
 
+# Commands imported only when used: keeps `findsimilar photo.jpg` start-up short.
+_LAZY = {"service": ("findsimilar.cli.service", "service_group")}
+
+
 class _DefaultToSearch(click.Group):
     """``findsimilar PHOTO...`` means ``findsimilar search PHOTO...``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _LAZY and name not in self.commands:
+            import importlib
+
+            module, attr = _LAZY[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         first = next((a for a in args if not a.startswith("-") or a == "-"), None)
         wants_group_help = any(a in ("--help", "-h", "--version") for a in args) and (
             first is None)
-        if args and not wants_group_help and first not in self.commands:
+        if args and not wants_group_help and first not in self.commands and first not in _LAZY:
             args = ["search", *args]
         return super().parse_args(ctx, args)
 
@@ -493,15 +508,6 @@ def reindex_cmd(paths: tuple[str, ...]) -> None:
         _fail(exc)
         return
     click.echo("rescan queued (`findsimilar status` shows progress)")
-
-
-def _register_service() -> None:
-    from .service import service_group
-
-    cli.add_command(service_group)
-
-
-_register_service()
 
 
 def main() -> None:

@@ -26,7 +26,18 @@ PLACEHOLDER = "@FINDSIMILAR@"
 MARKER = "# Installed by findsimilar"
 _HEADER = (f"{MARKER} (`findsimilar service install`): re-running it rewrites this file,\n"
            "# `findsimilar service uninstall` removes it. Delete this line to keep your edits.\n")
-_TEMPLATES = Path(__file__).resolve().parent.parent / "systemd"
+def _templates() -> Path:
+    """The unit templates: the repo's systemd/ folder (editable installs), else the copy
+    packaged as ``findsimilar.systemd_units``."""
+    repo = Path(__file__).resolve().parent.parent / "systemd"
+    if (repo / UNITS[0]).exists():
+        return repo
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("findsimilar.systemd_units")))
+
+
+_TEMPLATES = _templates()
 _ENABLE = ("enable", "--now", "findsimilar.socket", "findsimilar.service")
 
 

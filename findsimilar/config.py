@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +101,9 @@ def default_socket_path(data_dir: Path | None = None) -> Path:
     data_dir = data_dir or default_data_dir()
     if data_dir == standard_data_dir():
         return runtime_dir() / "daemon.sock"
-    digest = hashlib.sha256(str(data_dir).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    # crc32, not hashlib: importing OpenSSL costs the thin client milliseconds, and a
+    # clash is harmless (the daemon refuses requests for another data dir).
+    digest = f"{zlib.crc32(str(data_dir).encode('utf-8', 'surrogateescape')):08x}"
     return runtime_dir() / f"daemon-{digest}.sock"
 
 

@@ -238,11 +238,24 @@ def test_mislabeled_and_odd_formats_are_indexed_by_content(cli, tmp_path):
 
 
 def test_every_command_is_documented(cli):
+    import click
+
     from findsimilar.cli.main import cli as app
 
-    for name, command in app.commands.items():
-        assert command.help and "Example" in command.help, name
-        assert cli(name, "--help").exit_code == 0
+    def walk(group: click.Group, prefix: tuple[str, ...]):
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            yield (*prefix, name), command
+            if isinstance(command, click.Group):
+                yield from walk(command, (*prefix, name))
+
+    commands = dict(walk(app, ()))
+    assert {("index",), ("search",), ("status",), ("daemon", "run"), ("watch", "add"),
+            ("service", "install")} <= set(commands)
+    for path, command in commands.items():
+        assert command.help and "Example" in command.help, path
+        assert cli(*path, "--help").exit_code == 0, path
     assert "findsimilar index" in cli("--help").stdout
 
 
