@@ -81,6 +81,16 @@ class Engine:
             self._indexer = Indexer(self.store, self.index, self.extractor, self.config)
         return self._indexer
 
+    def release_reader(self) -> None:
+        """Close the calling thread's read connection (a server thread that ends)."""
+        store = getattr(self._readers, "store", None)
+        if store is None:
+            return
+        del self._readers.store
+        with contextlib.suppress(ValueError):
+            self._reader_stores.remove(store)
+        store.close()
+
     def reader(self) -> Store:
         """A store connection for the calling thread's reads (WAL: never blocked by the
         writer). The writer — the indexing thread — uses ``self.store``."""

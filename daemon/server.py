@@ -77,9 +77,12 @@ class SocketServer:
     """Accepts connections on a listening socket and answers requests with ``handler``."""
 
     def __init__(self, sock: socket.socket, handler: Handler, *, idle_timeout: float = 60.0,
-                 max_clients: int = 256) -> None:
+                 max_clients: int = 256,
+                 on_client_done: Callable[[], None] | None = None) -> None:
         self.sock = sock
         self.handler = handler
+        # Runs in a connection's own thread as it ends: frees what the thread opened.
+        self.on_client_done = on_client_done
         self.idle_timeout = idle_timeout
         self._slots = threading.BoundedSemaphore(max_clients)
         self._closing = threading.Event()
@@ -151,6 +154,11 @@ class SocketServer:
                 self._clients.discard(conn)
             conn.close()
             self._slots.release()
+            if self.on_client_done is not None:
+                try:
+                    self.on_client_done()
+                except Exception:
+                    log.exception("cleaning up after a client failed")
 
     def _answer(self, message: Any) -> dict[str, Any]:
         if not isinstance(message, dict) or not isinstance(message.get("command"), str):

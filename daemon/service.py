@@ -103,7 +103,7 @@ class Daemon:
         try:
             sock = self.listen_socket or self._bind()
             self.engine = Engine(self.config)
-            server = SocketServer(sock, self.handle)
+            server = SocketServer(sock, self.handle, on_client_done=self._close_reader)
             self.watcher = Watcher(self._enqueue_ops,
                                    settle_after_close=self.config.settle_after_close,
                                    settle_quiet=self.config.settle_quiet,
@@ -111,6 +111,9 @@ class Daemon:
                                    on_root_gone=self._root_gone)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
+            # Queued before the first client is served, so that tasks run in the order
+            # clients see: the start-up reconcile, then whatever they ask for.
+            self._tasks.put(_Task("reconcile", None))
             server.start()
             self.watcher.start()
             worker = threading.Thread(target=self._work, name="fs-index", daemon=True)
@@ -118,7 +121,6 @@ class Daemon:
             systemd.notify_ready(f"serving on {self.config.socket_path}")
             log.info("findsimilar %s serving %s (data in %s)", __version__,
                      self.config.socket_path, self.config.data_dir)
-            self._tasks.put(_Task("reconcile", None))
             self._warm_up()
             while not self._stop.wait(timeout=0.5):
                 self._periodic()
@@ -156,6 +158,12 @@ class Daemon:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _close_reader(self) -> None:
+        """A client's thread ends: close its store connection (one thread per client,
+        so otherwise every client left two file descriptors behind)."""
+        if self.engine is not None:
+            self.engine.release_reader()
 
     def _warm_up(self) -> None:
         """Load the model now, so the first query does not pay for it."""
@@ -221,8 +229,12 @@ class Daemon:
         if now - last < min(self.config.rescan_interval, 60.0):
             return
         self._last_periodic = now
-        if self._rescan or self._unavailable:
-            self._tasks.put(_Task("reconcile", None))
+        due = list(self._unavailable)  # came back yet? (checked every minute)
+        if now - getattr(self, "_last_rescan", 0.0) >= self.config.rescan_interval:
+            self._last_rescan = now
+            due += list(self._rescan)  # not watched by inotify: rescanned instead
+        if due:
+            self._tasks.put(_Task("reconcile", sorted(set(due))))
 
     # -- the indexing thread --------------------------------------------------------
     def _enqueue_ops(self, ops: list[Op]) -> None:
@@ -293,8 +305,10 @@ class Daemon:
                 self.watcher.remove_root(path)
                 continue
             self._unavailable.discard(path)
-            if path not in self._rescan:
-                self.watcher.add_root(path, root.get("excludes", []))  # before the scan
+            # Before the scan; a root inotify could not watch is tried again (the limit
+            # may have been raised since, as the log advised).
+            if self.watcher.add_root(path, root.get("excludes", [])):
+                self._rescan.pop(path, None)
             summary = self._index([path], "reconciling", exclude=root.get("excludes", []))
             done[path] = summary.as_dict()
             log.info("reconciled %s: %d new, %d changed, %d moved, %d removed, %d failed",
@@ -328,8 +342,12 @@ class Daemon:
         gone = [p for p in dict.fromkeys(paths) if not os.path.lexists(p)]
         if gone:
             self.engine.indexer.remove_paths(gone)  # type: ignore[union-attr]
-        if present:
-            self._index(present, "indexing", explicit=False)
+        roots = self.roots()
+        by_excludes: dict[tuple[str, ...], list[str]] = {}
+        for p in present:  # a folder moved in is scanned: its root's excludes apply
+            by_excludes.setdefault(_excludes_for(p, roots), []).append(p)
+        for excludes, group in by_excludes.items():
+            self._index(group, "indexing", exclude=list(excludes), explicit=False)
 
     def _under_unavailable_root(self, path: str) -> bool:
         return any(path == r or path.startswith(r.rstrip("/") + "/")
@@ -419,7 +437,10 @@ class Daemon:
     def cmd_search_bytes(self, data: str, name: str = "<bytes>", k: int = 10,
                          min_score: float | None = None) -> dict[str, Any]:
         assert self.engine is not None
-        raw = base64.b64decode(data.encode("ascii"), validate=True)
+        try:
+            raw = base64.b64decode(data.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            raise TypeError("'data' must be base64-encoded image bytes") from None
         return self.engine.search_bytes(raw, k=int(k), min_score=min_score,
                                         name=name).as_dict()
 
@@ -467,3 +488,10 @@ class Daemon:
     def cmd_stop(self) -> dict[str, Any]:
         threading.Timer(0.05, self._stop.set).start()
         return {"stopping": True, "pid": os.getpid()}
+
+
+def _excludes_for(path: str, roots: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The user's exclude globs of the watched roots that hold ``path``."""
+    return tuple(dict.fromkeys(
+        g for r in roots if path == r["path"] or path.startswith(r["path"].rstrip("/") + "/")
+        for g in r.get("excludes", [])))

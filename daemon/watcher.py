@@ -123,6 +123,7 @@ class Watcher:
         self.on_root_gone = on_root_gone or (lambda root: None)
         self._observer = Observer()
         self._watches: dict[str, ObservedWatch] = {}
+        self._handlers: dict[str, _Handler] = {}
         self._dirty: dict[str, tuple[float, bool]] = {}  # path -> (last event, closed)
         self._ready: list[Op] = []
         self._lock = threading.Lock()
@@ -144,23 +145,39 @@ class Watcher:
             self._thread.join(timeout=5)
 
     def add_root(self, root: str, excludes: Iterable[str] = ()) -> bool:
-        """Start watching ``root`` recursively; False if inotify could not (see log)."""
+        """Start watching ``root`` recursively; False if inotify could not watch all of
+        it (see log): then none of it is watched."""
+        excludes = list(excludes)
         if root in self._watches:
+            with contextlib.suppress(KeyError):  # `watch add` again may change them
+                self._handlers[root].excludes = excludes
             return True
+        handler = _Handler(self, root, excludes)
         try:
-            watch = self._observer.schedule(_Handler(self, root, list(excludes)), root,
-                                            recursive=True)
+            watch = self._observer.schedule(handler, root, recursive=True)
         except OSError as exc:
-            why = _watch_error(exc)
-            log.error("cannot watch %s: %s; it will be rescanned every few minutes instead",
-                      root, why)
-            self.on_watch_failed(root, why)
-            return False
+            return self._watch_failed(root, _watch_error(exc))
+        # watchdog skips, without a word, subfolders it cannot watch; once the watch
+        # limit is reached that is most of a big tree. Ask the kernel what it watches.
+        missing = _unwatched_folders(root, excludes) if self._observer.is_alive() else 0
+        if missing:
+            with contextlib.suppress(KeyError, OSError):
+                self._observer.unschedule(watch)  # give the watches it got back to others
+            return self._watch_failed(root, f"{missing} folders could not be watched: "
+                                      + _watch_error(OSError(errno.ENOSPC, "")))
         self._watches[root] = watch
+        self._handlers[root] = handler
         return True
+
+    def _watch_failed(self, root: str, why: str) -> bool:
+        log.error("cannot watch %s: %s; it will be rescanned every few minutes instead",
+                  root, why)
+        self.on_watch_failed(root, why)
+        return False
 
     def remove_root(self, root: str) -> None:
         watch = self._watches.pop(root, None)
+        self._handlers.pop(root, None)
         if watch is not None:
             with contextlib.suppress(KeyError, OSError):
                 self._observer.unschedule(watch)
@@ -228,6 +245,44 @@ class Watcher:
             for p in settled:
                 del self._dirty[p]
         return ops + [Upsert(p) for p in sorted(settled)]
+
+
+def _unwatched_folders(root: str, excludes: list[str]) -> int:
+    """How many folders under ``root`` (not excluded, readable) have no inotify watch in
+    this process; 0 when ``/proc`` cannot tell."""
+    watched = _inotify_watched_inodes()
+    if watched is None:
+        return 0
+    missing = 0
+    for folder, dirnames, _ in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not is_excluded_dir(d, excludes)
+                       and not os.path.islink(os.path.join(folder, d))]
+        try:
+            # The root is watched as it is named (a symlink is not followed).
+            inode = (os.lstat(folder) if folder == root else os.stat(folder)).st_ino
+        except OSError:
+            continue  # gone meanwhile
+        if inode not in watched and os.access(folder, os.R_OK | os.X_OK):
+            missing += 1
+    return missing
+
+
+def _inotify_watched_inodes() -> set[int] | None:
+    """Inodes watched by this process's inotify instances (``/proc/self/fdinfo``)."""
+    try:
+        fds = os.listdir("/proc/self/fdinfo")
+    except OSError:
+        return None
+    inodes: set[int] = set()
+    for fd in fds:
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as fh:
+                for line in fh:  # "inotify wd:1 ino:2a3 sdev:800001 mask:..."
+                    if line.startswith("inotify wd:") and " ino:" in line:
+                        inodes.add(int(line.split(" ino:", 1)[1].split(None, 1)[0], 16))
+        except (OSError, ValueError):
+            continue
+    return inodes
 
 
 def _watch_error(exc: OSError) -> str:

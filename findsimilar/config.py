@@ -127,7 +127,10 @@ def load_config() -> Config:
     """Build the configuration from the environment.
 
     ``FINDSIMILAR_DATA_DIR`` moves all state; ``FINDSIMILAR_EXTRACTOR`` picks the
-    feature extractor (default ``efficientnet-lite0-gem``).
+    feature extractor (default ``efficientnet-lite0-gem``);
+    ``FINDSIMILAR_SETTLE_AFTER_CLOSE`` and ``FINDSIMILAR_SETTLE_QUIET`` (seconds)
+    tune how long the watcher waits for a file to settle (tests shorten them; a
+    value that is not a non-negative number is ignored).
     """
     data_dir = default_data_dir()
     kwargs: dict[str, object] = {"data_dir": data_dir,
@@ -135,4 +138,17 @@ def load_config() -> Config:
     extractor = os.environ.get("FINDSIMILAR_EXTRACTOR")
     if extractor:
         kwargs["extractor"] = extractor
+    for var, name in (("FINDSIMILAR_SETTLE_AFTER_CLOSE", "settle_after_close"),
+                      ("FINDSIMILAR_SETTLE_QUIET", "settle_quiet")):
+        seconds = _seconds(os.environ.get(var, ""))
+        if seconds is not None:
+            kwargs[name] = seconds
     return Config(**kwargs)  # type: ignore[arg-type]
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None  # also refuses NaN

@@ -21,7 +21,9 @@ def run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Compl
 
 
 def test_index_then_search_in_separate_processes(photo_dir: Path, tmp_path: Path) -> None:
+    """The default path: the first command starts the daemon, the others use it."""
     env = {**os.environ, "FINDSIMILAR_DATA_DIR": str(tmp_path / "state")}
+    env.pop("FINDSIMILAR_NO_DAEMON", None)
     summary = json.loads(run("index", "--json", str(photo_dir), env=env).stdout)
     assert summary["new"] == 12 and summary["failed"] == []
     query = apply_edit("letterbox border", photo_dir / "LadyBird.jpg", tmp_path / "q")
@@ -33,7 +35,10 @@ def test_index_then_search_in_separate_processes(photo_dir: Path, tmp_path: Path
     assert plain.endswith(str(photo_dir / "LadyBird.jpg"))
     status = json.loads(run("status", "--json", env=env).stdout)
     assert status["indexed"] == 12 and status["failed"] == 0
+    assert status["daemon"]["pid"] > 0  # the first command started it
     assert (tmp_path / "state" / "store.db").exists()
+    assert "stopped the daemon" in run("daemon", "stop", env=env).stdout
+    assert json.loads(run("status", "--json", env=env).stdout)["daemon"] is None
 
 
 def test_console_script_is_installed_and_errors_go_to_stderr(tmp_path: Path) -> None:
