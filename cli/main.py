@@ -169,17 +169,24 @@ def search_cmd(photos: tuple[str, ...], top: int, min_score: float | None, as_js
       findsimilar -k 3 --min-score 0.8 --json a.jpg b.heic
       findsimilar -0 cat.jpg | xargs -0 ls -l
     """
-    try:
-        backend = _backend(no_daemon)
+    # A missing file is an error before any daemon is asked (or started).
+    found = [p for p in photos if os.path.exists(p)]
+    results: dict[str, dict[str, Any]] = {
+        p: {"query": os.path.abspath(p), "error": {
+            "message": f"no such file: {os.path.abspath(p)}", "exit_code": EXIT_MISSING_FILE}}
+        for p in photos if p not in found}
+    if found:
         try:
-            results = backend.search(list(photos), top, min_score)
-        finally:
-            backend.close()
-    except FindSimilarError as exc:
-        _fail(exc)
-        return
+            backend = _backend(no_daemon)
+            try:
+                results.update(zip(found, backend.search(found, top, min_score), strict=True))
+            finally:
+                backend.close()
+        except FindSimilarError as exc:
+            _fail(exc)
+            return
     exit_code = 0
-    for result in results:
+    for result in (results[p] for p in photos):
         error = result.get("error")
         if error:
             click.echo(f"findsimilar: error: {error['message']}", err=True)
