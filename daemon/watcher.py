@@ -31,6 +31,7 @@ from watchdog.events import (
     DirDeletedEvent,
     DirModifiedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileClosedNoWriteEvent,
     FileOpenedEvent,
@@ -105,6 +106,8 @@ class _Handler(FileSystemEventHandler):
                 self.watcher.record_delete(src)
         elif isinstance(event, DirCreatedEvent):
             self.watcher.record_change(src, closed=True)
+        elif isinstance(event, FileAttribEvent):
+            self.watcher.record_attrib(src)
         elif not event.is_directory:
             self.watcher.record_change(src, closed=isinstance(event, FileClosedEvent))
 
@@ -198,6 +201,14 @@ class Watcher:
     def record_change(self, path: str, *, closed: bool) -> None:
         with self._lock:
             # A write after a close starts a new wait: only the last event counts.
+            self._dirty[path] = (time.monotonic(), closed)
+        self._wake.set()
+
+    def record_attrib(self, path: str) -> None:
+        """chmod/utime after a close (shutil.copy, cp -p, file managers) keeps the close:
+        it must not turn a finished copy into a 2 s wait. Alone, it counts as closed."""
+        with self._lock:
+            _, closed = self._dirty.get(path, (0.0, True))
             self._dirty[path] = (time.monotonic(), closed)
         self._wake.set()
 
