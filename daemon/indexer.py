@@ -36,7 +36,7 @@ from findsimilar.errors import ImageDecodeError
 from .decode import DecodedImage, decode_for_model
 from .features import FeatureExtractor
 from .index import VectorIndex
-from .scanner import ScannedFile, ScanProblem, scan
+from .scanner import ScannedFile, ScanProblem, is_under, scan
 from .store import FileRecord, Store
 
 __all__ = ["IndexSummary", "Indexer", "Prepared", "hash_file"]
@@ -135,7 +135,7 @@ class Indexer:
         # A root we could not read (unmounted, permissions) is not a mass deletion.
         unreadable = {p.path for p in problems}
         vanished = {p for p in set(known) - {f.path for f in scanned}
-                    if not _under_any(p, unreadable)}
+                    if not any(is_under(p, r) for r in unreadable)}
         moved_from = {known[p].content_hash for p in vanished if known[p].status == "ok"}
         self._process(todo, known, moved_from, summary, progress)
         if not summary.interrupted:  # an unfinished run cannot tell moves from deletions
@@ -355,10 +355,6 @@ class Indexer:
         return moved
 
 
-
-
-def _under_any(path: str, roots: set[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
 def _storable(path: str) -> bool:

@@ -37,6 +37,7 @@ from findsimilar.protocol import error_reply, ok_reply
 
 from .engine import Engine
 from .indexer import IndexSummary
+from .scanner import is_under
 from .server import SocketServer, bind_unix_socket
 from .watcher import Delete, Move, Op, Upsert, Watcher
 
@@ -358,8 +359,7 @@ class Daemon:
                         save=False)
 
     def _under_unavailable_root(self, path: str) -> bool:
-        return any(path == r or path.startswith(r.rstrip("/") + "/")
-                   for r in self._unavailable)
+        return any(is_under(path, r) for r in self._unavailable)
 
     # -- status ------------------------------------------------------------------------
     def _queued(self) -> int:
@@ -501,5 +501,4 @@ class Daemon:
 def _excludes_for(path: str, roots: list[dict[str, Any]]) -> tuple[str, ...]:
     """The user's exclude globs of the watched roots that hold ``path``."""
     return tuple(dict.fromkeys(
-        g for r in roots if path == r["path"] or path.startswith(r["path"].rstrip("/") + "/")
-        for g in r.get("excludes", [])))
+        g for r in roots if is_under(path, r["path"]) for g in r.get("excludes", [])))

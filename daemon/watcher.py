@@ -42,7 +42,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-from .scanner import is_excluded_dir
+from .scanner import is_excluded_dir, is_under
 
 __all__ = ["Delete", "Move", "Op", "Upsert", "Watcher"]
 
@@ -185,9 +185,7 @@ class Watcher:
             with contextlib.suppress(KeyError, OSError):
                 self._observer.unschedule(watch)
         with self._lock:
-            prefix = root.rstrip("/") + "/"
-            for path in [p for p in self._dirty if p == root or p.startswith(prefix)]:
-                del self._dirty[path]
+            self._forget(root)
 
     def watching(self) -> list[str]:
         return sorted(self._watches)
@@ -220,8 +218,7 @@ class Watcher:
 
     def record_move(self, src: str, dst: str, *, is_dir: bool) -> None:
         with self._lock:
-            prefix = src.rstrip("/") + "/"
-            for path in [p for p in self._dirty if p == src or p.startswith(prefix)]:
+            for path in [p for p in self._dirty if is_under(p, src)]:
                 self._dirty[dst + path[len(src):]] = self._dirty.pop(path)
             self._ready.append(Move(src, dst))
         self._wake.set()
@@ -231,8 +228,7 @@ class Watcher:
         self.on_root_gone(root)
 
     def _forget(self, path: str) -> None:
-        prefix = path.rstrip("/") + "/"
-        for p in [p for p in self._dirty if p == path or p.startswith(prefix)]:
+        for p in [p for p in self._dirty if is_under(p, path)]:
             del self._dirty[p]
 
     # -- debouncing ------------------------------------------------------------------
