@@ -17,16 +17,21 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from findsimilar.errors import ImageDecodeError
 
-__all__ = ["DecodedImage", "decode_for_model", "probe_format", "register_plugins"]
+__all__ = [
+    "DecodedImage", "decode_for_model", "decode_preview", "probe_format", "register_plugins",
+]
+
+T = TypeVar("T")
 
 # Truncated files are failures with a reason, not half-grey pictures.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -92,6 +97,20 @@ def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> Dec
 
     Raises ImageDecodeError with a human-readable reason.
     """
+    return _guarded(source, max_pixels, lambda im: _decode_opened(im, size, max_pixels))
+
+
+def decode_preview(source: bytes | Path, max_side: int, *, max_pixels: int) -> np.ndarray:
+    """Decode ``source`` into an upright greyscale array whose longer side is at most
+    ``max_side`` (aspect ratio kept), for pixel-level comparisons of two pictures.
+
+    Raises ImageDecodeError with a human-readable reason.
+    """
+    return _guarded(source, max_pixels, lambda im: _preview_opened(im, max_side, max_pixels))
+
+
+def _guarded(source: bytes | Path, max_pixels: int, decode: Callable[[Image.Image], T]) -> T:
+    """Open ``source`` and run ``decode`` on it; every failure becomes ImageDecodeError."""
     register_plugins()
     if _is_empty(source):
         raise ImageDecodeError("empty file (0 bytes)")
@@ -100,7 +119,7 @@ def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> Dec
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(source) as im:
-                return _decode_opened(im, size, max_pixels)
+                return decode(im)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -137,7 +156,9 @@ def _reason(exc: BaseException) -> str:
     return f"cannot decode image: {text}"
 
 
-def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
+def _load(im: Image.Image, side: int, max_pixels: int) -> tuple[Image.Image, int, str]:
+    """Check the declared size, decode (JPEG at the smallest DCT scale covering
+    ``side``), and return the 8-bit RGB picture, its EXIF orientation and format."""
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid image size {width}x{height}")
@@ -147,13 +168,16 @@ def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
             f"{width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
     fmt = str(im.format or "unknown")
     if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK"):
-        # DCT scaling to the smallest 1/2^k size that still covers the target.
-        im.draft(im.mode if im.mode != "YCbCr" else "RGB", (size, size))
+        im.draft(im.mode if im.mode != "YCbCr" else "RGB", (side, side))
     im.load()  # first frame only for animations and multi-page files
     # Read after load: Pillow's TIFF loader turns the pixels itself and then drops
     # the tag (its size is reported upright already), so it must not be turned twice.
-    orientation = _orientation(im)
-    rgb = _to_rgb(im)
+    return _to_rgb(im), _orientation(im), fmt
+
+
+def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
+    width, height = im.size
+    rgb, orientation, fmt = _load(im, size, max_pixels)
     small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     for op in _TRANSPOSE.get(orientation, []):
         small = small.transpose(op)
@@ -163,6 +187,15 @@ def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
     if pixels.shape != (size, size, 3):
         raise ImageDecodeError(f"unexpected decoded shape {pixels.shape}")
     return DecodedImage(pixels=pixels, width=width, height=height, format=fmt)
+
+
+def _preview_opened(im: Image.Image, max_side: int, max_pixels: int) -> np.ndarray:
+    rgb, orientation, _ = _load(im, max_side, max_pixels)
+    grey = rgb.convert("L")
+    grey.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    for op in _TRANSPOSE.get(orientation, []):
+        grey = grey.transpose(op)
+    return np.asarray(grey, dtype=np.uint8)
 
 
 def _orientation(im: Image.Image) -> int:

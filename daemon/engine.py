@@ -1,4 +1,5 @@
-"""The engine: store + index + extractor behind a few verbs (index, search, status).
+"""The engine: store + index + extractor behind a few verbs (index, search, duplicates,
+status).
 
 Used in-process by the CLI today and by the daemon; it owns the only writable
 handles to the store and the index.
@@ -12,6 +13,7 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from findsimilar.config import Config
 from findsimilar.errors import EmptyIndexError, ImageDecodeError, MissingFileError
 
 from .decode import decode_for_model
+from .dupes import DupesOptions, find_duplicates, mark_not_duplicates
 from .features import FeatureExtractor, create_extractor
 from .index import open_index
 from .indexer import Indexer, IndexSummary, ProgressFn
@@ -140,6 +143,30 @@ class Engine:
                                    max_pixels=self.config.max_pixels)
         vector = self.extractor.embed(decoded.pixels[None])[0]
         return self._neighbours(name, vector, k, min_score)
+
+    def duplicates(self, options: DupesOptions, progress: ProgressFn | None = None,
+                   should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
+        """Duplicate groups (see ``dupes.find_duplicates``)."""
+        with self._side_store() as store:
+            return find_duplicates(store, self.extractor.id, self.index.vectors, options,
+                                   max_pixels=self.config.max_pixels,
+                                   workers=self.config.decode_workers, progress=progress,
+                                   should_stop=should_stop)
+
+    def not_duplicates(self, paths: list[str]) -> dict[str, object]:
+        """Mark the photos at ``paths`` as "not duplicates" of each other."""
+        with self._side_store() as store:
+            return mark_not_duplicates(store, paths)
+
+    @contextlib.contextmanager
+    def _side_store(self) -> Iterator[Store]:
+        """A connection of its own for small writes beside the indexer's (WAL
+        serialises them; the writer connection belongs to the indexing thread)."""
+        store = Store(self.config.store_path)
+        try:
+            yield store
+        finally:
+            store.close()
 
     def status(self) -> dict[str, object]:
         counts = self.reader().counts()

@@ -74,6 +74,17 @@ class VectorIndex:
             scores, ids = self._index.search(queries, k)
         return scores, ids
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors for ``ids`` (float32, one row each).
+
+        Raises KeyError if an id is not in the index."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        with self._lock:
+            try:
+                return self._index.reconstruct_batch(ids)
+            except RuntimeError as exc:
+                raise KeyError(f"vector ids not in the index: {exc}") from None
+
     def save(self, path: Path) -> None:
         """Write atomically: a reader sees the old file or the new one, never half."""
         path.parent.mkdir(parents=True, exist_ok=True)

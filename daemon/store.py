@@ -68,6 +68,20 @@ def m003_no_status_index(db: sqlite_utils.Database) -> None:
                "where status = 'failed'")
 
 
+@migrations()
+def m004_duplicates(db: sqlite_utils.Database) -> None:
+    # Verdicts of the pixel-level check, keyed by content (rename-safe) and verifier
+    # version: a pair is checked once, ever, until the verifier changes.
+    db.execute("create table if not exists pair_scores (hash_a text not null, "
+               "hash_b text not null, verifier text not null, score real not null, "
+               "primary key (hash_a, hash_b, verifier)) without rowid")
+    # Pairs the user said are not duplicates (hash_a <= hash_b; equal for "these
+    # identical copies are deliberate").
+    db.execute("create table if not exists not_duplicates (hash_a text not null, "
+               "hash_b text not null, created_at real not null, "
+               "primary key (hash_a, hash_b)) without rowid")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str
@@ -113,12 +127,9 @@ class Store:
 
     def files_under(self, root: str) -> Iterator[FileRecord]:
         """Every file at ``root`` or below it (``root`` is an absolute path)."""
-        root = root.rstrip("/") or "/"  # '/a/b/' means the folder '/a/b', itself included
-        prefix = root.rstrip("/") + "/"
-        # A range scan on the unique path index; '0' is the byte after '/'.
         sql = ("select path, size, mtime_ns, status, content_hash, error from files "
-               "where path = ? or (path >= ? and path < ?)")
-        for row in self.db.query(sql, [root, prefix, prefix[:-1] + "0"]):
+               "where " + _UNDER)
+        for row in self.db.query(sql, _under_params(root)):
             yield FileRecord(**row)
 
     def upsert_files(self, rows: Iterable[dict[str, object]]) -> None:
@@ -266,6 +277,63 @@ class Store:
                 out.setdefault(r["id"], []).append(r["path"])
         return out
 
+    # -- duplicates --------------------------------------------------------------
+    def ok_files(self, roots: Iterable[str] = ()) -> Iterator[dict[str, object]]:
+        """Indexed files (path, size, mtime_ns, content_hash, format, width, height),
+        under any of ``roots`` (absolute paths) or all of them."""
+        cols = "path, size, mtime_ns, content_hash, format, width, height"
+        roots = list(roots)
+        if not roots:
+            yield from self.db.query(f"select {cols} from files where status = 'ok'")
+            return
+        for root in roots:
+            yield from self.db.query(
+                f"select {cols} from files where status = 'ok' and ({_UNDER})",
+                _under_params(root))
+
+    def pair_scores(self, pairs: list[tuple[str, str]],
+                    verifier: str) -> dict[tuple[str, str], float]:
+        """Cached verdicts for (hash_a, hash_b) pairs with hash_a < hash_b."""
+        found: dict[tuple[str, str], float] = {}
+        for chunk in _chunks(pairs, 300):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            flat = [h for pair in chunk for h in pair]
+            for a, b, score in self.db.execute(
+                    f"select hash_a, hash_b, score from pair_scores where verifier = ? and "
+                    f"(hash_a, hash_b) in (values {marks})", [verifier, *flat]):
+                found[(a, b)] = score
+        return found
+
+    def save_pair_scores(self, verifier: str, scores: dict[tuple[str, str], float]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "insert or replace into pair_scores (hash_a, hash_b, verifier, score) "
+                "values (?, ?, ?, ?)", [(a, b, verifier, s) for (a, b), s in scores.items()])
+
+    def not_duplicates(self) -> set[tuple[str, str]]:
+        return {(a, b) for a, b in self.db.execute("select hash_a, hash_b from not_duplicates")}
+
+    def mark_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> int:
+        rows = {tuple(sorted(p)) for p in pairs}
+        now = time.time()
+        with self.db.atomic():
+            before = self.db.execute("select count(*) from not_duplicates").fetchone()[0]
+            self.db.conn.executemany("insert or ignore into not_duplicates values (?, ?, ?)",
+                                [(a, b, now) for a, b in rows])
+            return self.db.execute("select count(*) from not_duplicates").fetchone()[0] - before
+
+    def unmark_not_duplicates(self, hashes: Iterable[str]) -> int:
+        """Forget every "not duplicates" mark involving any of ``hashes``."""
+        hashes = list(hashes)
+        removed = 0
+        with self.db.atomic():
+            for chunk in _chunks(hashes, 400):
+                marks = ",".join("?" * len(chunk))
+                removed += self.db.execute(
+                    f"delete from not_duplicates where hash_a in ({marks}) or hash_b in ({marks})",
+                    [*chunk, *chunk]).rowcount
+        return removed
+
     # -- settings and counts ---------------------------------------------------
     def get_setting(self, key: str) -> str | None:
         rows = list(self.db.query("select value from settings where key = ?", [key]))
@@ -288,6 +356,16 @@ class Store:
 
     def transaction(self):  # noqa: ANN201 - sqlite-utils' context manager
         return self.db.atomic()
+
+
+# "path at or below a folder" as a range scan on the unique path index.
+_UNDER = "path = ? or (path >= ? and path < ?)"
+
+
+def _under_params(root: str) -> list[str]:
+    root = root.rstrip("/") or "/"  # '/a/b/' means the folder '/a/b', itself included
+    prefix = root.rstrip("/") + "/"
+    return [root, prefix, prefix[:-1] + "0"]  # '0' is the byte after '/'
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

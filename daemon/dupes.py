@@ -1,0 +1,333 @@
+"""Duplicate groups in tiers: exact (same bytes), near (same picture), similar.
+
+How a listing is made, never touching an N×N matrix:
+
+1. The files in scope are read from the store and bucketed by content hash:
+   a bucket of two or more files is an *exact* duplicate set.
+2. One vector per distinct content gives each picture's nearest neighbours above
+   ``CANDIDATE_COSINE`` (``neighbours.py``): the candidate pairs.
+3. Each candidate pair gets a pixel-level second opinion (``verify.py``); verdicts
+   are cached in SQLite by content hash, so a pair is checked once, ever.
+4. Pairs scoring at least the near threshold are joined (union-find) into
+   *near* groups; with ``similar`` requested, pairs above ``SIMILAR_COSINE`` that
+   are not the same picture join groups into *similar* clusters.
+5. Pairs the user marked "not duplicates" are never joined.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from findsimilar.errors import FindSimilarError, ImageDecodeError
+
+from .neighbours import neighbour_pairs
+from .scanner import is_under
+from .store import Store
+from .verify import NEAR_SCORE, VERIFIER_ID, Preview, compare, load_preview
+
+__all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions",
+           "find_duplicates"]
+
+log = logging.getLogger(__name__)
+
+TIERS = ("exact", "near", "similar")
+CANDIDATE_COSINE = 0.60  # below every edited copy of the shared photos (lowest: 0.63)
+SIMILAR_COSINE = 0.80  # "similar" tier: same scene, burst shots
+NEIGHBOURS = 16
+KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path")
+DEFAULT_KEEP = ("resolution", "size", "format", "oldest")
+# Formats a camera or phone writes first rank before conversions of them.
+_FORMAT_RANK = {"JPEG": 0, "MPO": 0, "HEIF": 0, "TIFF": 0, "DNG": 0, "PNG": 1, "WEBP": 2,
+                "AVIF": 2, "JPEG2000": 2, "BMP": 3, "GIF": 3}
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class DupesOptions:
+    paths: list[str] = field(default_factory=list)  # absolute; empty = everything indexed
+    tiers: tuple[str, ...] = ("exact", "near")
+    near_score: float = NEAR_SCORE
+    similar_cosine: float = SIMILAR_COSINE
+    keep_in: list[str] = field(default_factory=list)
+    keep_by: tuple[str, ...] = DEFAULT_KEEP
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.tiers if t not in TIERS]
+        if bad or not self.tiers:
+            raise FindSimilarError(f"unknown tier {bad}: choose from {', '.join(TIERS)}")
+        unknown = [k for k in self.keep_by if k not in KEEP_RULES]
+        if unknown:
+            raise FindSimilarError(
+                f"unknown keep rule {unknown}: choose from {', '.join(KEEP_RULES)}")
+        if not -1.0 <= self.near_score <= 1.0:
+            raise FindSimilarError("the near threshold is a score between -1 and 1")
+
+
+def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray], np.ndarray],
+                    options: DupesOptions, *, max_pixels: int, workers: int = 2,
+                    progress: ProgressFn | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
+    """List duplicate groups over the indexed files under ``options.paths``.
+
+    ``vectors(feature_ids)`` returns the descriptors (the index's, normally) of
+    ``extractor``'s feature ids. Returns ``{"groups": [...], "stats": {...}}``;
+    groups are plain dicts (see README, "Duplicates").
+    """
+    files = _files_in_scope(store, options.paths)
+    by_hash: dict[str, list[dict]] = defaultdict(list)
+    for f in files:
+        by_hash[f["content_hash"]].append(f)
+    hashes = sorted(by_hash)
+    ignored = store.not_duplicates()
+    stats: dict[str, object] = {"files": len(files), "distinct": len(hashes)}
+
+    need_pairs = "near" in options.tiers or "similar" in options.tiers
+    near_edges: list[tuple[int, int, float]] = []
+    similar_edges: list[tuple[int, int, float]] = []
+    if need_pairs and len(hashes) > 1:
+        pairs = _candidate_pairs(store, extractor, vectors, hashes, ignored,
+                                 min(CANDIDATE_COSINE, options.similar_cosine), should_stop)
+        candidates = [p for p in pairs if p[2] >= CANDIDATE_COSINE]
+        scores = _verified(store, hashes, by_hash, candidates, max_pixels=max_pixels,
+                           workers=workers, progress=progress, should_stop=should_stop)
+        stats.update(candidate_pairs=len(candidates), verified_now=scores.pop(None, 0))
+        for a, b, c in pairs:
+            if scores.get((a, b), -1.0) >= options.near_score:
+                near_edges.append((a, b, scores[(a, b)]))
+            elif c >= options.similar_cosine:
+                similar_edges.append((a, b, c))
+    groups = _near_groups(hashes, by_hash, near_edges, ignored, options)
+    if "similar" in options.tiers:
+        groups += _similar_groups(hashes, by_hash, near_edges, similar_edges, options)
+    wanted = [g for g in groups if g["tier"] in options.tiers]
+    wanted.sort(key=lambda g: (TIERS.index(g["tier"]), g["files"][0]))
+    return {"groups": wanted, "stats": stats}
+
+
+def _candidate_pairs(store: Store, extractor: str, vectors: Callable[[np.ndarray], np.ndarray],
+                     hashes: list[str], ignored: set[tuple[str, str]], min_cosine: float,
+                     should_stop: Callable[[], bool]) -> list[tuple[int, int, float]]:
+    """Neighbour pairs (row a < row b of ``hashes``, cosine) not marked as distinct."""
+    feature = store.feature_ids(hashes, extractor)
+    rows = [r for r, h in enumerate(hashes) if h in feature]  # a picture without a
+    ids = np.array([feature[hashes[r]] for r in rows], np.int64)  # vector: exact tier only
+    i, j, cos = neighbour_pairs(len(rows), lambda sel: vectors(ids[sel]), k=NEIGHBOURS,
+                                min_score=min_cosine, should_stop=should_stop)
+    pairs = [(rows[a], rows[b], float(c)) for a, b, c in zip(i, j, cos, strict=True)]
+    return [p for p in pairs if (hashes[p[0]], hashes[p[1]]) not in ignored]
+
+
+def _files_in_scope(store: Store, paths: list[str]) -> list[dict]:
+    seen: dict[str, dict] = {}
+    for row in store.ok_files(paths):
+        if row["content_hash"]:
+            seen[row["path"]] = row
+    return list(seen.values())
+
+
+# -- verification ---------------------------------------------------------------------
+
+
+class _Previews:
+    """A small LRU of decoded previews: a picture is decoded once while its pairs run."""
+
+    def __init__(self, by_hash: dict[str, list[dict]], max_pixels: int, size: int = 256) -> None:
+        self.by_hash, self.max_pixels, self.size = by_hash, max_pixels, size
+        self._cache: OrderedDict[str, Preview | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, content_hash: str) -> Preview | None:
+        with self._lock:
+            if content_hash in self._cache:
+                self._cache.move_to_end(content_hash)
+                return self._cache[content_hash]
+        preview = self._load(content_hash)
+        with self._lock:
+            self._cache[content_hash] = preview
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return preview
+
+    def _load(self, content_hash: str) -> Preview | None:
+        for f in self.by_hash[content_hash]:  # any copy will do; one may be gone
+            try:
+                return load_preview(f["path"], max_pixels=self.max_pixels)
+            except (ImageDecodeError, OSError) as exc:
+                log.info("cannot compare %s: %s", f["path"], exc)
+        return None
+
+
+def _verified(store: Store, hashes: list[str], by_hash: dict[str, list[dict]],
+              candidates: list[tuple[int, int, float]], *, max_pixels: int, workers: int,
+              progress: ProgressFn | None, should_stop: Callable[[], bool]) -> dict:
+    """Verification scores by (row a, row b); cached ones from the store, new ones
+    computed (in parallel) and saved. Key None holds how many were computed now."""
+    keyed = {(hashes[a], hashes[b]): (a, b) for a, b, _ in candidates}
+    cached = store.pair_scores(list(keyed), VERIFIER_ID)
+    scores: dict = {keyed[k]: s for k, s in cached.items()}
+    todo = [k for k in keyed if k not in cached]
+    # Neighbours first: pairs sharing a picture run close together, so its preview
+    # is still in the LRU.
+    todo.sort()
+    previews = _Previews(by_hash, max_pixels)
+    fresh: dict[tuple[str, str], float] = {}
+    done = 0
+
+    def check(pair: tuple[str, str]) -> tuple[tuple[str, str], float | None]:
+        if should_stop():
+            return pair, None
+        a, b = previews.get(pair[0]), previews.get(pair[1])
+        return pair, (compare(a, b) if a is not None and b is not None else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for pair, score in pool.map(check, todo):
+            done += 1
+            if score is not None:
+                fresh[pair] = round(score, 4)
+            if len(fresh) >= 256:
+                store.save_pair_scores(VERIFIER_ID, fresh)
+                scores.update({keyed[k]: s for k, s in fresh.items()})
+                fresh = {}
+            if progress is not None:
+                progress(done, len(todo))
+    store.save_pair_scores(VERIFIER_ID, fresh)
+    scores.update({keyed[k]: s for k, s in fresh.items()})
+    scores[None] = len(todo)
+    return scores
+
+
+# -- grouping ---------------------------------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def components(self, rows: Iterable[int]) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for r in rows:
+            out[self.find(r)].append(r)
+        return out
+
+
+def _joined(n: int, edges: list[tuple[int, int, float]],
+            node: list[int] | None = None) -> tuple[_UnionFind, dict[int, float]]:
+    """Union-find over ``edges`` (rows mapped through ``node``) and each component's
+    lowest edge score, by root."""
+    uf = _UnionFind(n)
+    at = node if node is not None else range(n)
+    for a, b, _ in edges:
+        uf.union(at[a], at[b])
+    low: dict[int, float] = {}
+    for a, _, score in edges:
+        root = uf.find(at[a])
+        low[root] = min(low.get(root, 1.0), score)
+    return uf, low
+
+
+def _near_groups(hashes: list[str], by_hash: dict[str, list[dict]],
+                 edges: list[tuple[int, int, float]], ignored: set[tuple[str, str]],
+                 options: DupesOptions) -> list[dict]:
+    uf, low = _joined(len(hashes), edges)
+    groups = []
+    for root, rows in uf.components(range(len(hashes))).items():
+        members = [f for r in rows for f in by_hash[hashes[r]]]
+        if len(members) < 2 or (len(rows) == 1 and (hashes[rows[0]],) * 2 in ignored):
+            continue
+        tier = "exact" if len(rows) == 1 else "near"
+        groups.append(_group(tier, members, options, score=1.0 if tier == "exact"
+                             else low.get(root)))
+    return groups
+
+
+def _similar_groups(hashes: list[str], by_hash: dict[str, list[dict]],
+                    near_edges: list[tuple[int, int, float]],
+                    similar_edges: list[tuple[int, int, float]],
+                    options: DupesOptions) -> list[dict]:
+    """Clusters of different pictures of one scene; a near group counts as one picture."""
+    pictures, _ = _joined(len(hashes), near_edges)
+    picture = [pictures.find(r) for r in range(len(hashes))]
+    scenes, low = _joined(len(hashes), similar_edges, picture)
+    groups = []
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for r in range(len(hashes)):
+        clusters[scenes.find(picture[r])].append(r)
+    for root, rows in clusters.items():
+        if len({picture[r] for r in rows}) < 2:
+            continue
+        members = [f for r in rows for f in by_hash[hashes[r]]]
+        groups.append(_group("similar", members, options, score=low.get(root)))
+    return groups
+
+
+def _group(tier: str, members: list[dict], options: DupesOptions,
+           score: float | None) -> dict:
+    protected = {f["path"] for f in members if any(is_under(f["path"], d)
+                                                     for d in options.keep_in)}
+    pool = [f for f in members if f["path"] in protected] or members
+    keep = min(pool, key=lambda f: _keep_key(f, options.keep_by))
+    ordered = [keep, *sorted((f for f in members if f is not keep), key=lambda f: f["path"])]
+    return {
+        "tier": tier,
+        "keep": keep["path"],
+        "files": [f["path"] for f in ordered],
+        "score": None if score is None else round(float(score), 4),
+        "members": [_member(f, keep, tier, f["path"] in protected) for f in ordered],
+    }
+
+
+def _keep_key(f: dict, rules: tuple[str, ...]) -> tuple:
+    pixels = (f["width"] or 0) * (f["height"] or 0)
+    key: dict[str, object] = {
+        "resolution": -pixels,
+        "size": -(f["size"] or 0),
+        "format": _FORMAT_RANK.get(str(f["format"]).upper(), 4),
+        "oldest": f["mtime_ns"] or 0,
+        "newest": -(f["mtime_ns"] or 0),
+        "shortest-path": len(f["path"]),
+    }
+    return (*(key[r] for r in rules), f["path"])
+
+
+def _member(f: dict, keep: dict, tier: str, protected: bool) -> dict:
+    match = ("keep" if f is keep else "exact" if f["content_hash"] == keep["content_hash"]
+             else tier)
+    return {"path": f["path"], "hash": f["content_hash"], "size": f["size"],
+            "mtime": (f["mtime_ns"] or 0) / 1e9, "width": f["width"], "height": f["height"],
+            "format": f["format"], "match": match, "protected": protected}
+
+
+def mark_not_duplicates(store: Store, paths: list[str]) -> dict[str, object]:
+    """Remember that the pictures at ``paths`` are not duplicates of each other (every
+    pair of them; one path = its identical copies are deliberate). Returns counts."""
+    hashes = []
+    for p in paths:
+        rec = store.file(os.path.abspath(p))
+        if rec is None or rec.status != "ok" or not rec.content_hash:
+            raise FindSimilarError(f"not an indexed photo: {p}")
+        hashes.append(rec.content_hash)
+    distinct = sorted(set(hashes))
+    pairs = [(a, b) for x, a in enumerate(distinct) for b in distinct[x + 1:]]
+    if len(distinct) == 1:
+        pairs = [(distinct[0], distinct[0])]
+    return {"pairs": len(pairs), "added": store.mark_not_duplicates(pairs)}
