@@ -29,6 +29,7 @@ class Backend(Protocol):
     def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]: ...
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]: ...
     def status(self) -> dict[str, Any]: ...
+    def call(self, command: str, args: dict[str, Any]) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -54,6 +55,16 @@ class LocalBackend:
 
     def status(self) -> dict[str, Any]:
         return {**self.engine.status(), "queued": 0, "daemon": None}
+
+    def call(self, command: str, args: dict[str, Any]) -> Any:
+        """A socket command run here: the same arguments and results as the daemon's."""
+        if command == "dupes":
+            from findsimilar.daemon.dupes import options_from
+
+            return self.engine.duplicates(options_from(**args))
+        if command == "not_duplicates":
+            return self.engine.not_duplicates(**args)
+        raise FindSimilarError(f"{command!r} is not available without the daemon")
 
     def close(self) -> None:
         self.engine.close()
@@ -119,6 +130,9 @@ class DaemonBackend:
 
     def status(self) -> dict[str, Any]:
         return self.client.call("status")
+
+    def call(self, command: str, args: dict[str, Any]) -> Any:
+        return self.client.call(command, **args)
 
     def close(self) -> None:
         self.client.close()

@@ -27,7 +27,8 @@ __all__ = ["cli", "main"]
 
 
 # Commands imported only when used: keeps `findsimilar photo.jpg` start-up short.
-_LAZY = {"service": ("findsimilar.cli.service", "service_group")}
+_LAZY = {"service": ("findsimilar.cli.service", "service_group"),
+         "dupes": ("findsimilar.cli.dupes", "dupes_group")}
 
 
 class _DefaultToSearch(click.Group):

@@ -34,7 +34,7 @@ from .store import Store
 from .verify import NEAR_SCORE, VERIFIER_ID, Preview, compare, load_preview
 
 __all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions",
-           "find_duplicates"]
+           "find_duplicates", "mark_not_duplicates", "options_from"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,20 @@ class DupesOptions:
                 f"unknown keep rule {unknown}: choose from {', '.join(KEEP_RULES)}")
         if not -1.0 <= self.near_score <= 1.0:
             raise FindSimilarError("the near threshold is a score between -1 and 1")
+
+
+def options_from(paths: list[str] | None = None, tiers: list[str] | None = None,
+                 threshold: float | None = None, keep_in: list[str] | None = None,
+                 keep_by: list[str] | None = None,
+                 similar_threshold: float | None = None) -> DupesOptions:
+    """Options from the ``dupes`` request's arguments (relative paths made absolute)."""
+    return DupesOptions(
+        paths=[os.path.abspath(p) for p in paths or []],
+        tiers=tuple(tiers or DupesOptions.tiers),
+        near_score=NEAR_SCORE if threshold is None else float(threshold),
+        similar_cosine=SIMILAR_COSINE if similar_threshold is None else float(similar_threshold),
+        keep_in=[os.path.abspath(p) for p in keep_in or []],
+        keep_by=tuple(keep_by or DEFAULT_KEEP))
 
 
 def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray], np.ndarray],
@@ -317,9 +331,12 @@ def _member(f: dict, keep: dict, tier: str, protected: bool) -> dict:
             "format": f["format"], "match": match, "protected": protected}
 
 
-def mark_not_duplicates(store: Store, paths: list[str]) -> dict[str, object]:
+def mark_not_duplicates(store: Store, paths: list[str], *, forget: bool = False,
+                        ) -> dict[str, object]:
     """Remember that the pictures at ``paths`` are not duplicates of each other (every
-    pair of them; one path = its identical copies are deliberate). Returns counts."""
+    pair of them; identical copies among them, or of a path given alone, are deliberate),
+    or with ``forget``
+    drop every mark involving them. Raises FindSimilarError for a path not indexed."""
     hashes = []
     for p in paths:
         rec = store.file(os.path.abspath(p))
@@ -327,7 +344,9 @@ def mark_not_duplicates(store: Store, paths: list[str]) -> dict[str, object]:
             raise FindSimilarError(f"not an indexed photo: {p}")
         hashes.append(rec.content_hash)
     distinct = sorted(set(hashes))
+    if forget:
+        return {"removed": store.unmark_not_duplicates(distinct)}
     pairs = [(a, b) for x, a in enumerate(distinct) for b in distinct[x + 1:]]
-    if len(distinct) == 1:
-        pairs = [(distinct[0], distinct[0])]
+    # Identical copies among the given files (or a file given alone) are deliberate too.
+    pairs += [(h, h) for h in distinct if hashes.count(h) > 1 or len(paths) == 1]
     return {"pairs": len(pairs), "added": store.mark_not_duplicates(pairs)}

@@ -153,10 +153,10 @@ class Engine:
                                    workers=self.config.decode_workers, progress=progress,
                                    should_stop=should_stop)
 
-    def not_duplicates(self, paths: list[str]) -> dict[str, object]:
-        """Mark the photos at ``paths`` as "not duplicates" of each other."""
+    def not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, object]:
+        """Mark the photos at ``paths`` as "not duplicates" of each other (or forget)."""
         with self._side_store() as store:
-            return mark_not_duplicates(store, paths)
+            return mark_not_duplicates(store, paths, forget=forget)
 
     @contextlib.contextmanager
     def _side_store(self) -> Iterator[Store]:

@@ -464,6 +464,17 @@ class Daemon:
             return {"queued": True}
         return task.done.result()
 
+    def cmd_dupes(self, **args: Any) -> dict[str, Any]:
+        """Duplicate groups; runs in this client's thread, beside indexing."""
+        assert self.engine is not None
+        from .dupes import options_from
+
+        return self.engine.duplicates(options_from(**args), should_stop=self._stop.is_set)
+
+    def cmd_not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, Any]:
+        assert self.engine is not None
+        return self.engine.not_duplicates(paths, forget=bool(forget))
+
     def cmd_watch_add(self, path: str, excludes: list[str] | None = None) -> dict[str, Any]:
         assert self.engine is not None
         path = os.path.abspath(path)

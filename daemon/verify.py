@@ -37,7 +37,7 @@ __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "l
 
 VERIFIER_ID = "orb-tile-ncc/v1"  # stored with cached verdicts; bump when scores change
 PREVIEW_SIDE = 512
-NEAR_SCORE = 0.90  # worst-tile NCC at or above which two pictures are the same picture
+NEAR_SCORE = 0.88  # worst-tile NCC at or above which two pictures are the same picture
 MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
 _GRID = 6
 _MIN_TILE_SIDE = 40

@@ -1,0 +1,304 @@
+"""``findsimilar dupes``: list duplicate groups, act on them safely, undo, mark pairs.
+
+Imported only when a ``dupes`` command runs (see ``main._LAZY``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from findsimilar.config import load_config
+from findsimilar.errors import FindSimilarError
+
+from .backends import choose_backend
+
+__all__ = ["dupes_group"]
+
+TIERS = ("exact", "near", "similar")
+KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path")
+_NO_DAEMON_HELP = "Run in this process instead of the daemon (also FINDSIMILAR_NO_DAEMON=1)."
+
+
+class _DefaultToList(click.Group):
+    """``dupes [PATH...]`` means ``dupes list [PATH...]``; ``undo``, ``ignore``, ``logs`` and
+    ``unignore`` are subcommands (write ``./undo`` for a folder of that name)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = next((a for a in args if not a.startswith("-")), None)
+        if first not in self.commands:
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("dupes", cls=_DefaultToList)
+def dupes_group() -> None:
+    """Duplicate photos: list groups, act on them, undo."""
+
+
+def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    rules = tuple(r.strip() for r in value.split(",") if r.strip())
+    bad = [r for r in rules if r not in KEEP_RULES]
+    if bad or not rules:
+        raise click.BadParameter(f"{', '.join(bad) or value!r}: use a comma-separated list "
+                                 f"of {', '.join(KEEP_RULES)}")
+    return rules
+
+
+@dupes_group.command("list")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--tier", "tiers", multiple=True, type=click.Choice(TIERS),
+              help="Tiers to show (repeatable). Default: exact and near. 'similar' = same "
+                   "scene, burst shots: shown apart, never acted on.")
+@click.option("--all", "all_tiers", is_flag=True, help="All three tiers.")
+@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Near-duplicate threshold on the pixel check (default 0.88; higher = "
+                   "stricter).")
+@click.option("--similar-threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Cosine similarity for the 'similar' tier (default 0.80).")
+@click.option("--keep-in", "keep_in", multiple=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Reference folder (repeatable): its files are kept first "
+                                  "and never touched.")
+@click.option("--keep-by", default="resolution,size,format,oldest", show_default=True,
+              callback=_keep_rules, help=f"Keeper rules in order: {', '.join(KEEP_RULES)}.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"groups": [...]} as JSON.')
+@click.option("--html", "html", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write a review page with thumbnails.")
+@click.option("--action", type=click.Choice(["trash", "hardlink", "move"]),
+              help="What to do with each non-keeper in exact/near groups (dry run unless "
+                   "--apply).")
+@click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder for --action move (implies it).")
+@click.option("--apply", "apply_", is_flag=True, help="Really do the --action; it is logged "
+                                                     "and `findsimilar dupes undo` reverses it.")
+@click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
+def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
+             threshold: float | None, similar_threshold: float | None,
+             keep_in: tuple[str, ...], keep_by: tuple[str, ...], as_json: bool,
+             html: str | None, action: str | None, move_to: str | None, apply_: bool,
+             no_daemon: bool) -> None:
+    """List duplicate groups of the indexed photos (under PATHs, or all).
+
+    \b
+    Tiers:
+      exact    identical bytes
+      near     the same picture: resized, recompressed, converted, cropped,
+               rotated, mirrored, recoloured, captioned, bordered
+      similar  same scene or burst shots (only with --tier similar or --all)
+
+    \b
+    Examples:
+      findsimilar dupes                      # exact and near groups, everywhere
+      findsimilar dupes ~/Pictures/2024 --all --html review.html
+      findsimilar dupes --json | jq '.groups[].files'
+      findsimilar dupes --keep-in ~/Pictures/Best --action trash           # dry run
+      findsimilar dupes --keep-in ~/Pictures/Best --action trash --apply
+      findsimilar dupes undo                 # put the last applied action back
+      findsimilar dupes ignore a.jpg b.jpg   # these are not duplicates
+    """
+    if move_to and action not in (None, "move"):
+        raise click.UsageError("--move-to goes with --action move")
+    action = "move" if move_to else action
+    if apply_ and not action:
+        raise click.UsageError("--apply needs an --action (trash, hardlink or move)")
+    if action == "move" and not move_to:
+        raise click.UsageError("--action move needs --move-to DIR")
+    for p in [*paths, *keep_in]:
+        if not os.path.exists(p):
+            _fail(f"no such file or folder: {p}", 3)
+    request = {"paths": [os.path.abspath(p) for p in paths],
+               "tiers": list(TIERS) if all_tiers else list(tiers or ("exact", "near")),
+               "threshold": threshold, "similar_threshold": similar_threshold,
+               "keep_in": [os.path.abspath(p) for p in keep_in], "keep_by": list(keep_by)}
+    result = _call(no_daemon, "dupes", request)
+    if html:
+        from .report import write_report
+
+        page = write_report(result, Path(html))
+        print(f"review page: {page}", file=sys.stderr)
+    if action:
+        result["actions"] = _act(result, action, move_to, list(request["keep_in"]), apply_,
+                                 as_json)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    elif not action:
+        click.echo(_table(result["groups"]))
+        print(_summary(result["groups"]), file=sys.stderr)
+
+
+def _call(no_daemon: bool, command: str, args: dict[str, Any]) -> Any:
+    backend = choose_backend(load_config(), no_daemon=no_daemon)
+    try:
+        return backend.call(command, args)
+    except FindSimilarError as exc:
+        _fail(str(exc), exc.exit_code)
+    finally:
+        backend.close()
+
+
+def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], apply_: bool,
+         as_json: bool) -> dict[str, Any]:
+    from .actions import ActionError, apply_plan, format_plan, plan_actions
+
+    # Only duplicates are ever acted on: "similar" photos are different pictures.
+    groups = [g for g in result["groups"] if g["tier"] in ("exact", "near")]
+    if action == "hardlink":
+        groups = _identical_subgroups(groups)
+    try:
+        steps = plan_actions(groups, action, move_to=move_to, keep_in=keep_in)  # type: ignore[arg-type]
+        if not apply_:
+            if not as_json:
+                click.echo(format_plan(steps))
+                print("dry run: nothing was changed; add --apply to do it", file=sys.stderr)
+            return {"applied": False, "plan": [s.__dict__ for s in steps]}
+        log = apply_plan(steps, _log_dir())
+    except ActionError as exc:
+        _fail(str(exc), 1)
+    if not as_json:
+        click.echo("\n".join(log.messages))
+        print(f"{action}: {log.done} done, {log.skipped} skipped, {log.failed} failed; "
+              f"log {log.path}; `findsimilar dupes undo` reverses it", file=sys.stderr)
+    return {"applied": True, **log.to_json()}
+
+
+def _identical_subgroups(groups: list[dict]) -> list[dict]:
+    """Hard links join identical bytes only: each set of byte-identical files in a group
+    becomes a group of its own, kept by the group's keeper if it is one of them, else by
+    a reference-folder file, else the first path."""
+    out = []
+    for g in groups:
+        by_hash: dict[str, list[dict]] = {}
+        for m in g["members"]:
+            by_hash.setdefault(m["hash"], []).append(m)
+        for twins in by_hash.values():
+            if len(twins) < 2:
+                continue
+            keep = next((m for m in twins if m["path"] == g["keep"]), None) or min(
+                twins, key=lambda m: (not m.get("protected"), m["path"]))
+            members = [{**m, "match": "keep" if m is keep else "exact"} for m in twins]
+            out.append({**g, "tier": "exact", "keep": keep["path"], "members": members,
+                        "files": [m["path"] for m in members]})
+    return out
+
+
+def _log_dir() -> Path:
+    return load_config().data_dir / "actions"
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"findsimilar: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _table(groups: list[dict]) -> str:
+    lines = []
+    for n, g in enumerate(groups, 1):
+        label = {"exact": "exact duplicates", "near": "near duplicates",
+                 "similar": "similar (not duplicates)"}[g["tier"]]
+        score = f", lowest score {g['score']:.3f}" if g.get("score") is not None else ""
+        lines.append(f"#{n} {label}: {len(g['files'])} files{score}")
+        for m in g.get("members") or [{"path": p} for p in g["files"]]:
+            mark = ("KEEP" if m["path"] == g["keep"] and g["tier"] != "similar" else
+                    "ref" if m.get("protected") else "")
+            size = f"{m['width']}x{m['height']}" if m.get("width") else "?"
+            extra = "" if m.get("match") in (None, "keep", g["tier"]) else f" ({m['match']})"
+            lines.append(f"  {mark:<4} {_show(m['path'])}  {size}  {_human(m.get('size'))}  "
+                         f"{m.get('format') or ''}{extra}")
+        lines.append("")
+    return "\n".join(lines).rstrip() or "no duplicates found"
+
+
+def _summary(groups: list[dict]) -> str:
+    counts = {t: sum(g["tier"] == t for g in groups) for t in TIERS}
+    spare = [m for g in groups if g["tier"] != "similar" for m in g.get("members", [])
+             if m["path"] != g["keep"] and not m.get("protected")]
+    parts = ", ".join(f"{n} {t}" for t, n in counts.items() if n)
+    return (f"{len(groups)} groups ({parts or 'none'}); {len(spare)} duplicate files, "
+            f"{_human(sum(m.get('size') or 0 for m in spare))} reclaimable")
+
+
+def _show(path: str) -> str:
+    return path if path.isprintable() else repr(path)
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+@dupes_group.command("undo")
+@click.argument("log", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+def undo_cmd(log: str | None, as_json: bool) -> None:
+    """Reverse an applied action: the latest one, or the given LOG file.
+
+    Files come back from the trash or the move folder; hard links become
+    independent copies again. Nothing existing is ever overwritten.
+    """
+    from .actions import ActionError, undo
+
+    try:
+        result = undo(_log_dir(), Path(log) if log else None)
+    except ActionError as exc:
+        _fail(str(exc), 1)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join([*result.messages, result.message]).strip())
+    if not result.complete and result.failed:
+        sys.exit(1)
+
+
+@dupes_group.command("logs")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+def logs_cmd(as_json: bool) -> None:
+    """The applied actions, newest first (what `dupes undo` can reverse)."""
+    from .actions import list_logs
+
+    logs = list_logs(_log_dir())
+    if as_json:
+        click.echo(json.dumps(logs, indent=2))
+        return
+    for entry in logs:
+        state = "undone" if entry.get("undone") else f"{entry.get('to_undo', 0)} to undo"
+        click.echo(f"{entry.get('created', '?')}  {entry.get('action', '?'):<8} "
+                   f"{entry.get('done', 0)} done  {state}  {entry['path']}")
+    if not logs:
+        click.echo("no actions applied yet")
+
+
+@dupes_group.command("ignore")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
+def ignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
+    """Mark photos as "not duplicates" of each other: they are never grouped together
+    again (remembered by content, so renames keep the mark). One photo: its identical
+    copies are deliberate.
+
+    \b
+    Example:
+      findsimilar dupes ignore ~/Pictures/a.jpg ~/Pictures/a-print.jpg
+    """
+    result = _call(no_daemon, "not_duplicates", {"paths": [os.path.abspath(p) for p in paths]})
+    click.echo(f"marked {result['pairs']} pair(s) as not duplicates ({result['added']} new)")
+
+
+@dupes_group.command("unignore")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
+def unignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
+    """Forget every "not duplicates" mark involving these photos."""
+    result = _call(no_daemon, "not_duplicates",
+                   {"paths": [os.path.abspath(p) for p in paths], "forget": True})
+    click.echo(f"forgot {result['removed']} mark(s)")
