@@ -2,7 +2,7 @@
 cosine threshold, never an N×N matrix.
 
 Small collections are searched exactly. Past ``EXACT_LIMIT`` vectors, an exact
-all-neighbours search costs N² × 1280 multiply-adds (100k: ~2 minutes on two
+all-neighbours search costs N² × 1280 multiply-adds (100k: ~4 minutes on two
 cores), so the vectors are PCA-reduced to ``REDUCED_DIM`` dimensions and searched
 with an inverted-file index; the pairs found are then scored again with the full
 vectors, so only *which* pairs are looked at is approximate, never their score.
@@ -18,10 +18,11 @@ import numpy as np
 
 __all__ = ["EXACT_LIMIT", "neighbour_pairs"]
 
-EXACT_LIMIT = 20_000
+EXACT_LIMIT = 10_000
 REDUCED_DIM = 128
 _QUERY_BLOCK = 4096
 _TRAIN_SAMPLE = 50_000
+_PCA_SAMPLE = 20_000
 _REDUCED_MARGIN = 0.10  # reduced cosines run a little off the full ones
 
 VectorsFn = Callable[[np.ndarray], np.ndarray]  # row numbers -> (len, dim) float32
@@ -84,8 +85,9 @@ def _unique_pairs(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.
 def _exact_scores(i: np.ndarray, j: np.ndarray, vectors: VectorsFn) -> np.ndarray:
     """Full-vector cosines of the pairs, a block of first rows at a time."""
     out = np.empty(len(i), np.float32)
-    for start in range(0, len(i), 65536):
-        a, b = i[start:start + 65536], j[start:start + 65536]
+    step = 4096  # pairs per block: two (step, dim) copies, ~40 MB at 1280-d
+    for start in range(0, len(i), step):
+        a, b = i[start:start + step], j[start:start + step]
         rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
         block = vectors(rows)
         va, vb = block[inverse[:len(a)]], block[inverse[len(a):]]
@@ -97,9 +99,12 @@ def _reduced_ivf(n: int, vectors: VectorsFn) -> tuple[faiss.Index, Callable]:
     """A PCA to REDUCED_DIM plus an IVF-Flat index over all n reduced vectors."""
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(n, size=min(n, _TRAIN_SAMPLE), replace=False))
-    train = np.ascontiguousarray(vectors(sample))
-    pca = faiss.PCAMatrix(train.shape[1], REDUCED_DIM)
-    pca.train(train)
+    # PCA from a 20k subsample (100 MB of full vectors at most); the IVF is trained
+    # on the whole sample, reduced block by block.
+    first = np.ascontiguousarray(vectors(sample[::max(1, len(sample) // _PCA_SAMPLE)]))
+    pca = faiss.PCAMatrix(first.shape[1], REDUCED_DIM)
+    pca.train(first)
+    del first
 
     def reduce(x: np.ndarray) -> np.ndarray:
         y = pca.apply(np.ascontiguousarray(x, dtype=np.float32))
@@ -109,7 +114,8 @@ def _reduced_ivf(n: int, vectors: VectorsFn) -> tuple[faiss.Index, Callable]:
     nlist = int(4 * np.sqrt(n))
     quantizer = faiss.IndexFlatIP(REDUCED_DIM)
     index = faiss.IndexIVFFlat(quantizer, REDUCED_DIM, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.train(reduce(train))
+    index.train(np.concatenate([reduce(vectors(sample[b:b + _QUERY_BLOCK]))
+                                for b in range(0, len(sample), _QUERY_BLOCK)]))
     index.nprobe = 16
     for start in range(0, n, _QUERY_BLOCK):
         index.add(reduce(vectors(np.arange(start, min(n, start + _QUERY_BLOCK)))))

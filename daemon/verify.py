@@ -7,7 +7,8 @@ pictures are aligned, so a candidate pair is checked like this:
 
 1. Both files become small upright greyscale previews (longer side 512).
 2. Candidate geometries mapping one onto the other: "same frame" (a resize or
-   re-encode), and a similarity transform found by ORB features + RANSAC
+   re-encode), and similarity transforms found by ORB features + RANSAC (also
+   on contrast-equalised copies, for smooth pictures)
    (crops, borders, captions, small rotations); each also mirrored.
 3. The sharper picture is warped onto the softer one (never upsampled, so a
    small copy is not punished for its lost detail), both are blurred a little,
@@ -35,7 +36,7 @@ from .decode import decode_preview
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
 
-VERIFIER_ID = "orb-tile-ncc/v1"  # stored with cached verdicts; bump when scores change
+VERIFIER_ID = "orb-tile-ncc/v2"  # stored with cached verdicts; bump when scores change
 PREVIEW_SIDE = 512
 NEAR_SCORE = 0.88  # worst-tile NCC at or above which two pictures are the same picture
 MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
@@ -53,16 +54,23 @@ class Preview:
     """A decoded preview plus its ORB features, computed once and reused per pair."""
 
     grey: np.ndarray  # uint8, upright, longer side <= PREVIEW_SIDE
-    _features: dict[bool, tuple[list, np.ndarray | None]] = field(default_factory=dict)
+    _features: dict[tuple[bool, bool], tuple[list, np.ndarray | None]] = field(
+        default_factory=dict)
 
     def image(self, mirrored: bool) -> np.ndarray:
         return np.ascontiguousarray(self.grey[:, ::-1]) if mirrored else self.grey
 
-    def features(self, mirrored: bool) -> tuple[list, np.ndarray | None]:
-        if mirrored not in self._features:
-            orb = cv2.ORB_create(_ORB_FEATURES, fastThreshold=10)
-            self._features[mirrored] = orb.detectAndCompute(self.image(mirrored), None)
-        return self._features[mirrored]
+    def features(self, mirrored: bool, equalised: bool) -> tuple[list, np.ndarray | None]:
+        key = (mirrored, equalised)
+        if key not in self._features:
+            image = self.image(mirrored)
+            if equalised:
+                # Smooth pictures (sky, clouds, fog) give ORB a handful of corners; after
+                # local contrast equalisation there are plenty.
+                image = cv2.createCLAHE(clipLimit=4.0, tileGridSize=(8, 8)).apply(image)
+            orb = cv2.ORB_create(_ORB_FEATURES, fastThreshold=5 if equalised else 10)
+            self._features[key] = orb.detectAndCompute(image, None)
+        return self._features[key]
 
 
 def load_preview(path: str | Path, *, max_pixels: int) -> Preview:
@@ -91,19 +99,26 @@ def _geometries(a: Preview, b: Preview, mirrored: bool):  # noqa: ANN202 - gener
     (cheap, and right for resizes and re-encodes), then one found by RANSAC."""
     (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
     yield np.array([[wa / wb, 0, 0], [0, ha / hb, 0]], np.float64)
-    ka, da = a.features(False)
-    kb, db = b.features(mirrored)
+    for equalised in (False, True):
+        matrix = _ransac(a.features(False, equalised), b.features(mirrored, equalised))
+        if matrix is not None:
+            yield matrix
+
+
+def _ransac(fa: tuple[list, np.ndarray | None],
+            fb: tuple[list, np.ndarray | None]) -> np.ndarray | None:
+    """The similarity transform taking b's keypoints onto a's, or None."""
+    (ka, da), (kb, db) = fa, fb
     if da is None or db is None or len(ka) < _MIN_INLIERS or len(kb) < _MIN_INLIERS:
-        return
+        return None
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
     if len(good) < _MIN_INLIERS:
-        return
+        return None
     src = np.float32([kb[m.queryIdx].pt for m in good])
     dst = np.float32([ka[m.trainIdx].pt for m in good])
     matrix, inliers = cv2.estimateAffinePartial2D(src, dst, ransacReprojThreshold=3.0)
-    if matrix is not None and int(inliers.sum()) >= _MIN_INLIERS:
-        yield matrix
+    return matrix if matrix is not None and int(inliers.sum()) >= _MIN_INLIERS else None
 
 
 def _tile_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
