@@ -29,7 +29,8 @@ class Backend(Protocol):
     def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]: ...
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]: ...
     def status(self) -> dict[str, Any]: ...
-    def call(self, command: str, args: dict[str, Any]) -> Any: ...
+    def call(self, command: str, args: dict[str, Any],
+             progress: ProgressFn | None = None) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -56,12 +57,13 @@ class LocalBackend:
     def status(self) -> dict[str, Any]:
         return {**self.engine.status(), "queued": 0, "daemon": None}
 
-    def call(self, command: str, args: dict[str, Any]) -> Any:
+    def call(self, command: str, args: dict[str, Any],
+             progress: ProgressFn | None = None) -> Any:
         """A socket command run here: the same arguments and results as the daemon's."""
         if command == "dupes":
             from findsimilar.daemon.dupes import options_from
 
-            return self.engine.duplicates(options_from(**args))
+            return self.engine.duplicates(options_from(**args), progress)
         if command == "not_duplicates":
             return self.engine.not_duplicates(**args)
         raise FindSimilarError(f"{command!r} is not available without the daemon")
@@ -78,25 +80,32 @@ class DaemonBackend:
 
     def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]:
         paths = [os.path.abspath(p) for p in paths]
+        return self._with_progress("index", {"paths": paths}, progress,
+                                   lambda info: info.get("progress") or {})
+
+    def _with_progress(self, command: str, args: dict[str, Any], progress: ProgressFn | None,
+                       pick: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+        """Run ``command`` while a second connection polls ``status`` for its progress
+        (``pick`` finds it in the status)."""
         stop = threading.Event()
         watcher = None
         if progress is not None:
-            watcher = threading.Thread(target=self._poll_progress, args=(progress, stop),
+            watcher = threading.Thread(target=self._poll_progress, args=(progress, stop, pick),
                                        daemon=True)
             watcher.start()
         try:
-            return self.client.call("index", paths=paths)
+            return self.client.call(command, **args)
         finally:
             stop.set()
             if watcher:
                 watcher.join(timeout=1)
 
-    def _poll_progress(self, progress: ProgressFn, stop: threading.Event) -> None:
+    def _poll_progress(self, progress: ProgressFn, stop: threading.Event,
+                       pick: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         try:
             with DaemonClient(self.client.config, timeout=5) as c:
                 while not stop.wait(0.25):
-                    info = c.call("status")
-                    p = info.get("progress") or {}
+                    p = pick(c.call("status"))
                     if p.get("total"):
                         progress(int(p["done"]), int(p["total"]))
         except FindSimilarError:
@@ -131,7 +140,11 @@ class DaemonBackend:
     def status(self) -> dict[str, Any]:
         return self.client.call("status")
 
-    def call(self, command: str, args: dict[str, Any]) -> Any:
+    def call(self, command: str, args: dict[str, Any],
+             progress: ProgressFn | None = None) -> Any:
+        if command == "dupes":
+            return self._with_progress(
+                command, args, progress, lambda info: (info.get("dupes_progress") or [{}])[-1])
         return self.client.call(command, **args)
 
     def close(self) -> None:

@@ -16,7 +16,8 @@ import click
 from findsimilar.config import load_config
 from findsimilar.errors import FindSimilarError
 
-from .backends import choose_backend
+from .backends import ProgressFn, choose_backend
+from .progress import ProgressBar
 
 __all__ = ["dupes_group"]
 
@@ -38,7 +39,14 @@ class _DefaultToList(click.Group):
 
 @click.group("dupes", cls=_DefaultToList)
 def dupes_group() -> None:
-    """Duplicate photos: list groups, act on them, undo."""
+    """Duplicate photos: list groups, act on them, undo.
+
+    \b
+    Examples:
+      findsimilar dupes ~/Pictures            # = findsimilar dupes list ~/Pictures
+      findsimilar dupes --action trash --apply
+      findsimilar dupes undo
+    """
 
 
 def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -76,12 +84,13 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
               help="Folder for --action move (implies it).")
 @click.option("--apply", "apply_", is_flag=True, help="Really do the --action; it is logged "
                                                      "and `findsimilar dupes undo` reverses it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
 def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
              threshold: float | None, similar_threshold: float | None,
              keep_in: tuple[str, ...], keep_by: tuple[str, ...], as_json: bool,
              html: str | None, action: str | None, move_to: str | None, apply_: bool,
-             no_daemon: bool) -> None:
+             quiet: bool, no_daemon: bool) -> None:
     """List duplicate groups of the indexed photos (under PATHs, or all).
 
     \b
@@ -115,7 +124,13 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
                "tiers": list(TIERS) if all_tiers else list(tiers or ("exact", "near")),
                "threshold": threshold, "similar_threshold": similar_threshold,
                "keep_in": [os.path.abspath(p) for p in keep_in], "keep_by": list(keep_by)}
-    result = _call(no_daemon, "dupes", request)
+    # New pairs get a pixel check (~50 ms each, once ever): a bar on big first runs.
+    bar = ProgressBar("checking pairs") if not quiet else None
+    try:
+        result = _call(no_daemon, "dupes", request, bar if bar and bar.enabled else None)
+    finally:
+        if bar:
+            bar.finish()
     if html:
         from .report import write_report
 
@@ -131,10 +146,11 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         print(_summary(result["groups"]), file=sys.stderr)
 
 
-def _call(no_daemon: bool, command: str, args: dict[str, Any]) -> Any:
+def _call(no_daemon: bool, command: str, args: dict[str, Any],
+          progress: ProgressFn | None = None) -> Any:
     backend = choose_backend(load_config(), no_daemon=no_daemon)
     try:
-        return backend.call(command, args)
+        return backend.call(command, args, progress)
     except FindSimilarError as exc:
         _fail(str(exc), exc.exit_code)
     finally:
@@ -245,6 +261,11 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
 
     Files come back from the trash or the move folder; hard links become
     independent copies again. Nothing existing is ever overwritten.
+
+    \b
+    Examples:
+      findsimilar dupes undo
+      findsimilar dupes undo ~/.local/share/findsimilar/actions/2026-11-27T21-30-05-a1b2c3.json
     """
     from .actions import ActionError, undo
 
@@ -263,7 +284,12 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
 @dupes_group.command("logs")
 @click.option("--json", "as_json", is_flag=True, help="As JSON.")
 def logs_cmd(as_json: bool) -> None:
-    """The applied actions, newest first (what `dupes undo` can reverse)."""
+    """The applied actions, newest first (what `dupes undo` can reverse).
+
+    \b
+    Example:
+      findsimilar dupes logs --json | jq '.[0].path'
+    """
     from .actions import list_logs
 
     logs = list_logs(_log_dir())
@@ -298,7 +324,12 @@ def ignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
 def unignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
-    """Forget every "not duplicates" mark involving these photos."""
+    """Forget every "not duplicates" mark involving these photos.
+
+    \b
+    Example:
+      findsimilar dupes unignore ~/Pictures/a.jpg
+    """
     result = _call(no_daemon, "not_duplicates",
                    {"paths": [os.path.abspath(p) for p in paths], "forget": True})
     click.echo(f"forgot {result['removed']} mark(s)")

@@ -89,6 +89,7 @@ class Daemon:
         self._tasks: queue.Queue[_Task] = queue.Queue()
         self._stop = threading.Event()
         self._progress = _Progress()
+        self._dupes_runs: list[dict[str, int]] = []  # list.append/remove: atomic under the GIL
         self._rescan: dict[str, str] = {}  # root -> why it is rescanned, not watched
         self._unavailable: set[str] = set()
         self._lock_fd: int | None = None
@@ -388,6 +389,8 @@ class Daemon:
             "extracted_since_start": self._totals["extracted"],
             "progress": {"done": self._progress.done, "total": self._progress.total,
                          "state": self._progress.state},
+            # The pixel checks of the `dupes` listings running now (most recent last).
+            "dupes_progress": [dict(p) for p in self._dupes_runs],
             "rate": round(rate, 2),
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [{"path": r["path"], "excludes": r.get("excludes", []),
@@ -465,11 +468,22 @@ class Daemon:
         return task.done.result()
 
     def cmd_dupes(self, **args: Any) -> dict[str, Any]:
-        """Duplicate groups; runs in this client's thread, beside indexing."""
+        """Duplicate groups; runs in this client's thread, beside indexing. Its pixel
+        checks show in ``status`` under ``dupes_progress``."""
         assert self.engine is not None
         from .dupes import options_from
 
-        return self.engine.duplicates(options_from(**args), should_stop=self._stop.is_set)
+        options = options_from(**args)
+        progress = {"done": 0, "total": 0}
+        self._dupes_runs.append(progress)
+
+        def report(done: int, total: int) -> None:
+            progress.update(done=done, total=total)
+
+        try:
+            return self.engine.duplicates(options, report, should_stop=self._stop.is_set)
+        finally:
+            self._dupes_runs.remove(progress)
 
     def cmd_not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, Any]:
         assert self.engine is not None

@@ -252,7 +252,8 @@ def test_every_command_is_documented(cli):
 
     commands = dict(walk(app, ()))
     assert {("index",), ("search",), ("status",), ("daemon", "run"), ("watch", "add"),
-            ("service", "install")} <= set(commands)
+            ("service", "install"), ("dupes", "list"), ("dupes", "undo"),
+            ("dupes", "ignore")} <= set(commands)
     for path, command in commands.items():
         assert command.help and "Example" in command.help, path
         assert cli(*path, "--help").exit_code == 0, path

@@ -292,3 +292,50 @@ def test_html_report_is_written_with_thumbnails(local_cli: CliFn, data_dir: Path
     members = sum(len(g["files"]) for g in result["groups"])
     assert len(thumbs) == members
 
+
+
+# -- through the daemon ------------------------------------------------------------------
+
+@pytest.fixture
+def daemon_cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+               request: pytest.FixtureRequest) -> CliFn:
+    from tests.conftest import _invoker, stop_daemon
+
+    monkeypatch.delenv("FINDSIMILAR_NO_DAEMON", raising=False)
+    request.addfinalizer(stop_daemon)
+    return _invoker()
+
+
+def test_the_daemon_answers_searches_while_a_dupes_listing_runs(
+        daemon_cli: CliFn, data_dir: Path, corpus: Path) -> None:
+    import threading
+
+    from findsimilar.cli.client import DaemonClient
+    from findsimilar.config import load_config
+
+    _indexed(daemon_cli, corpus)
+    config = load_config()
+    listing: dict = {}
+
+    def run_dupes() -> None:
+        with DaemonClient(config) as client:
+            listing.update(client.call("dupes", tiers=["exact", "near", "similar"]))
+
+    worker = threading.Thread(target=run_dupes)
+    worker.start()
+    try:
+        with DaemonClient(config, timeout=30) as client:
+            for _ in range(600):  # wait until its pixel checks are under way
+                if client.call("status")["dupes_progress"]:
+                    break
+                threading.Event().wait(0.01)
+            else:
+                pytest.fail("the dupes listing never showed progress")
+            hits = client.call("search", paths=[str(corpus / "pic0" / "fruits.jpg")], k=3)
+            still_running = bool(client.call("status")["dupes_progress"])
+    finally:
+        worker.join(timeout=120)
+    assert hits[0]["results"], hits
+    assert still_running, "the search was not answered while the listing ran"
+    assert listing["stats"]["verified_now"] > 0
+    assert {g["tier"] for g in listing["groups"]} == {"near", "similar"}
