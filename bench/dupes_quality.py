@@ -357,13 +357,15 @@ def findsimilar_runs(c: Corpus, truth: Truth, workdir: Path, thresholds: list[st
         runs.append(Run("findsimilar dupes", f"--threshold {th}" if th else "default",
                         groups_to_pairs(groups, c, DUPLICATE_TIERS), took))
     groups, _ = fs.dupes(c.root, None, all_tiers=True)
-    exact = groups_to_pairs(groups, c, ("exact",))
+    tiers = {t: sum(g.get("tier") == t for g in groups) for t in ("exact", "near", "similar")}
     similar = groups_to_pairs(groups, c, ("similar",)) & ~runs[0].pred
-    byte_same = sum(c.digest[i] == c.digest[j] for i, j in zip(*np.nonzero(exact), strict=True))
-    notes.append(f"findsimilar default: exact tier {int(exact.sum())} pairs "
-                 f"({byte_same} of them byte-identical); with --all, the similar tier adds "
-                 f"{int((similar & truth.scene).sum())}/{int(truth.scene.sum())} same-scene "
-                 f"pairs and {int((similar & truth.same).sum())} missed duplicate pairs")
+    notes += ["the first dupes run is cold (every pixel check computed); later runs reuse "
+              "the verdicts it cached",
+              "findsimilar groups at the default threshold, with --all: "
+              + ", ".join(f"{n} {t}" for t, n in tiers.items())
+              + f"; the similar tier holds {int((similar & truth.scene).sum())} of the "
+              f"{int(truth.scene.sum())} same-scene pairs and "
+              f"{int((similar & truth.same).sum())} of the missed duplicate pairs"]
     return runs, notes
 
 
@@ -423,16 +425,35 @@ def kinds_table(runs: list[Run], truth: Truth) -> list[str]:
     return lines
 
 
+def describe_part(c: Corpus, part: np.ndarray) -> str:
+    """Files named by photo: "a.jpg (original, mirror)", or "a.jpg (all 14)"."""
+    forms: dict[int, list[str]] = {}
+    for k in part:
+        forms.setdefault(c.source[k], []).append(c.form[k])
+    names = []
+    for src, fs in forms.items():
+        every = sum(s == src for s in c.source)
+        names.append(f"{shared_photos()[src].relative_to(SHARED)} "
+                     f"({f'all {every}' if len(fs) == every else ', '.join(fs)})")
+    return "; ".join(names)
+
+
 def misses(run: Run, c: Corpus, truth: Truth) -> list[str]:
+    """Each picture the run split (its parts), and each pair of photos it wrongly joined."""
     out = []
-    found = run.pred[truth.pairs]
-    for (i, j), kind, ok in zip(zip(*truth.pairs, strict=True), truth.kinds, found,
-                                strict=True):
-        if not ok:
-            out.append(f"missed [{kind}] {c.describe(i)} ~ {c.describe(j)}")
+    joined = run.pred | run.pred.T
+    missed = truth.pairs[0][~run.pred[truth.pairs]]
+    for picture in np.unique(c.picture[missed]):
+        members = np.flatnonzero(c.picture == picture)
+        label = components(joined[np.ix_(members, members)])
+        parts = sorted((members[label == v] for v in np.unique(label)), key=len, reverse=True)
+        out.append(f"split in {len(parts)}: " + "  |  ".join(describe_part(c, p) for p in parts))
+    wrong: dict[tuple[str, str], int] = {}
     for i, j in zip(*np.nonzero(run.pred & ~truth.same), strict=True):
-        scene = " (same scene)" if truth.scene[i, j] else ""
-        out.append(f"false{scene}: {c.describe(i)} ~ {c.describe(j)}")
+        key = tuple(sorted(str(shared_photos()[c.source[k]].relative_to(SHARED)) for k in (i, j)))
+        wrong[key] = wrong.get(key, 0) + 1  # type: ignore[index]
+    for (a, b), count in sorted(wrong.items(), key=lambda kv: -kv[1]):
+        out.append(f"joined: {a} ~ {b} (and their edits): {count} false pairs")
     return out
 
 
@@ -442,6 +463,19 @@ def machine() -> str:
                 if ":" in line)
     model = info.get("Model name", "?").strip()
     return f"{datetime.date.today()}, {len(os.sched_getaffinity(0))} cores of {model}"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+
+def code_version() -> str:
+    """HEAD, the package files that differ from it, and a digest of those differences."""
+    package = ("findsimilar", "daemon", "cli")
+    dirty = [line[3:] for line in _git("status", "--porcelain", "--", *package).splitlines()]
+    digest = hashlib.sha256(_git("diff", "HEAD", "--", *package).encode()).hexdigest()[:8]
+    return f"commit {_git('rev-parse', '--short', 'HEAD').strip()}" + (
+        f" + uncommitted {', '.join(dirty)} (diff {digest})" if dirty else "")
 
 
 def append_to_benchmarks(block: list[str]) -> None:
@@ -473,7 +507,7 @@ def parse_args() -> argparse.Namespace:
                     help="pHash distance shown in the per-kind table (imagededup's default)")
     ap.add_argument("--skip-findsimilar", action="store_true", help="pHash only")
     ap.add_argument("--misses", action="store_true",
-                    help="list findsimilar's missed and false pairs (default threshold)")
+                    help="list the pictures findsimilar split and the photos it wrongly joined")
     ap.add_argument("--append", action="store_true", help="append the tables to BENCHMARKS.md")
     return ap.parse_args()
 
@@ -497,7 +531,7 @@ def goal_note(run: Run, truth: Truth) -> str:
 
 def main() -> None:
     args = parse_args()
-    started = time.perf_counter()
+    started, version, load = time.perf_counter(), code_version(), os.getloadavg()[0]
     c = build_corpus(args.workdir.absolute(), args.every)
     truth = ground_truth(c)
     notes = [corpus_note(c, truth)]
@@ -509,11 +543,14 @@ def main() -> None:
         extra = [t.strip() for t in args.thresholds.split(",") if t.strip()]
         fs_runs, fs_notes = findsimilar_runs(c, truth, args.workdir.absolute(), extra)
         notes += [*fs_notes, goal_note(fs_runs[0], truth)]
-    notes.append(f"whole benchmark (corpus cached): {time.perf_counter() - started:.0f} s")
+    notes.append(f"whole benchmark (corpus cached): {time.perf_counter() - started:.0f} s; "
+                 f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    if code_version() != version:  # others may be editing the package while this runs
+        notes.append(f"WARNING: the code changed during the run, to {code_version()}")
     shown = [r for r in pairs + grouped if int(r.setting.split()[-1]) in phash_t]
     kind_runs = fs_runs + [r for r in pairs + grouped
                            if r.setting == f"distance ≤ {args.kind_phash}"]
-    block = [f"{machine()}; `python bench/dupes_quality.py --every {args.every}"
+    block = [f"{machine()}, {version}; `python bench/dupes_quality.py --every {args.every}"
              + (f" --thresholds {args.thresholds}" if args.thresholds else "") + "`", "",
              *[f"- {note}" for note in notes], "",
              *scores_table(fs_runs + shown, truth), "",
