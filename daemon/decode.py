@@ -28,7 +28,8 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from findsimilar.errors import ImageDecodeError
 
 __all__ = [
-    "DecodedImage", "decode_for_model", "decode_preview", "probe_format", "register_plugins",
+    "DecodedImage", "content_fraction", "decode_for_model", "decode_preview", "probe_format",
+    "register_plugins",
 ]
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class DecodedImage:
     width: int  # original width after EXIF orientation
     height: int
     format: str  # Pillow's format name, from the content (JPEG, PNG, HEIF, ...)
+    content: tuple[float, float] = (1.0, 1.0)  # share of width, height inside solid borders
 
 
 def probe_format(source: bytes | Path) -> str | None:
@@ -186,7 +188,30 @@ def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
     pixels = np.asarray(small, dtype=np.uint8)
     if pixels.shape != (size, size, 3):
         raise ImageDecodeError(f"unexpected decoded shape {pixels.shape}")
-    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt)
+    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt,
+                        content=content_fraction(pixels))
+
+
+def content_fraction(pixels: np.ndarray, *, tolerance: int = 12, uniform: float = 0.7,
+                     most: float = 0.3) -> tuple[float, float]:
+    """The share of the width and of the height left once solid bands (letterbox bars,
+    a plain frame) are trimmed from the picture's edges: a bordered copy holds no more
+    picture than its original, though it has more pixels. At most ``most`` of each side
+    is trimmed; a line is "solid" when ``uniform`` of it is within ``tolerance`` of the
+    edge's colour."""
+    grey = pixels.astype(np.int16).mean(axis=2) if pixels.ndim == 3 else pixels.astype(np.int16)
+
+    def depth(lines: np.ndarray) -> int:  # lines from the edge inwards
+        edge, n = np.median(lines[0]), 0
+        while n < int(len(lines) * most) and (
+                np.abs(lines[n] - edge) <= tolerance).mean() >= uniform:
+            n += 1
+        return n
+
+    h, w = grey.shape
+    width = w - depth(grey.T) - depth(grey.T[::-1])
+    height = h - depth(grey) - depth(grey[::-1])
+    return round(width / w, 3), round(height / h, 3)
 
 
 def _preview_opened(im: Image.Image, max_side: int, max_pixels: int) -> np.ndarray:

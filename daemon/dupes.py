@@ -42,6 +42,7 @@ TIERS = ("exact", "near", "similar")
 CANDIDATE_COSINE = 0.60  # below every edited copy of the shared photos (lowest: 0.63)
 SIMILAR_COSINE = 0.80  # "similar" tier: same scene, burst shots
 NEIGHBOURS = 16
+RESOLUTION_TOLERANCE = 0.10
 KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path")
 DEFAULT_KEEP = ("resolution", "size", "format", "oldest")
 # Formats a camera or phone writes first rank before conversions of them.
@@ -299,7 +300,7 @@ def _group(tier: str, members: list[dict], options: DupesOptions,
     protected = {f["path"] for f in members if any(is_under(f["path"], d)
                                                      for d in options.keep_in)}
     pool = [f for f in members if f["path"] in protected] or members
-    keep = min(pool, key=lambda f: _keep_key(f, options.keep_by))
+    keep = _pick_keeper(pool, options.keep_by)
     ordered = [keep, *sorted((f for f in members if f is not keep), key=lambda f: f["path"])]
     return {
         "tier": tier,
@@ -310,17 +311,41 @@ def _group(tier: str, members: list[dict], options: DupesOptions,
     }
 
 
-def _keep_key(f: dict, rules: tuple[str, ...]) -> tuple:
-    pixels = (f["width"] or 0) * (f["height"] or 0)
-    key: dict[str, object] = {
-        "resolution": -pixels,
-        "size": -(f["size"] or 0),
-        "format": _FORMAT_RANK.get(str(f["format"]).upper(), 4),
-        "oldest": f["mtime_ns"] or 0,
-        "newest": -(f["mtime_ns"] or 0),
-        "shortest-path": len(f["path"]),
-    }
-    return (*(key[r] for r in rules), f["path"])
+def _pick_keeper(pool: list[dict], rules: tuple[str, ...]) -> dict:
+    """Narrow ``pool`` rule by rule; ties end on the path."""
+    for rule in rules:
+        if len(pool) == 1:
+            break
+        if rule == "resolution":
+            # Within 10% of the most picture pixels counts as equally sharp; among those,
+            # a copy without added bars or frame (which are pixels, not picture) first.
+            most = max(_picture_pixels(f) for f in pool)
+            pool = [f for f in pool if _picture_pixels(f) >= (1 - RESOLUTION_TOLERANCE) * most]
+            pool = [f for f in pool if not _framed(f)] or pool
+            continue
+        best = min(_rule_key(f, rule) for f in pool)
+        pool = [f for f in pool if _rule_key(f, rule) == best]
+    return min(pool, key=lambda f: f["path"])
+
+
+def _picture_pixels(f: dict) -> int:
+    return (f.get("content_width") or f["width"] or 0) * (
+        f.get("content_height") or f["height"] or 0)
+
+
+def _framed(f: dict) -> bool:
+    cw, ch, w, h = f.get("content_width"), f.get("content_height"), f["width"], f["height"]
+    return bool(cw and ch and w and h and (cw < 0.985 * w or ch < 0.985 * h))
+
+
+def _rule_key(f: dict, rule: str) -> object:
+    return {
+        "size": lambda: -(f["size"] or 0),
+        "format": lambda: _FORMAT_RANK.get(str(f["format"]).upper(), 4),
+        "oldest": lambda: f["mtime_ns"] or 0,
+        "newest": lambda: -(f["mtime_ns"] or 0),
+        "shortest-path": lambda: len(f["path"]),
+    }[rule]()
 
 
 def _member(f: dict, keep: dict, tier: str, protected: bool) -> dict:

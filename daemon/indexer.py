@@ -292,7 +292,10 @@ class Indexer:
         decoded = item.decoded
         row.update(format=decoded.format if decoded else None,
                    width=decoded.width if decoded else None,
-                   height=decoded.height if decoded else None)
+                   height=decoded.height if decoded else None,
+                   content_width=round(decoded.width * decoded.content[0]) if decoded else None,
+                   content_height=round(decoded.height * decoded.content[1]) if decoded
+                   else None)
         return row
 
     def _flush(self, batch: list[Prepared], rows: list[dict[str, object]],

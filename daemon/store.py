@@ -82,6 +82,13 @@ def m004_duplicates(db: sqlite_utils.Database) -> None:
                "primary key (hash_a, hash_b)) without rowid")
 
 
+@migrations()
+def m005_content_size(db: sqlite_utils.Database) -> None:
+    # The picture's size inside solid borders (letterbox bars, frames), for keepers.
+    db.execute("alter table files add column content_width integer")
+    db.execute("alter table files add column content_height integer")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str
@@ -188,12 +195,14 @@ class Store:
         return found
 
     def image_info(self, hashes: Iterable[str]) -> dict[str, dict[str, object]]:
-        """Format, width and height known for each content hash (from any of its files)."""
+        """Format, width, height and content size known for each content hash (from any
+        of its files)."""
         info: dict[str, dict[str, object]] = {}
         for chunk in _chunks(list(hashes), 500):
             marks = ",".join("?" * len(chunk))
             for r in self.db.query(
-                    f"select content_hash, format, width, height from files where status = 'ok' "
+                    f"select content_hash, format, width, height, content_width, content_height "
+                    f"from files where status = 'ok' "
                     f"and width is not null and content_hash in ({marks})", chunk):
                 info[r.pop("content_hash")] = r
         return info
@@ -281,7 +290,8 @@ class Store:
     def ok_files(self, roots: Iterable[str] = ()) -> Iterator[dict[str, object]]:
         """Indexed files (path, size, mtime_ns, content_hash, format, width, height),
         under any of ``roots`` (absolute paths) or all of them."""
-        cols = "path, size, mtime_ns, content_hash, format, width, height"
+        cols = ("path, size, mtime_ns, content_hash, format, width, height, content_width, "
+                "content_height")
         roots = list(roots)
         if not roots:
             yield from self.db.query(f"select {cols} from files where status = 'ok'")

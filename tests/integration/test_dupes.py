@@ -139,12 +139,18 @@ def test_exact_tier_is_identical_bytes_and_members_say_how_they_match(
         assert list(kinds.values()).count("near") == len(EDIT_NAMES)
 
 
-def test_keeper_is_the_highest_resolution_and_keep_in_folders_win(
+def test_keeper_has_the_most_picture_not_the_most_border_and_keep_in_folders_win(
         local_cli: CliFn, data_dir: Path, corpus: Path) -> None:
     _indexed(local_cli, corpus)
     group = next(g for g in _dupes(local_cli)["groups"] if any("fruits" in p for p in g["files"]))
-    pixels = {m["path"]: m["width"] * m["height"] for m in group["members"]}
-    assert pixels[group["keep"]] == max(pixels.values())
+    # The letterboxed and captioned copies have the most pixels, but not the most
+    # picture: bars are not picture. Among the rest, the largest file.
+    assert not any(edit in group["keep"] for edit in ("letterbox", "caption"))
+    unframed = [m for m in group["members"]
+                if "letterbox" not in m["path"] and "caption" not in m["path"]]
+    most = max(m["width"] * m["height"] for m in unframed)
+    sharp = [m for m in unframed if m["width"] * m["height"] >= 0.9 * most]
+    assert group["keep"] == min(sharp, key=lambda m: (-m["size"], m["path"]))["path"]
     ref = str(corpus / "pic0" / "edits")
     kept = next(g for g in _dupes(local_cli, "--keep-in", ref)["groups"]
                 if any("fruits" in p for p in g["files"]))

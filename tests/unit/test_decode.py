@@ -20,8 +20,9 @@ from findsimilar.daemon.decode import (
     register_plugins,
 )
 from findsimilar.errors import ImageDecodeError
+from tests.conftest import SHARED, shared
 
-PHOTOS = Path("/work/shared/photos")
+PHOTOS = SHARED
 register_plugins()  # lets Pillow write HEIC test files, whichever test runs first
 SIZE = 32
 LIMIT = 50_000_000  # pixels; generous for everything except the bomb tests
@@ -477,3 +478,18 @@ def test_picture_at_the_limit_is_accepted():
     decoded = decode(encode(red_blue_split(100, 100), "PNG"), max_pixels=100 * 100)
 
     assert (decoded.width, decoded.height) == (100, 100)
+
+
+def test_solid_bars_are_not_counted_as_picture(tmp_path):
+    from edits import apply_edit
+
+    from findsimilar.daemon.decode import content_fraction
+
+    original = shared("opencv/fruits.jpg")
+    boxed = apply_edit("letterbox border", original, tmp_path / "boxed")
+    plain = decode_for_model(original, 224, max_pixels=10**9)
+    bars = decode_for_model(boxed, 224, max_pixels=10**9)
+    assert plain.content == (1.0, 1.0)
+    # fruits.jpg is 512x480 in a 512x588 frame: 82% of the height is picture.
+    assert bars.content[0] == 1.0 and abs(bars.content[1] - 480 / 588) < 0.03
+    assert content_fraction(np.zeros((50, 50, 3), np.uint8)) == (0.4, 0.4)  # capped at 30%

@@ -15,8 +15,9 @@ from PIL import Image
 
 from findsimilar.daemon.decode import register_plugins
 from findsimilar.daemon.scanner import ScanProblem, looks_like_image, scan
+from tests.conftest import SHARED  # honours FINDSIMILAR_SHARED_PHOTOS
 
-PHOTOS = Path("/work/shared/photos")
+PHOTOS = SHARED
 register_plugins()  # lets Pillow write HEIC test files
 
 
