@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from findsimilar.text import human_size, is_under, printable
+
 __all__ = ["ACTIONS", "Action", "ActionError", "ActionLog", "PlannedStep", "UndoResult",
            "apply_plan", "format_plan", "list_logs", "plan_actions", "undo"]
 
@@ -126,7 +128,7 @@ def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = No
 def _plan_skip(member: dict, action: str, keepers: set[str], folders: list[str],
                seen: set[str]) -> str | None:
     path = member["path"]
-    if member.get("protected") or any(_is_under(path, f) for f in folders):
+    if member.get("protected") or any(is_under(path, f) for f in folders):
         return "protected (in a --keep-in folder)"
     if path in keepers:
         return "it is the keeper of another group"
@@ -137,12 +139,6 @@ def _plan_skip(member: dict, action: str, keepers: set[str], folders: list[str],
     return None
 
 
-def _is_under(path: str, folder: str) -> bool:
-    """True if ``path`` is ``folder`` or below it: plain strings, so /a/bc is not under /a/b."""
-    folder = folder.rstrip("/")
-    return path == folder or path.startswith(folder + "/")
-
-
 def _check_move_to(groups: list[dict], move_to: str | None) -> str:
     if not move_to:
         raise ActionError("moving needs a destination folder (--move-to DIR)")
@@ -150,7 +146,7 @@ def _check_move_to(groups: list[dict], move_to: str | None) -> str:
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise ActionError(f"the move destination {dest} exists and is not a folder")
     for member in (m for g in groups for m in g["members"]):
-        if _is_under(dest, member["path"]):
+        if is_under(dest, member["path"]):
             raise ActionError(f"the move destination {dest} is inside {member['path']}")
     return dest
 
@@ -158,7 +154,7 @@ def _check_move_to(groups: list[dict], move_to: str | None) -> str:
 def _move_target(move_to: str, path: str) -> str:
     """Where ``path`` goes: its path relative to $HOME (or to / outside it) under move_to."""
     home = os.path.expanduser("~")
-    rel = os.path.relpath(path, home) if _is_under(path, home) else path.lstrip("/")
+    rel = os.path.relpath(path, home) if is_under(path, home) else path.lstrip("/")
     return os.path.join(move_to, rel)
 
 
@@ -168,13 +164,13 @@ def format_plan(steps: list[PlannedStep]) -> str:
     for step in steps:
         if step.keep != keep:
             keep = step.keep
-            lines.append(f"{step.tier or 'group'}: keep {_show(keep)}")
+            lines.append(f"{step.tier or 'group'}: keep {printable(keep)}")
         if step.skip:
-            lines.append(f"  skip      {_show(step.path)}: {step.skip}")
+            lines.append(f"  skip      {printable(step.path)}: {step.skip}")
         elif step.action == "move":
-            lines.append(f"  move      {_show(step.path)} -> {_show(step.target or '')}")
+            lines.append(f"  move      {printable(step.path)} -> {printable(step.target or '')}")
         else:
-            lines.append(f"  {step.action:<9} {_show(step.path)} ({_human(step.size)})")
+            lines.append(f"  {step.action:<9} {printable(step.path)} ({human_size(step.size)})")
     lines.append(_total(steps))
     return "\n".join(lines)
 
@@ -184,25 +180,12 @@ def _total(steps: list[PlannedStep]) -> str:
     if not steps:
         return "nothing to do"
     files = f"{len(acting)} file{'' if len(acting) == 1 else 's'}"
-    files += f" ({_human(sum(s.size for s in acting))})"
+    files += f" ({human_size(sum(s.size for s in acting))})"
     where = os.path.commonpath([os.path.dirname(s.target or "/") for s in acting] or ["/"])
     what = {"trash": f"would move {files} to the trash",
             "hardlink": f"would replace {files} with hard links to their keepers",
-            "move": f"would move {files} to {_show(where)}"}[steps[0].action]
+            "move": f"would move {files} to {printable(where)}"}[steps[0].action]
     return f"{what}; {len(steps) - len(acting)} skipped"
-
-
-def _show(path: str) -> str:
-    # A newline or control character in a file name must not break the listing apart.
-    return path if path.isprintable() else repr(path)
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 # -- applying --------------------------------------------------------------------------
@@ -235,7 +218,7 @@ def _new_record(step: PlannedStep) -> Record:
 
 
 def _tally(result: ActionLog, record: Record) -> None:
-    path = _show(record["path"])
+    path = printable(record["path"])
     if record["done"]:
         result.done += 1
         result.messages.append(f"{_DONE[record['action']]}: {path}")
@@ -373,11 +356,11 @@ def _undo_step(record: Record, result: UndoResult) -> None:
     record["undo_error"] = problem
     if problem:
         result.failed += 1
-        result.messages.append(f"not undone: {_show(record['path'])}: {problem}")
+        result.messages.append(f"not undone: {printable(record['path'])}: {problem}")
     else:
         record["undone"] = True
         result.undone += 1
-        result.messages.append(f"restored: {_show(record['path'])}")
+        result.messages.append(f"restored: {printable(record['path'])}")
 
 
 def _undo_relocation(record: Record) -> str | None:
@@ -385,7 +368,7 @@ def _undo_relocation(record: Record) -> str | None:
     where = record["target"]
     problem = _file_problem(where, record["size"], record["mtime_ns"])
     if problem:
-        return f"the file at {_show(where)} {problem}"
+        return f"the file at {printable(where)} {problem}"
     if os.path.lexists(record["path"]):
         return "a file now exists at the original path; not overwriting it"
     os.makedirs(os.path.dirname(record["path"]), exist_ok=True)

@@ -15,6 +15,7 @@ import click
 
 from findsimilar.config import load_config
 from findsimilar.errors import FindSimilarError
+from findsimilar.text import human_size, printable
 
 from .backends import ProgressFn, choose_backend
 from .progress import ProgressBar
@@ -223,8 +224,8 @@ def _table(groups: list[dict]) -> str:
                     "ref" if m.get("protected") else "")
             size = f"{m['width']}x{m['height']}" if m.get("width") else "?"
             extra = "" if m.get("match") in (None, "keep", g["tier"]) else f" ({m['match']})"
-            lines.append(f"  {mark:<4} {_show(m['path'])}  {size}  {_human(m.get('size'))}  "
-                         f"{m.get('format') or ''}{extra}")
+            lines.append(f"  {mark:<4} {printable(m['path'])}  {size}  "
+                         f"{human_size(m.get('size'))}  {m.get('format') or ''}{extra}")
         lines.append("")
     return "\n".join(lines).rstrip() or "no duplicates found"
 
@@ -235,22 +236,7 @@ def _summary(groups: list[dict]) -> str:
              if m["path"] != g["keep"] and not m.get("protected")]
     parts = ", ".join(f"{n} {t}" for t, n in counts.items() if n)
     return (f"{len(groups)} groups ({parts or 'none'}); {len(spare)} duplicate files, "
-            f"{_human(sum(m.get('size') or 0 for m in spare))} reclaimable")
-
-
-def _show(path: str) -> str:
-    return path if path.isprintable() else repr(path)
-
-
-def _human(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+            f"{human_size(sum(m.get('size') or 0 for m in spare))} reclaimable")
 
 
 @dupes_group.command("undo")

@@ -24,9 +24,10 @@ from typing import Any
 from urllib.parse import quote
 
 from findsimilar import __version__
+from findsimilar.text import human_size
 from findsimilar.thumbnails import thumbnail, thumbnail_uri
 
-__all__ = ["human_size", "write_report"]
+__all__ = ["human_size", "write_report"]  # human_size: from findsimilar.text
 
 # Tiers whose extra copies are safe to remove; "similar" pictures are different photos.
 DUPLICATE_TIERS = ("exact", "near")
@@ -309,18 +310,6 @@ def _meta(member: Member) -> str:
         items.append(f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%S", local)}">'
                      f'{time.strftime("%Y-%m-%d %H:%M", local)}</time>')
     return "".join(f"<li>{item}</li>" for item in items)
-
-
-def human_size(n: int) -> str:
-    """Bytes as people read them, in decimal units like file managers: 1.5 MB."""
-    if n < 1000:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 999.95 or unit == "TB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
 
 
 def _display(text: str) -> str:

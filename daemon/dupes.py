@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from findsimilar.errors import FindSimilarError, ImageDecodeError
+from findsimilar.text import is_under
 
 from .neighbours import neighbour_pairs
-from .scanner import is_under
 from .store import Store
 from .verify import NEAR_SCORE, VERIFIER_ID, Preview, compare, load_preview
 

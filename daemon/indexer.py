@@ -32,11 +32,12 @@ import numpy as np
 
 from findsimilar.config import Config
 from findsimilar.errors import ImageDecodeError
+from findsimilar.text import is_under
 
 from .decode import DecodedImage, decode_for_model
 from .features import FeatureExtractor
 from .index import VectorIndex
-from .scanner import ScannedFile, ScanProblem, is_under, scan
+from .scanner import ScannedFile, ScanProblem, scan
 from .store import FileRecord, Store
 
 __all__ = ["IndexSummary", "Indexer", "Prepared", "hash_file"]

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir", "is_under",
+__all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir",
            "looks_like_image",
            "scan"]
 
@@ -46,12 +46,6 @@ class ScannedFile:
 class ScanProblem:
     path: str
     reason: str
-
-
-def is_under(path: str, folder: str) -> bool:
-    """True if ``path`` is ``folder`` itself or anything below it (no I/O)."""
-    folder = folder.rstrip("/")
-    return path == folder or path.startswith(folder + "/")
 
 
 def looks_like_image(head: bytes) -> bool:

@@ -34,10 +34,10 @@ from findsimilar import __version__, systemd
 from findsimilar.config import Config, default_pictures_dir, standard_data_dir
 from findsimilar.errors import FindSimilarError
 from findsimilar.protocol import error_reply, ok_reply
+from findsimilar.text import is_under
 
 from .engine import Engine
 from .indexer import IndexSummary
-from .scanner import is_under
 from .server import SocketServer, bind_unix_socket
 from .watcher import Delete, Move, Op, Upsert, Watcher
 

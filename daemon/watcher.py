@@ -42,7 +42,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-from .scanner import is_excluded_dir, is_under
+from findsimilar.text import is_under
+
+from .scanner import is_excluded_dir
 
 __all__ = ["Delete", "Move", "Op", "Upsert", "Watcher"]
 
