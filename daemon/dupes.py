@@ -7,36 +7,33 @@ How a listing is made, never touching an N×N matrix:
 2. One vector per distinct content gives each picture's nearest neighbours above
    ``CANDIDATE_COSINE`` (``neighbours.py``): the candidate pairs.
 3. Each candidate pair gets a pixel-level second opinion (``verify.py``); verdicts
-   are cached in SQLite by content hash, so a pair is checked once, ever.
-4. Pairs scoring at least the near threshold are joined (union-find) into
-   *near* groups; with ``similar`` requested, pairs above ``SIMILAR_COSINE`` that
-   are not the same picture join groups into *similar* clusters.
+   are cached in SQLite by content hash (``verdicts.py``), so a pair is checked once.
+4. Pairs scoring at least the near threshold join (union-find, sharpest pairs
+   first) into *near* groups, two groups only if their sharpest members also pass;
+   with ``similar`` requested, pairs above ``SIMILAR_COSINE`` that are not the same
+   picture join groups into *similar* clusters.
 5. Pairs the user marked "not duplicates" are never joined.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from findsimilar.errors import FindSimilarError, ImageDecodeError
+from findsimilar.errors import FindSimilarError
 from findsimilar.text import is_under
 
 from .neighbours import neighbour_pairs
 from .store import Store
-from .verify import NEAR_SCORE, VERIFIER_ID, Preview, compare, load_preview
+from .verdicts import Verdicts
+from .verify import NEAR_SCORE
 
 __all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions",
            "find_duplicates", "mark_not_duplicates", "options_from"]
-
-log = logging.getLogger(__name__)
 
 TIERS = ("exact", "near", "similar")
 CANDIDATE_COSINE = 0.60  # below every edited copy of the shared photos (lowest: 0.63)
@@ -103,26 +100,36 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
         by_hash[f["content_hash"]].append(f)
     hashes = sorted(by_hash)
     ignored = store.not_duplicates()
+    verdicts = Verdicts(store, lambda h: [f["path"] for f in by_hash[h]], max_pixels=max_pixels,
+                        workers=workers, should_stop=should_stop)
     stats: dict[str, object] = {"files": len(files), "distinct": len(hashes)}
 
-    need_pairs = "near" in options.tiers or "similar" in options.tiers
     near_edges: list[tuple[int, int, float]] = []
     similar_edges: list[tuple[int, int, float]] = []
-    if need_pairs and len(hashes) > 1:
+    if ("near" in options.tiers or "similar" in options.tiers) and len(hashes) > 1:
         pairs = _candidate_pairs(store, extractor, vectors, hashes, ignored,
                                  min(CANDIDATE_COSINE, options.similar_cosine), should_stop)
-        candidates = [p for p in pairs if p[2] >= CANDIDATE_COSINE]
-        scores = _verified(store, hashes, by_hash, candidates, max_pixels=max_pixels,
-                           workers=workers, progress=progress, should_stop=should_stop)
-        stats.update(candidate_pairs=len(candidates), verified_now=scores.pop(None, 0))
+        candidates = [(hashes[a], hashes[b]) for a, b, c in pairs if c >= CANDIDATE_COSINE]
+        scores = verdicts.many(candidates, progress)
+        stats["candidate_pairs"] = len(candidates)
         for a, b, c in pairs:
-            if scores.get((a, b), -1.0) >= options.near_score:
-                near_edges.append((a, b, scores[(a, b)]))
+            score = scores.get((hashes[a], hashes[b]), -1.0)
+            if score >= options.near_score:
+                near_edges.append((a, b, score))
             elif c >= options.similar_cosine:
                 similar_edges.append((a, b, c))
-    groups = _near_groups(hashes, by_hash, near_edges, ignored, options)
+
+    def check(a: int, b: int) -> float:
+        pair = (hashes[a], hashes[b]) if hashes[a] <= hashes[b] else (hashes[b], hashes[a])
+        return -1.0 if pair in ignored else verdicts.one(*pair)
+
+    sharpness = [max(_picture_pixels(f) for f in by_hash[h]) for h in hashes]
+    pictures, low = _join_pictures(len(hashes), near_edges, sharpness, check,
+                                   options.near_score)
+    groups = _near_groups(hashes, by_hash, pictures, low, ignored, options)
     if "similar" in options.tiers:
-        groups += _similar_groups(hashes, by_hash, near_edges, similar_edges, options)
+        groups += _similar_groups(hashes, by_hash, pictures, similar_edges, options)
+    stats["verified_now"] = verdicts.computed
     wanted = [g for g in groups if g["tier"] in options.tiers]
     wanted.sort(key=lambda g: (TIERS.index(g["tier"]), g["files"][0]))
     return {"groups": wanted, "stats": stats}
@@ -149,77 +156,6 @@ def _files_in_scope(store: Store, paths: list[str]) -> list[dict]:
     return list(seen.values())
 
 
-# -- verification ---------------------------------------------------------------------
-
-
-class _Previews:
-    """A small LRU of decoded previews: a picture is decoded once while its pairs run."""
-
-    def __init__(self, by_hash: dict[str, list[dict]], max_pixels: int, size: int = 256) -> None:
-        self.by_hash, self.max_pixels, self.size = by_hash, max_pixels, size
-        self._cache: OrderedDict[str, Preview | None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, content_hash: str) -> Preview | None:
-        with self._lock:
-            if content_hash in self._cache:
-                self._cache.move_to_end(content_hash)
-                return self._cache[content_hash]
-        preview = self._load(content_hash)
-        with self._lock:
-            self._cache[content_hash] = preview
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return preview
-
-    def _load(self, content_hash: str) -> Preview | None:
-        for f in self.by_hash[content_hash]:  # any copy will do; one may be gone
-            try:
-                return load_preview(f["path"], max_pixels=self.max_pixels)
-            except (ImageDecodeError, OSError) as exc:
-                log.info("cannot compare %s: %s", f["path"], exc)
-        return None
-
-
-def _verified(store: Store, hashes: list[str], by_hash: dict[str, list[dict]],
-              candidates: list[tuple[int, int, float]], *, max_pixels: int, workers: int,
-              progress: ProgressFn | None, should_stop: Callable[[], bool]) -> dict:
-    """Verification scores by (row a, row b); cached ones from the store, new ones
-    computed (in parallel) and saved. Key None holds how many were computed now."""
-    keyed = {(hashes[a], hashes[b]): (a, b) for a, b, _ in candidates}
-    cached = store.pair_scores(list(keyed), VERIFIER_ID)
-    scores: dict = {keyed[k]: s for k, s in cached.items()}
-    todo = [k for k in keyed if k not in cached]
-    # Neighbours first: pairs sharing a picture run close together, so its preview
-    # is still in the LRU.
-    todo.sort()
-    previews = _Previews(by_hash, max_pixels)
-    fresh: dict[tuple[str, str], float] = {}
-    done = 0
-
-    def check(pair: tuple[str, str]) -> tuple[tuple[str, str], float | None]:
-        if should_stop():
-            return pair, None
-        a, b = previews.get(pair[0]), previews.get(pair[1])
-        return pair, (compare(a, b) if a is not None and b is not None else None)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for pair, score in pool.map(check, todo):
-            done += 1
-            if score is not None:
-                fresh[pair] = round(score, 4)
-            if len(fresh) >= 256:
-                store.save_pair_scores(VERIFIER_ID, fresh)
-                scores.update({keyed[k]: s for k, s in fresh.items()})
-                fresh = {}
-            if progress is not None:
-                progress(done, len(todo))
-    store.save_pair_scores(VERIFIER_ID, fresh)
-    scores.update({keyed[k]: s for k, s in fresh.items()})
-    scores[None] = len(todo)
-    return scores
-
-
 # -- grouping ---------------------------------------------------------------------------
 
 
@@ -233,10 +169,11 @@ class _UnionFind:
             x = self.parent[x]
         return x
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a: int, b: int) -> int:
+        """Join the sets of ``a`` and ``b``; returns the root of the joined set."""
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+        self.parent[max(ra, rb)] = min(ra, rb)
+        return min(ra, rb)
 
     def components(self, rows: Iterable[int]) -> dict[int, list[int]]:
         out: dict[int, list[int]] = defaultdict(list)
@@ -245,48 +182,66 @@ class _UnionFind:
         return out
 
 
-def _joined(n: int, edges: list[tuple[int, int, float]],
-            node: list[int] | None = None) -> tuple[_UnionFind, dict[int, float]]:
-    """Union-find over ``edges`` (rows mapped through ``node``) and each component's
-    lowest edge score, by root."""
+def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[int],
+                   check: Callable[[int, int], float],
+                   near_score: float) -> tuple[_UnionFind, dict[int, float]]:
+    """Join rows into pictures along near edges, sharpest pairs first; returns the
+    union-find and each component's lowest score, by root.
+
+    Chains are where "near" goes wrong: a 30% copy of one burst shot matches the next
+    shot too (the motion is below its resolution), and would join the two shots and all
+    their copies. So two groups are joined only if their sharpest members pass the
+    check against each other as well.
+    """
     uf = _UnionFind(n)
-    at = node if node is not None else range(n)
-    for a, b, _ in edges:
-        uf.union(at[a], at[b])
+    sharpest = list(range(n))
     low: dict[int, float] = {}
-    for a, _, score in edges:
-        root = uf.find(at[a])
-        low[root] = min(low.get(root, 1.0), score)
+    for a, b, score in sorted(edges, key=lambda e: (-min(sharpness[e[0]], sharpness[e[1]]),
+                                                     -e[2])):
+        ra, rb = uf.find(a), uf.find(b)
+        if ra == rb:
+            continue
+        sa, sb = sharpest[ra], sharpest[rb]
+        if {sa, sb} != {a, b}:
+            score = min(score, check(sa, sb))
+            if score < near_score:
+                continue
+        root = uf.union(ra, rb)
+        sharpest[root] = sa if sharpness[sa] >= sharpness[sb] else sb
+        low[root] = min(low.get(ra, 1.0), low.get(rb, 1.0), score)
     return uf, low
 
 
-def _near_groups(hashes: list[str], by_hash: dict[str, list[dict]],
-                 edges: list[tuple[int, int, float]], ignored: set[tuple[str, str]],
+def _near_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures: _UnionFind,
+                 low: dict[int, float], ignored: set[tuple[str, str]],
                  options: DupesOptions) -> list[dict]:
-    uf, low = _joined(len(hashes), edges)
     groups = []
-    for root, rows in uf.components(range(len(hashes))).items():
+    for root, rows in pictures.components(range(len(hashes))).items():
         members = [f for r in rows for f in by_hash[hashes[r]]]
         if len(members) < 2 or (len(rows) == 1 and (hashes[rows[0]],) * 2 in ignored):
             continue
         tier = "exact" if len(rows) == 1 else "near"
-        groups.append(_group(tier, members, options, score=1.0 if tier == "exact"
-                             else low.get(root)))
+        groups.append(_group(tier, members, options,
+                             score=1.0 if tier == "exact" else low.get(root)))
     return groups
 
 
-def _similar_groups(hashes: list[str], by_hash: dict[str, list[dict]],
-                    near_edges: list[tuple[int, int, float]],
+def _similar_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures: _UnionFind,
                     similar_edges: list[tuple[int, int, float]],
                     options: DupesOptions) -> list[dict]:
     """Clusters of different pictures of one scene; a near group counts as one picture."""
-    pictures, _ = _joined(len(hashes), near_edges)
     picture = [pictures.find(r) for r in range(len(hashes))]
-    scenes, low = _joined(len(hashes), similar_edges, picture)
-    groups = []
+    scenes = _UnionFind(len(hashes))
+    for a, b, _ in similar_edges:
+        scenes.union(picture[a], picture[b])
+    low: dict[int, float] = {}
+    for a, _, cosine in similar_edges:
+        root = scenes.find(picture[a])
+        low[root] = min(low.get(root, 1.0), cosine)
     clusters: dict[int, list[int]] = defaultdict(list)
     for r in range(len(hashes)):
         clusters[scenes.find(picture[r])].append(r)
+    groups = []
     for root, rows in clusters.items():
         if len({picture[r] for r in rows}) < 2:
             continue

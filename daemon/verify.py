@@ -36,14 +36,14 @@ from .decode import decode_preview
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
 
-VERIFIER_ID = "orb-tile-ncc/v2"  # stored with cached verdicts; bump when scores change
+VERIFIER_ID = "orb-tile-ncc/v3"  # stored with cached verdicts; bump when scores change
 PREVIEW_SIDE = 512
 NEAR_SCORE = 0.88  # worst-tile NCC at or above which two pictures are the same picture
 MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
 _GRID = 6
 _MIN_TILE_SIDE = 40
 _MIN_TILES = 2
-_ORB_FEATURES = 2000
+_ORB_FEATURES = 1000
 _MIN_INLIERS = 12
 
 cv2.setNumThreads(1)  # pairs are verified in parallel by the caller
@@ -95,14 +95,16 @@ def compare(a: Preview, b: Preview, *, good_enough: float = NEAR_SCORE) -> float
 
 
 def _geometries(a: Preview, b: Preview, mirrored: bool):  # noqa: ANN202 - generator
-    """Affine matrices mapping ``b`` (maybe mirrored) onto ``a``: same frame first
-    (cheap, and right for resizes and re-encodes), then one found by RANSAC."""
+    """Matrices mapping ``b`` (maybe mirrored) onto ``a``: the same frame first (cheap,
+    and right for resizes and re-encodes), then RANSAC on ORB features, then (only if
+    that found nothing) on contrast-equalised previews."""
     (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
     yield np.array([[wa / wb, 0, 0], [0, ha / hb, 0]], np.float64)
     for equalised in (False, True):
         matrix = _ransac(a.features(False, equalised), b.features(mirrored, equalised))
         if matrix is not None:
             yield matrix
+            return
 
 
 def _ransac(fa: tuple[list, np.ndarray | None],
