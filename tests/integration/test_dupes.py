@@ -345,3 +345,23 @@ def test_the_daemon_answers_searches_while_a_dupes_listing_runs(
     assert still_running, "the search was not answered while the listing ran"
     assert listing["stats"]["verified_now"] > 0
     assert {g["tier"] for g in listing["groups"]} == {"near", "similar"}
+
+
+def test_a_small_copy_does_not_chain_two_burst_shots_together(
+        local_cli: CliFn, data_dir: Path, tmp_path: Path) -> None:
+    # Two frames of one scene with a little motion: a 30% copy of the second is too
+    # small to show the motion, so it matches the first frame too.
+    root = tmp_path / "burst"
+    root.mkdir()
+    first, second = (shutil.copy2(shared(f"opencv/rubberwhale{n}.png"), root / f"shot{n}.png")
+                     for n in (1, 2))
+    small = apply_edit("resize 30%", Path(second), root / "shot2-small")
+    blurred = apply_edit("blur", Path(second), root / "shot2-blurred")
+    _indexed(local_cli, root)
+    groups = _dupes(local_cli, "--all")["groups"]
+    near = [set(g["files"]) for g in groups if g["tier"] == "near"]
+    assert {str(second), str(small), str(blurred)} in near or any(
+        {str(second), str(blurred)} <= g for g in near), groups
+    assert not any(str(first) in g and str(second) in g for g in near), groups
+    assert any({str(first), str(second)} <= set(g["files"])
+               for g in groups if g["tier"] == "similar"), groups
