@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], app
             if not as_json:
                 click.echo(format_plan(steps))
                 print("dry run: nothing was changed; add --apply to do it", file=sys.stderr)
-            return {"applied": False, "plan": [s.__dict__ for s in steps]}
+            return {"applied": False, "plan": [asdict(s) for s in steps]}
         log = apply_plan(steps, _log_dir())
     except ActionError as exc:
         _fail(str(exc), 1)

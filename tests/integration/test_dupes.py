@@ -184,6 +184,10 @@ def test_trash_dry_run_changes_nothing_then_apply_and_undo(
     listed = _dupes(local_cli)
     dry = local_cli("dupes", "--action", "trash", ok=True)
     assert "would move" in dry.stdout and _snapshot(corpus) == before
+    plan = _dupes(local_cli, "--action", "trash")["actions"]
+    assert plan["applied"] is False and _snapshot(corpus) == before
+    assert {s["path"] for s in plan["plan"] if not s["skip"]} == (
+        {p for g in listed["groups"] for p in g["files"]} - {g["keep"] for g in listed["groups"]})
     applied = _dupes(local_cli, "--action", "trash", "--apply")
     keepers = {g["keep"] for g in listed["groups"]}
     spare = {p for g in listed["groups"] for p in g["files"]} - keepers
