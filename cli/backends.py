@@ -66,6 +66,9 @@ class LocalBackend:
             return self.engine.duplicates(options_from(**args), progress)
         if command == "not_duplicates":
             return self.engine.not_duplicates(**args)
+        if command == "same_picture":
+            return self.engine.same_picture(os.path.abspath(args["query"]),
+                                            [os.path.abspath(p) for p in args["paths"]])
         raise FindSimilarError(f"{command!r} is not available without the daemon")
 
     def close(self) -> None:

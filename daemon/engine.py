@@ -28,6 +28,7 @@ from .features import FeatureExtractor, create_extractor
 from .index import open_index
 from .indexer import Indexer, IndexSummary, ProgressFn
 from .store import Store
+from .verdicts import Verdicts
 
 __all__ = ["Engine", "Match", "SearchResult"]
 
@@ -153,6 +154,26 @@ class Engine:
                                    workers=self.config.decode_workers, progress=progress,
                                    should_stop=should_stop)
 
+    def same_picture(self, query: str, paths: list[str]) -> dict[str, object]:
+        """The pixel-check score of ``query`` against each of ``paths`` (None where a file
+        cannot be read), with the near threshold: which results are duplicates of it.
+        Indexed files reuse (and fill) the verdict cache; others are compared directly."""
+        from .verify import NEAR_SCORE
+
+        with self._side_store() as store:
+            known = {p: store.file(p) for p in [query, *paths]}
+
+            def key(path: str) -> str:
+                rec = known.get(path)
+                return rec.content_hash if rec and rec.status == "ok" and rec.content_hash \
+                    else "path:" + path  # not indexed: compared, not cached by content
+
+            verdicts = Verdicts(store, lambda k: [k[5:]] if k.startswith("path:") else [
+                p for p, r in known.items() if r and r.content_hash == k],
+                max_pixels=self.config.max_pixels, workers=self.config.decode_workers)
+            scores = {p: _same(verdicts, key(query), key(p)) for p in paths}
+        return {"query": query, "threshold": NEAR_SCORE, "scores": scores}
+
     def not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, object]:
         """Mark the photos at ``paths`` as "not duplicates" of each other (or forget)."""
         with self._side_store() as store:
@@ -240,6 +261,15 @@ class Engine:
             fetch = min(len(self.index), fetch * 4)
         result.results = result.results[:k]
         return result
+
+
+def _same(verdicts: Verdicts, a: str, b: str) -> float | None:
+    if a == b:
+        return 1.0  # identical bytes
+    if a.startswith("path:") or b.startswith("path:"):
+        return verdicts.uncached(a, b)
+    score = verdicts.one(a, b)
+    return None if score == -1.0 else score
 
 
 def _slug(text: str) -> str:

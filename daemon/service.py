@@ -485,6 +485,12 @@ class Daemon:
         finally:
             self._dupes_runs.remove(progress)
 
+    def cmd_same_picture(self, query: str, paths: list[str]) -> dict[str, Any]:
+        """Pixel-check scores of ``query`` against ``paths`` (``show`` marks duplicates)."""
+        assert self.engine is not None
+        return self.engine.same_picture(os.path.abspath(query),
+                                        [os.path.abspath(p) for p in paths])
+
     def cmd_not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, Any]:
         assert self.engine is not None
         return self.engine.not_duplicates(paths, forget=bool(forget))

@@ -91,6 +91,10 @@ class Verdicts:
         pair = (a, b) if a <= b else (b, a)
         return self.many([pair]).get(pair, -1.0)
 
+    def uncached(self, a: str, b: str) -> float | None:
+        """The score of one pair, computed now and not saved (a file outside the index)."""
+        return self._check((a, b))[1]
+
     def _check(self, pair: Pair) -> tuple[Pair, float | None]:
         if self.should_stop():
             return pair, None

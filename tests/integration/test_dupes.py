@@ -369,3 +369,19 @@ def test_a_small_copy_does_not_chain_two_burst_shots_together(
     assert not any(str(first) in g and str(second) in g for g in near), groups
     assert any({str(first), str(second)} <= set(g["files"])
                for g in groups if g["tier"] == "similar"), groups
+
+
+def test_same_picture_scores_a_query_against_results_inside_and_outside_the_index(
+        daemon_cli: CliFn, data_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    from findsimilar.cli.client import DaemonClient
+    from findsimilar.config import load_config
+
+    _indexed(daemon_cli, corpus)
+    outside = apply_edit("resize 30%", corpus / "pic0" / "fruits.jpg", tmp_path / "outside")
+    with DaemonClient(load_config()) as client:
+        reply = client.call("same_picture", query=str(corpus / "pic0" / "fruits.jpg"), paths=[
+            str(corpus / "copy of fruits.jpg"), str(outside),
+            str(corpus / "other" / "china.jpg"), str(tmp_path / "gone.jpg")])
+    scores = list(reply["scores"].values())
+    assert scores[0] == 1.0 and scores[1] >= reply["threshold"] > scores[2]
+    assert scores[3] is None
