@@ -1,0 +1,1 @@
+"""Integration files for file managers and image apps, installed by `findsimilar integrate`."""
