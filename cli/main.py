@@ -28,7 +28,9 @@ __all__ = ["cli", "main"]
 
 # Commands imported only when used: keeps `findsimilar photo.jpg` start-up short.
 _LAZY = {"service": ("findsimilar.cli.service", "service_group"),
-         "dupes": ("findsimilar.cli.dupes", "dupes_group")}
+         "dupes": ("findsimilar.cli.dupes", "dupes_group"),
+         "show": ("findsimilar.cli.show", "show_cmd"),
+         "integrate": ("findsimilar.cli.integrate", "integrate_group")}
 
 
 class _DefaultToSearch(click.Group):
