@@ -190,8 +190,9 @@ def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[
 
     Chains are where "near" goes wrong: a 30% copy of one burst shot matches the next
     shot too (the motion is below its resolution), and would join the two shots and all
-    their copies. So two groups are joined only if their sharpest members pass the
-    check against each other as well.
+    their copies. So sharp pairs join first, each shot gathering its own copies, and a
+    link made by a small copy holds only if the sharpest pictures it would join also
+    pass the check against each other.
     """
     uf = _UnionFind(n)
     sharpest = list(range(n))
@@ -202,7 +203,10 @@ def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[
         if ra == rb:
             continue
         sa, sb = sharpest[ra], sharpest[rb]
-        if {sa, sb} != {a, b}:
+        # Evidence from a small copy (under half the pixels of the sharpest pictures on
+        # both sides) is checked again between those sharpest pictures. Not otherwise:
+        # two edited copies compared with each other compound their edits.
+        if min(sharpness[a], sharpness[b]) < 0.5 * min(sharpness[sa], sharpness[sb]):
             score = min(score, check(sa, sb))
             if score < near_score:
                 continue
