@@ -1,19 +1,300 @@
-"""``findsimilar show``: a results page for a photo (being built: issue 5)."""
+"""``findsimilar show``: a results page (and a folder of ranked links) for photos.
+
+The page is written by ``showpage``; this module asks the backend (search, then the
+pixel check ``same_picture`` for duplicate tiers), opens the page with ``xdg-open``
+and, for file-manager integrations (``--notify``), turns every failure into a
+desktop notification instead of a traceback.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
 
+from findsimilar.config import load_config
+from findsimilar.errors import EXIT_MISSING_FILE, EXIT_STORE, FindSimilarError
+
+from .backends import Backend, choose_backend, no_daemon_requested
+from .client import EXIT_NO_DAEMON
+from .main import NO_DAEMON
+from .showpage import QueryView, ResultView, prune_old_results, write_results
+
 __all__ = ["show_cmd"]
+
+# Results with a lower cosine score are never the same picture (as in `dupes`).
+SAME_PICTURE_MIN_SCORE = 0.6
+KEEP_RESULT_FOLDERS = 20
+_RESULT_FOLDER = re.compile(r"[0-9a-f]{12}")
+_NOTIFY_TIMEOUT = 3.0  # a notification takes milliseconds; a stuck D-Bus must not hang us
+
+
+class _ShowFailure(Exception):
+    """A failure that ends the command: its message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @click.command("show")
 @click.argument("photos", nargs=-1, required=True, type=click.Path())
-def show_cmd(photos: tuple[str, ...]) -> None:
-    """Show similar photos on a results page (not available yet).
+@click.option("-k", "--top", "top", default=20, show_default=True, type=click.IntRange(min=1),
+              help="How many results per photo.")
+@click.option("--min-score", type=click.FloatRange(-1.0, 1.0),
+              help="Only results with at least this cosine similarity.")
+@click.option("--out", "out", type=click.Path(file_okay=False),
+              help="Write the page here (default: $XDG_CACHE_HOME/findsimilar/show/<hash>/).")
+@click.option("--print-path", is_flag=True, help="Print the page's path instead of opening it.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"page", "links", "queries": [{"query", "results": [{"rank", "path", '
+                   '"score", "tier", "link"}]}]} instead of opening the page.')
+@click.option("--notify", is_flag=True,
+              help="Also report failures as a desktop notification (for file managers).")
+@NO_DAEMON
+def show_cmd(photos: tuple[str, ...], top: int, min_score: float | None, out: str | None,
+             print_path: bool, as_json: bool, notify: bool, no_daemon: bool) -> None:
+    """Show the photos most similar to each PHOTO on a page in your browser.
+
+    Each PHOTO (indexed or not) is shown beside its ranked matches, with scores;
+    exact copies and near duplicates (the same picture resized, re-encoded or
+    lightly edited) are marked. A click opens the file. The matches are also
+    linked, best first, in the folder `links/` next to the page. Pages live in
+    $XDG_CACHE_HOME/findsimilar/show/ (the newest 20) unless --out says otherwise.
 
     \b
-    Example:
-      findsimilar show photo.jpg
+    Examples:
+      findsimilar show beach.jpg
+      findsimilar show -k 50 --print-path a.jpg b.heic
+      findsimilar show --json beach.jpg | jq -r '.queries[0].results[0].link'
     """
-    raise click.UsageError("`findsimilar show` is not available yet")
+    try:
+        code = _show(photos, top=top, min_score=min_score, out=out, print_path=print_path,
+                     as_json=as_json, notify=notify, no_daemon=no_daemon)
+    except _ShowFailure as exc:
+        code = _report_failure(str(exc), exc.exit_code, notify)
+    except Exception as exc:  # noqa: BLE001 - a file manager must get a message, not a trace
+        if not notify:
+            raise
+        code = _report_failure(f"unexpected error: {type(exc).__name__}: {exc}", 1, notify)
+    sys.exit(code)
+
+
+def _show(photos: tuple[str, ...], *, top: int, min_score: float | None, out: str | None,
+          print_path: bool, as_json: bool, notify: bool, no_daemon: bool) -> int:
+    """Write the page; print, open or describe it. Returns the exit code."""
+    answers = _answers(photos, top, min_score, no_daemon)
+    errors = [(q.error, code) for q, code in answers if q.error is not None]
+    for message, _code in errors:
+        click.echo(f"findsimilar: error: {message}", err=True)
+    queries = [q for q, _ in answers]
+    page: Path | None = None
+    if len(errors) < len(queries):
+        page = _write(queries, out, photos)
+    if as_json:
+        click.echo(json.dumps(_as_json(queries, page), ensure_ascii=False))
+    elif page is not None and print_path:
+        click.echo(str(page))
+    elif page is not None:
+        _open(page)
+    if errors:
+        first, code = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        if notify:
+            _notify(f"{first}{more}")
+        return code
+    return 0
+
+
+def _answers(photos: tuple[str, ...], top: int, min_score: float | None,
+             no_daemon: bool) -> list[tuple[QueryView, int]]:
+    """Search each photo and mark duplicate tiers; a query that fails carries its error
+    and exit code. Raises _ShowFailure if no backend is available."""
+    answers: dict[str, tuple[QueryView, int]] = {}
+    readable = []
+    for photo in photos:
+        problem = _not_a_file(photo)
+        if problem:
+            answers[photo] = (QueryView(os.path.abspath(photo), error=problem), EXIT_MISSING_FILE)
+        else:
+            readable.append(photo)
+    if readable:
+        try:
+            backend = _start_backend(no_daemon)
+            try:
+                found = backend.search(readable, top, min_score)
+                for photo, raw in zip(readable, found, strict=True):
+                    answers[photo] = _answer(backend, raw)
+            finally:
+                backend.close()
+        except FindSimilarError as exc:
+            raise _ShowFailure(str(exc), exc.exit_code) from None
+    return [answers[p] for p in photos]
+
+
+def _start_backend(no_daemon: bool) -> Backend:
+    try:
+        return choose_backend(load_config(), no_daemon=no_daemon)
+    except OSError as exc:  # e.g. the data dir cannot be made: no daemon, no store
+        local = no_daemon_requested(no_daemon)
+        raise _ShowFailure(
+            f"cannot {'open the store' if local else 'start the daemon'}: {exc}",
+            EXIT_STORE if local else EXIT_NO_DAEMON) from None
+
+
+def _not_a_file(photo: str) -> str | None:
+    path = os.path.abspath(photo)
+    if not os.path.exists(path):
+        return f"no such file: {path}"
+    if not os.path.isfile(path):
+        return f"not a regular file: {path}"
+    return None
+
+
+def _answer(backend: Backend, raw: dict[str, Any]) -> tuple[QueryView, int]:
+    query = str(raw["query"])
+    error = raw.get("error")
+    if error:
+        return QueryView(query, error=str(error["message"])), int(error.get("exit_code", 1))
+    tiers = _tiers(backend, query, raw["results"])
+    results = [ResultView(rank=i, path=m["path"], score=float(m["score"]), tier=tiers[m["path"]])
+               for i, m in enumerate(raw["results"], 1)]
+    return QueryView(query, results), 0
+
+
+# --- duplicate tiers --------------------------------------------------------------------
+
+
+def _tiers(backend: Backend, query: str, matches: list[dict[str, Any]]) -> dict[str, str]:
+    """Each match's tier: "exact" (the same bytes), "near" (the pixel check passes) or
+    "similar". If the check cannot run, matches are "similar" unless identical."""
+    candidates = [m["path"] for m in matches if m["score"] >= SAME_PICTURE_MIN_SCORE]
+    scores: dict[str, float | None] = {}
+    threshold = 1.0
+    if candidates:
+        try:
+            verdict = backend.call("same_picture", {"query": query, "paths": candidates})
+            scores, threshold = verdict["scores"], float(verdict["threshold"])
+        except FindSimilarError as exc:
+            click.echo(f"findsimilar: warning: duplicates not checked: {exc}", err=True)
+    identical = _identical_files(query, [m["path"] for m in matches])
+    tiers = {}
+    for m in matches:
+        score = scores.get(m["path"])
+        tiers[m["path"]] = ("exact" if m["path"] in identical else
+                            "near" if score is not None and score >= threshold else "similar")
+    return tiers
+
+
+def _identical_files(query: str, paths: list[str]) -> set[str]:
+    """The ``paths`` whose bytes equal the query's (only same-size files are hashed)."""
+    try:
+        size = os.path.getsize(query)
+    except OSError:
+        return set()
+    same_size = [p for p in paths if _size(p) == size]
+    if not same_size:
+        return set()
+    want = _digest(query)
+    return {p for p in same_size if want is not None and _digest(p) == want}
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _digest(path: str) -> bytes | None:
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.digest()
+
+
+# --- writing, opening, telling ----------------------------------------------------------
+
+
+def _write(queries: list[QueryView], out: str | None, photos: tuple[str, ...]) -> Path:
+    cache = _results_cache()
+    folder = Path(out) if out else cache / _query_key(photos)
+    try:
+        page = write_results(queries, folder)
+        if not out:
+            prune_old_results(cache, KEEP_RESULT_FOLDERS, _RESULT_FOLDER)
+    except OSError as exc:
+        raise _ShowFailure(f"cannot write the results page in {folder}: {exc}", 1) from None
+    return page
+
+
+def _results_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "findsimilar" / "show"
+
+
+def _query_key(photos: tuple[str, ...]) -> str:
+    """The same set of photos, in any order, gets the same folder."""
+    paths = sorted({os.fsencode(os.path.abspath(p)) for p in photos})
+    return hashlib.blake2b(b"\0".join(paths), digest_size=6).hexdigest()
+
+
+def _as_json(queries: list[QueryView], page: Path | None) -> dict[str, Any]:
+    links = str(page.parent / "links") if page else None
+    out = []
+    for q in queries:
+        entry: dict[str, Any] = {"query": q.query, "results": [
+            {"rank": r.rank, "path": r.path, "score": r.score, "tier": r.tier, "link": r.link}
+            for r in q.results]}
+        if q.error is not None:
+            entry["error"] = q.error
+        out.append(entry)
+    return {"page": str(page) if page else None, "links": links, "queries": out}
+
+
+def _open(page: Path) -> None:
+    """Hand the page to the desktop's browser without waiting for it."""
+    opener = shutil.which("xdg-open")
+    if opener is None:
+        click.echo("findsimilar: xdg-open is not installed: open the page yourself:", err=True)
+        click.echo(str(page))
+        return
+    with open(os.devnull, "r+b") as devnull:
+        # A session of its own: closing the terminal or the file manager that ran us
+        # does not take the browser with it, and we never wait for it.
+        subprocess.Popen([opener, str(page)], stdin=devnull, stdout=devnull, stderr=devnull,
+                         start_new_session=True, close_fds=True)
+    click.echo(f"findsimilar: opened {page}", err=True)
+
+
+def _report_failure(message: str, code: int, notify: bool) -> int:
+    click.echo(f"findsimilar: error: {message}", err=True)
+    if notify:
+        _notify(message)
+    return code
+
+
+def _notify(message: str) -> None:
+    """A desktop notification, if notify-send is there; never waits long, never fails."""
+    sender = shutil.which("notify-send")
+    if sender is None:
+        return
+    try:
+        subprocess.run([sender, "--app-name=findsimilar", "--", f"findsimilar: {message}"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=_NOTIFY_TIMEOUT, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return
