@@ -582,7 +582,8 @@ def _chosen(names: tuple[str, ...], everything: bool) -> list[Integration]:
     return list(INTEGRATIONS.values()) if everything else [INTEGRATIONS[n] for n in names]
 
 
-_NAMES = click.argument("names", nargs=-1, type=click.Choice(list(INTEGRATIONS)))
+_NAMES = click.argument("names", nargs=-1, type=click.Choice(list(INTEGRATIONS)),
+                        metavar="[NAME]...")
 _ALL = click.option("--all", "everything", is_flag=True, help="Every integration.")
 _COMMAND = click.option("--command", "command_path", type=click.Path(dir_okay=False),
                         help="The findsimilar executable the menus run (default: this one).")
