@@ -9,7 +9,7 @@ How a listing is made, never touching an N×N matrix:
 3. Each candidate pair gets a pixel-level second opinion (``verify.py``); verdicts
    are cached in SQLite by content hash (``verdicts.py``), so a pair is checked once.
 4. Pairs scoring at least the near threshold join (union-find, sharpest pairs
-   first) into *near* groups, two groups only if their sharpest members also pass;
+   first) into *near* groups, two groups only if most checked pairs between them pass;
    with ``similar`` requested, pairs above ``SIMILAR_COSINE`` that are not the same
    picture join groups into *similar* clusters.
 5. Pairs the user marked "not duplicates" are never joined.
@@ -106,6 +106,7 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
 
     near_edges: list[tuple[int, int, float]] = []
     similar_edges: list[tuple[int, int, float]] = []
+    known: dict[tuple[int, int], float] = {}  # every checked pair's score, by rows
     if ("near" in options.tiers or "similar" in options.tiers) and len(hashes) > 1:
         pairs = _candidate_pairs(store, extractor, vectors, hashes, ignored,
                                  min(CANDIDATE_COSINE, options.similar_cosine), should_stop)
@@ -114,17 +115,15 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
         stats["candidate_pairs"] = len(candidates)
         for a, b, c in pairs:
             score = scores.get((hashes[a], hashes[b]), -1.0)
+            if c >= CANDIDATE_COSINE:
+                known[(a, b)] = score
             if score >= options.near_score:
                 near_edges.append((a, b, score))
             elif c >= options.similar_cosine:
                 similar_edges.append((a, b, c))
 
-    def check(a: int, b: int) -> float:
-        pair = (hashes[a], hashes[b]) if hashes[a] <= hashes[b] else (hashes[b], hashes[a])
-        return -1.0 if pair in ignored else verdicts.one(*pair)
-
     sharpness = [max(_picture_pixels(f) for f in by_hash[h]) for h in hashes]
-    pictures, low = _join_pictures(len(hashes), near_edges, sharpness, check,
+    pictures, low = _join_pictures(len(hashes), near_edges, sharpness, known,
                                    options.near_score)
     groups = _near_groups(hashes, by_hash, pictures, low, ignored, options)
     if "similar" in options.tiers:
@@ -183,37 +182,45 @@ class _UnionFind:
 
 
 def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[int],
-                   check: Callable[[int, int], float],
+                   known: dict[tuple[int, int], float],
                    near_score: float) -> tuple[_UnionFind, dict[int, float]]:
     """Join rows into pictures along near edges, sharpest pairs first; returns the
     union-find and each component's lowest score, by root.
 
-    Chains are where "near" goes wrong: a 30% copy of one burst shot matches the next
-    shot too (the motion is below its resolution), and would join the two shots and all
-    their copies. So sharp pairs join first, each shot gathering its own copies, and a
-    link made by a small copy holds only if the sharpest pictures it would join also
-    pass the check against each other.
+    Chains are where "near" goes wrong: a blurred or 30% copy of one burst shot matches
+    a copy of the next shot (the motion is below their resolution), and single links
+    would join the two shots and all their copies. So two groups join only if at least
+    half of the pairs between them that were checked (``known``: row pair -> score)
+    pass: copies of one picture match each other, copies of two shots mostly do not.
     """
     uf = _UnionFind(n)
-    sharpest = list(range(n))
+    members: dict[int, list[int]] = {r: [r] for r in range(n)}
     low: dict[int, float] = {}
     for a, b, score in sorted(edges, key=lambda e: (-min(sharpness[e[0]], sharpness[e[1]]),
                                                      -e[2])):
         ra, rb = uf.find(a), uf.find(b)
-        if ra == rb:
+        if ra == rb or not _agree(members[ra], members[rb], known, near_score):
             continue
-        sa, sb = sharpest[ra], sharpest[rb]
-        # Evidence from a small copy (under half the pixels of the sharpest pictures on
-        # both sides) is checked again between those sharpest pictures. Not otherwise:
-        # two edited copies compared with each other compound their edits.
-        if min(sharpness[a], sharpness[b]) < 0.5 * min(sharpness[sa], sharpness[sb]):
-            score = min(score, check(sa, sb))
-            if score < near_score:
-                continue
         root = uf.union(ra, rb)
-        sharpest[root] = sa if sharpness[sa] >= sharpness[sb] else sb
+        members[root] = members.pop(rb if root == ra else ra) + members[root]
         low[root] = min(low.get(ra, 1.0), low.get(rb, 1.0), score)
     return uf, low
+
+
+def _agree(left: list[int], right: list[int], known: dict[tuple[int, int], float],
+           near_score: float, most: int = 20_000) -> bool:
+    """True if at least half of the checked pairs between ``left`` and ``right`` are
+    near (looking at ``most`` pairs at the most)."""
+    checked = passed = 0
+    for x in left:
+        for y in right:
+            score = known.get((x, y) if x < y else (y, x))
+            if score is not None:
+                checked += 1
+                passed += score >= near_score
+        if len(right) * (left.index(x) + 1) >= most:
+            break
+    return 2 * passed >= checked
 
 
 def _near_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures: _UnionFind,
