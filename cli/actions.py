@@ -13,23 +13,22 @@ finding "our" entry again by Path= and DeletionDate is ambiguous.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import itertools
 import json
 import os
 import secrets
-import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
 from findsimilar.text import human_size, is_under, printable
+
+from .safefs import copy_bytes, move_file, numbered, tmp_name, unlink_quietly
+from .trash import send_to_trash
 
 __all__ = ["ACTIONS", "Action", "ActionError", "ActionLog", "PlannedStep", "UndoResult",
            "apply_plan", "format_plan", "list_logs", "plan_actions", "undo"]
@@ -290,27 +289,27 @@ def _content_hash(path: str) -> str:
 
 
 def _trash_step(step: PlannedStep, record: Record) -> None:
-    record["target"], record["trash_info"] = _send_to_trash(step.path)
+    record["target"], record["trash_info"] = send_to_trash(step.path)
 
 
 def _hardlink_step(step: PlannedStep, record: Record) -> None:
     st = os.lstat(step.path)
     record.update(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
-    tmp = _tmp_name(step.path)
+    tmp = tmp_name(step.path)
     os.link(step.keep, tmp, follow_symlinks=False)
     try:
         os.replace(tmp, step.path)  # atomic: the path always holds either file
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
 
 
 def _move_step(step: PlannedStep, record: Record) -> None:
     wanted = step.target or ""
     os.makedirs(os.path.dirname(wanted), exist_ok=True)
-    for dest in _numbered(wanted):
+    for dest in numbered(wanted):
         with contextlib.suppress(FileExistsError):
-            _move_file(step.path, dest)
+            move_file(step.path, dest)
             record["target"] = dest
             return
 
@@ -372,9 +371,9 @@ def _undo_relocation(record: Record) -> str | None:
     if os.path.lexists(record["path"]):
         return "a file now exists at the original path; not overwriting it"
     os.makedirs(os.path.dirname(record["path"]), exist_ok=True)
-    _move_file(where, record["path"])
+    move_file(where, record["path"])
     if record.get("trash_info"):
-        _unlink_quietly(record["trash_info"])
+        unlink_quietly(record["trash_info"])
     return None
 
 
@@ -383,16 +382,16 @@ def _undo_hardlink(record: Record) -> str | None:
     here, keep = os.lstat(record["path"]), os.lstat(record["keep"])
     if (here.st_dev, here.st_ino) != (keep.st_dev, keep.st_ino):
         return "no longer a hard link to the keeper; left as it is"
-    tmp = _tmp_name(record["path"])
+    tmp = tmp_name(record["path"])
     try:
-        _copy_bytes(record["keep"], tmp)
+        copy_bytes(record["keep"], tmp)
         with contextlib.suppress(PermissionError):  # only root may give files away
             os.chown(tmp, record["uid"], record["gid"])
         os.chmod(tmp, record["mode"])  # after chown, which may clear set-id bits
         os.utime(tmp, ns=(here.st_atime_ns, record["mtime_ns"]))
         os.replace(tmp, record["path"])
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     return None
 
@@ -401,144 +400,10 @@ _UNDO: dict[str, Callable[[Record], str | None]] = {
     "trash": _undo_relocation, "move": _undo_relocation, "hardlink": _undo_hardlink}
 
 
-# -- files: never overwrite --------------------------------------------------------------
-
-def _rename_no_clobber(src: str, dst: str) -> None:
-    """Rename within one filesystem; FileExistsError if ``dst`` exists, never replacing it."""
-    try:
-        os.link(src, dst, follow_symlinks=False)  # fails atomically if dst exists
-    except FileExistsError:
-        raise
-    except OSError:
-        # FAT/exFAT and some network filesystems have no hard links: check, then rename.
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "destination exists", dst) from None
-        os.rename(src, dst)
-        return
-    try:
-        os.unlink(src)
-    except BaseException:
-        _unlink_quietly(dst)  # all or nothing: no second name left behind
-        raise
-
-
-def _same_device(path: str, folder: str) -> bool:
-    return os.lstat(path).st_dev == os.stat(folder).st_dev
-
-
-def _move_file(src: str, dst: str) -> None:
-    """Move a regular file without overwriting; across filesystems copy, verify, then unlink."""
-    if _same_device(src, os.path.dirname(dst)):
-        _rename_no_clobber(src, dst)
-        return
-    tmp = _tmp_name(dst)
-    try:
-        _copy_bytes(src, tmp)
-        shutil.copystat(src, tmp)
-        if os.path.getsize(tmp) != os.path.getsize(src):
-            raise OSError(errno.EIO, "the copy is incomplete; the original was kept", src)
-        _rename_no_clobber(tmp, dst)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    os.unlink(src)
-
-
-def _copy_bytes(src: str, dst: str) -> None:
-    with open(src, "rb") as source, open(dst, "xb") as copy:
-        shutil.copyfileobj(source, copy, 1 << 20)
-        copy.flush()
-        os.fsync(copy.fileno())
-
-
-def _numbered(path: str) -> Iterator[str]:
-    """``path``, then ``stem (1).ext``, ``stem (2).ext``, ... for a free name."""
-    yield path
-    stem, ext = os.path.splitext(path)
-    for n in itertools.count(1):
-        yield f"{stem} ({n}){ext}"
-
-
-def _tmp_name(path: str) -> str:
-    return os.path.join(os.path.dirname(path), f".findsimilar-{secrets.token_hex(6)}.tmp")
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 def _describe(error: Exception) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     return f"{type(error).__name__}: {error}"
-
-
-# -- the freedesktop trash ----------------------------------------------------------------
-
-def _send_to_trash(path: str) -> tuple[str, str]:
-    """Trash ``path`` per the spec; return (file in the trash, its .trashinfo)."""
-    trash, topdir = _trash_dir(path)
-    files, info = os.path.join(trash, "files"), os.path.join(trash, "info")
-    for folder in (trash, files, info):  # makedirs gives only the leaf its mode
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    original = path if topdir is None else os.path.relpath(path, topdir)
-    body = (f"[Trash Info]\nPath={quote(os.fsencode(original))}\n"
-            f"DeletionDate={time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-    for name in _numbered(os.path.basename(path)):
-        # The spec's lock: whoever creates info/NAME.trashinfo first owns NAME.
-        info_path = os.path.join(info, name + ".trashinfo")
-        try:
-            fd = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-        try:
-            _rename_no_clobber(path, os.path.join(files, name))
-        except BaseException as error:
-            _unlink_quietly(info_path)
-            if isinstance(error, FileExistsError):
-                continue
-            raise
-        return os.path.join(files, name), info_path
-    raise AssertionError("unreachable")
-
-
-def _trash_dir(path: str) -> tuple[str, str | None]:
-    """(trash dir, its volume top or None for the home trash): the home trash on the same
-    filesystem, else $topdir/.Trash/$uid if the admin made one, else $topdir/.Trash-$uid."""
-    data_home = os.environ.get("XDG_DATA_HOME", "")
-    if not os.path.isabs(data_home):
-        data_home = os.path.expanduser("~/.local/share")
-    home_trash = os.path.join(data_home, "Trash")
-    dev = os.lstat(path).st_dev
-    if _same_device(path, _existing_ancestor(home_trash)):
-        return home_trash, None
-    top = os.path.dirname(path)
-    while os.path.dirname(top) != top and os.lstat(os.path.dirname(top)).st_dev == dev:
-        top = os.path.dirname(top)
-    shared = os.path.join(top, ".Trash")
-    with contextlib.suppress(OSError):
-        st = os.lstat(shared)
-        # The spec: use $topdir/.Trash only if it is a real directory with the sticky bit.
-        if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
-            own = os.path.join(shared, str(os.getuid()))
-            os.makedirs(own, mode=0o700, exist_ok=True)
-            return own, top
-    own = os.path.join(top, f".Trash-{os.getuid()}")
-    with contextlib.suppress(FileNotFoundError):
-        st = os.lstat(own)
-        # On a shared volume, a planted symlink or foreign folder would receive our photos.
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise OSError(errno.EPERM, "not a trash folder of this user; refusing it", own)
-    return own, top
-
-
-def _existing_ancestor(path: str) -> str:
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
 
 
 # -- the log ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from findsimilar.cli import actions
+from findsimilar.cli import actions, safefs
 from findsimilar.cli.actions import (
     NEEDS_SAME_BYTES,
     ActionError,
@@ -346,7 +346,7 @@ def test_move_never_overwrites(pics: Path, tmp_path: Path, logs: Path):
 
 def test_move_across_filesystems_copies_then_removes_the_original(
         pics: Path, tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(actions, "_same_device", lambda path, folder: False)
+    monkeypatch.setattr(safefs, "same_device", lambda path, folder: False)
     keep, dupe = write(pics / "keep.jpg"), write(pics / "x.jpg", mode=0o600)
     apply_plan(plan_actions([group(keep, dupe)], "move", move_to=str(tmp_path / "d")), logs)
 
@@ -498,7 +498,7 @@ def test_log_written_after_each_step_even_when_interrupted(pics: Path, logs: Pat
 KILLED_MID_RUN = """
 import json, os, sys
 from pathlib import Path
-from findsimilar.cli import actions
+from findsimilar.cli import actions, safefs
 real, calls = actions._APPLY["trash"], []
 def die_on_second(step, record):
     calls.append(step)

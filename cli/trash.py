@@ -1,0 +1,82 @@
+"""The freedesktop.org trash (Trash specification 1.0), done here rather than with
+send2trash because undo must know exactly where each file went: send2trash returns
+nothing, may hand over to gio, and writes .trashinfo files without O_EXCL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import time
+from urllib.parse import quote
+
+from .safefs import numbered, rename_no_clobber, same_device, unlink_quietly
+
+__all__ = ["send_to_trash", "trash_dir"]
+
+
+def send_to_trash(path: str) -> tuple[str, str]:
+    """Trash ``path`` per the spec; return (file in the trash, its .trashinfo)."""
+    trash, topdir = trash_dir(path)
+    files, info = os.path.join(trash, "files"), os.path.join(trash, "info")
+    for folder in (trash, files, info):  # makedirs gives only the leaf its mode
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    original = path if topdir is None else os.path.relpath(path, topdir)
+    body = (f"[Trash Info]\nPath={quote(os.fsencode(original))}\n"
+            f"DeletionDate={time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    for name in numbered(os.path.basename(path)):
+        # The spec's lock: whoever creates info/NAME.trashinfo first owns NAME.
+        info_path = os.path.join(info, name + ".trashinfo")
+        try:
+            fd = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        try:
+            rename_no_clobber(path, os.path.join(files, name))
+        except BaseException as error:
+            unlink_quietly(info_path)
+            if isinstance(error, FileExistsError):
+                continue
+            raise
+        return os.path.join(files, name), info_path
+    raise AssertionError("unreachable")
+
+
+def trash_dir(path: str) -> tuple[str, str | None]:
+    """(trash dir, its volume top or None for the home trash): the home trash on the same
+    filesystem, else $topdir/.Trash/$uid if the admin made one, else $topdir/.Trash-$uid."""
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(data_home):
+        data_home = os.path.expanduser("~/.local/share")
+    home_trash = os.path.join(data_home, "Trash")
+    dev = os.lstat(path).st_dev
+    if same_device(path, existing_ancestor(home_trash)):
+        return home_trash, None
+    top = os.path.dirname(path)
+    while os.path.dirname(top) != top and os.lstat(os.path.dirname(top)).st_dev == dev:
+        top = os.path.dirname(top)
+    shared = os.path.join(top, ".Trash")
+    with contextlib.suppress(OSError):
+        st = os.lstat(shared)
+        # The spec: use $topdir/.Trash only if it is a real directory with the sticky bit.
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+            own = os.path.join(shared, str(os.getuid()))
+            os.makedirs(own, mode=0o700, exist_ok=True)
+            return own, top
+    own = os.path.join(top, f".Trash-{os.getuid()}")
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(own)
+        # On a shared volume, a planted symlink or foreign folder would receive our photos.
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise OSError(errno.EPERM, "not a trash folder of this user; refusing it", own)
+    return own, top
+
+
+def existing_ancestor(path: str) -> str:
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
