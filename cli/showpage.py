@@ -17,7 +17,6 @@ the new page does not use removed. Page look and file writing follow ``report.py
 from __future__ import annotations
 
 import contextlib
-import html
 import os
 import re
 import shutil
@@ -33,9 +32,12 @@ from findsimilar.thumbnails import thumbnail_uri
 # One look and one atomic writer for both review pages.
 from .report import _CSS as _REPORT_CSS
 from .report import (
+    Preview,
     _chmod_default,
     _display,
+    _esc,
     _link_or_copy,
+    _picture,
     _png_size,
     _safe_thumbnail,
     _write_atomically,
@@ -66,13 +68,6 @@ class QueryView:
     results: list[ResultView] = field(default_factory=list)
     error: str | None = None
     links_dir: str | None = None  # set by write_results
-
-
-@dataclass(frozen=True)
-class _Preview:
-    src: str
-    width: int
-    height: int
 
 
 def write_results(queries: Sequence[QueryView], out: Path) -> Path:
@@ -111,7 +106,7 @@ def _locked(folder: Path) -> Iterator[None]:
 # --- thumbnails -------------------------------------------------------------------------
 
 
-def _add_thumbnails(queries: Sequence[QueryView], folder: Path) -> dict[str, _Preview]:
+def _add_thumbnails(queries: Sequence[QueryView], folder: Path) -> dict[str, Preview]:
     """Link each picture's cached thumbnail into ``folder`` under the cache's own name
     (md5 of the file's URI); returns the previews by path, without unthumbnailable ones."""
     from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
@@ -122,7 +117,7 @@ def _add_thumbnails(queries: Sequence[QueryView], folder: Path) -> dict[str, _Pr
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="show-thumb") as pool:
         thumbs = list(pool.map(_safe_thumbnail, paths))
     folder.mkdir(exist_ok=True)
-    previews: dict[str, _Preview] = {}
+    previews: dict[str, Preview] = {}
     for path, thumb in zip(paths, thumbs, strict=True):
         preview = _place_thumbnail(thumb, folder) if thumb is not None else None
         if preview is not None:
@@ -130,7 +125,7 @@ def _add_thumbnails(queries: Sequence[QueryView], folder: Path) -> dict[str, _Pr
     return previews
 
 
-def _place_thumbnail(thumb: Path, folder: Path) -> _Preview | None:
+def _place_thumbnail(thumb: Path, folder: Path) -> Preview | None:
     dest = folder / thumb.name
     tmp = folder / f".{thumb.name}.{os.getpid()}.tmp"
     try:
@@ -146,7 +141,7 @@ def _place_thumbnail(thumb: Path, folder: Path) -> _Preview | None:
             os.unlink(tmp)
     if size is None:
         return None
-    return _Preview(src=f"thumbs/{thumb.name}", width=size[0], height=size[1])
+    return Preview(src=f"thumbs/{thumb.name}", width=size[0], height=size[1])
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -253,7 +248,7 @@ def prune_old_results(folder: Path, keep: int, pattern: re.Pattern[str]) -> None
 # --- the page ---------------------------------------------------------------------------
 
 
-def _render(queries: Sequence[QueryView], previews: dict[str, _Preview], out: Path) -> str:
+def _render(queries: Sequence[QueryView], previews: dict[str, Preview], out: Path) -> str:
     answered = [q for q in queries if q.error is None]
     if len(queries) == 1:
         title = f"findsimilar: photos like {_display(os.path.basename(queries[0].query))}"
@@ -278,13 +273,14 @@ def _header(title: str, queries: Sequence[QueryView], answered: list[QueryView],
             f'folder of ranked links</a>.</p></header>\n<main>')
 
 
-def _section(index: int, query: QueryView, previews: dict[str, _Preview]) -> str:
+def _section(index: int, query: QueryView, previews: dict[str, Preview]) -> str:
     folder, name = os.path.split(query.query)
+    href = _esc(thumbnail_uri(query.query))
     head = (f'<section class="query" id="q{index}" data-query="{_esc(_display(query.query))}"'
             f'{" data-error" if query.error else ""}>\n<div class="query-head">\n'
-            f'{_picture(previews.get(query.query), query.query, name)}\n<div>\n'
+            f'{_picture(previews.get(query.query), href, name)}\n<div>\n'
             f'<h2><a href="#q{index}">Query {index}</a> '
-            f'<a class="name" href="{_esc(thumbnail_uri(query.query))}">'
+            f'<a class="name" href="{href}">'
             f'{_esc(_display(name))}</a></h2>\n'
             f'<div class="folder">{_esc(_display(folder.rstrip("/") + "/"))}</div>\n')
     if query.error is not None:
@@ -307,14 +303,14 @@ def _facts(query: QueryView) -> str:
     return " · ".join(facts)
 
 
-def _card(result: ResultView, preview: _Preview | None) -> str:
+def _card(result: ResultView, preview: Preview | None) -> str:
     folder, name = os.path.split(result.path)
     badge = TIER_BADGES.get(result.tier)
     badge_html = f' <span class="badge tier-{result.tier}">{badge}</span>' if badge else ""
     return (f'<article class="card match-{_esc(result.tier)}" data-rank="{result.rank}" '
             f'data-tier="{_esc(result.tier)}" data-score="{result.score:.6f}" '
             f'data-path="{_esc(_display(result.path))}">\n'
-            f'{_picture(preview, result.path, name)}\n'
+            f'{_picture(preview, _esc(thumbnail_uri(result.path)), name)}\n'
             f'<div class="badges"><span class="rank">#{result.rank}</span> '
             f'<span class="score" title="cosine similarity">{result.score:.3f}</span>'
             f'{badge_html}</div>\n'
@@ -323,17 +319,6 @@ def _card(result: ResultView, preview: _Preview | None) -> str:
             f'<div class="folder">{_esc(_display(folder.rstrip("/") + "/"))}</div>\n</article>')
 
 
-def _picture(preview: _Preview | None, path: str, name: str) -> str:
-    if preview is None:
-        return ('<div class="thumb"><div class="noimg" role="img" aria-label="no preview">'
-                'no preview</div></div>')
-    return (f'<a class="thumb" href="{_esc(thumbnail_uri(path))}" tabindex="-1">'
-            f'<img src="{_esc(preview.src)}" width="{preview.width}" height="{preview.height}" '
-            f'loading="eager" alt="{_esc(_display(name))}"></a>')
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
 
 
 _HEAD = """<!doctype html>
