@@ -147,11 +147,18 @@ class DaemonBackend:
              progress: ProgressFn | None = None) -> Any:
         if command == "dupes":
             return self._with_progress(
-                command, args, progress, lambda info: (info.get("dupes_progress") or [{}])[-1])
+                command, args, progress, _listing_progress)
         return self.client.call(command, **args)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _listing_progress(info: dict[str, Any]) -> dict[str, Any]:
+    """The newest client listing's progress in a daemon status (not the daemon's own
+    background check)."""
+    runs = [p for p in info.get("dupes_progress") or [] if not p.get("background")]
+    return runs[-1] if runs else {}
 
 
 def _error_entry(path: str, kind: str, message: str, exit_code: int) -> dict[str, Any]:

@@ -90,6 +90,9 @@ class Daemon:
         self._stop = threading.Event()
         self._progress = _Progress()
         self._dupes_runs: list[dict[str, int]] = []  # list.append/remove: atomic under the GIL
+        self._generation = 0  # counts finished indexing tasks
+        self._last_work = time.monotonic()  # when the last task ended (queries do not count)
+        self._prechecked = -1  # the generation whose duplicate candidates were all checked
         self._rescan: dict[str, str] = {}  # root -> why it is rescanned, not watched
         self._unavailable: set[str] = set()
         self._lock_fd: int | None = None
@@ -231,6 +234,8 @@ class Daemon:
                 and now - getattr(self, "_last_save", 0.0) >= 30.0):
             self._last_save = now
             self.engine.save()
+        if self._precheck_due(now):
+            self._tasks.put(_Task("precheck", self._generation))
         last = getattr(self, "_last_periodic", 0.0)
         if now - last < min(self.config.rescan_interval, 60.0):
             return
@@ -256,12 +261,14 @@ class Daemon:
                 continue
             try:
                 task.done.set_result(self._run_task(task))
+                if task.kind != "precheck":
+                    self._generation += 1  # the library may have changed
             except Exception as exc:
                 log.exception("indexing task %s failed", task.kind)
                 task.done.set_exception(exc)
             finally:
                 self._progress.state = "idle" if self._tasks.empty() else "busy"
-                self._last_activity = time.monotonic()
+                self._last_activity = self._last_work = time.monotonic()
 
     def _run_task(self, task: _Task) -> Any:
         assert self.engine is not None
@@ -277,7 +284,43 @@ class Daemon:
             return self._apply_ops(ops)
         if task.kind == "index":
             return self._index(task.payload, "indexing").as_dict()
+        if task.kind == "precheck":
+            return self._precheck(task.payload)
         raise ValueError(task.kind)
+
+    def _precheck_due(self, now: float) -> bool:
+        after = self.config.precheck_after
+        return bool(after and self.engine is not None and self._prechecked != self._generation
+                    and self._tasks.empty() and self._progress.state == "idle"
+                    and now - self._last_work >= after)
+
+    def _precheck(self, generation: int) -> dict[str, Any]:
+        """Pixel-check the library's new duplicate candidates while nothing else is to be
+        done: the next `dupes` answers from the verdict cache. Yields to any task."""
+        assert self.engine is not None
+        from .dupes import DupesOptions
+
+        # Its progress (pairs, not photos) shows under dupes_progress, not as queued work.
+        self._progress = _Progress(state="checking duplicates", started=time.monotonic())
+        progress = {"done": 0, "total": 0, "background": 1}
+        self._dupes_runs.append(progress)
+
+        def interrupted() -> bool:
+            return self._stop.is_set() or not self._tasks.empty()
+
+        def report(done: int, total: int) -> None:
+            progress.update(done=done, total=total)
+
+        try:
+            result = self.engine.duplicates(DupesOptions(), report, should_stop=interrupted)
+        finally:
+            self._dupes_runs.remove(progress)
+        stats = dict(result["stats"])  # type: ignore[call-overload]
+        if not interrupted():
+            self._prechecked = generation
+            log.info("duplicate candidates checked: %s pairs, %s new",
+                     stats.get("candidate_pairs", 0), stats.get("verified_now", 0))
+        return stats
 
     def _index(self, paths: list[str], state: str, exclude: list[str] | None = None,
                explicit: bool = True, save: bool = True) -> IndexSummary:
@@ -389,8 +432,10 @@ class Daemon:
             "extracted_since_start": self._totals["extracted"],
             "progress": {"done": self._progress.done, "total": self._progress.total,
                          "state": self._progress.state},
-            # The pixel checks of the `dupes` listings running now (most recent last).
+            # The pixel checks of the `dupes` listings running now (most recent last;
+            # "background": the daemon's own, see _precheck).
             "dupes_progress": [dict(p) for p in self._dupes_runs],
+            "duplicates_checked": self._prechecked == self._generation,
             "rate": round(rate, 2),
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [{"path": r["path"], "excludes": r.get("excludes", []),

@@ -47,6 +47,9 @@ class Config:
     settle_quiet: float = 2.0
     # Roots whose inotify watches could not be set up are rescanned this often.
     rescan_interval: float = 300.0
+    # After this long idle with the library changed, the daemon runs the pixel checks
+    # of new duplicate candidates, so `dupes` answers from the cache (0 = never).
+    precheck_after: float = 60.0
 
     def __post_init__(self) -> None:
         if self.socket_path is None:
@@ -129,8 +132,10 @@ def load_config() -> Config:
     ``FINDSIMILAR_DATA_DIR`` moves all state; ``FINDSIMILAR_EXTRACTOR`` picks the
     feature extractor (default ``efficientnet-lite0-gem``);
     ``FINDSIMILAR_SETTLE_AFTER_CLOSE`` and ``FINDSIMILAR_SETTLE_QUIET`` (seconds)
-    tune how long the watcher waits for a file to settle (tests shorten them; a
-    value that is not a non-negative number is ignored).
+    tune how long the watcher waits for a file to settle (tests shorten them);
+    ``FINDSIMILAR_PRECHECK_AFTER`` (seconds idle, 0 = never) when the daemon checks
+    new duplicate candidates in the background. A value that is not a non-negative
+    number is ignored.
     """
     data_dir = default_data_dir()
     kwargs: dict[str, object] = {"data_dir": data_dir,
@@ -139,7 +144,8 @@ def load_config() -> Config:
     if extractor:
         kwargs["extractor"] = extractor
     for var, name in (("FINDSIMILAR_SETTLE_AFTER_CLOSE", "settle_after_close"),
-                      ("FINDSIMILAR_SETTLE_QUIET", "settle_quiet")):
+                      ("FINDSIMILAR_SETTLE_QUIET", "settle_quiet"),
+                      ("FINDSIMILAR_PRECHECK_AFTER", "precheck_after")):
         seconds = _seconds(os.environ.get(var, ""))
         if seconds is not None:
             kwargs[name] = seconds

@@ -385,3 +385,26 @@ def test_same_picture_scores_a_query_against_results_inside_and_outside_the_inde
     scores = list(reply["scores"].values())
     assert scores[0] == 1.0 and scores[1] >= reply["threshold"] > scores[2]
     assert scores[3] is None
+
+
+def test_the_daemon_checks_new_candidates_when_idle_so_a_listing_is_instant(
+        data_dir: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    import time
+
+    from findsimilar.cli.client import DaemonClient
+    from findsimilar.config import load_config
+    from tests.conftest import _invoker, stop_daemon
+
+    monkeypatch.delenv("FINDSIMILAR_NO_DAEMON", raising=False)
+    monkeypatch.setenv("FINDSIMILAR_PRECHECK_AFTER", "0.5")
+    request.addfinalizer(stop_daemon)
+    _indexed(_invoker(), corpus)
+    with DaemonClient(load_config(), timeout=30) as client:
+        deadline = time.monotonic() + 120
+        while not client.call("status")["duplicates_checked"]:
+            assert time.monotonic() < deadline, "the background check never finished"
+            time.sleep(0.2)
+        listing = client.call("dupes", tiers=["exact", "near"])
+    assert listing["stats"]["verified_now"] == 0
+    assert any(str(corpus / "pic0" / "fruits.jpg") in g["files"] for g in listing["groups"])
