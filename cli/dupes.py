@@ -111,6 +111,9 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
       findsimilar dupes --keep-in ~/Pictures/Best --action trash --apply
       findsimilar dupes undo                 # put the last applied action back
       findsimilar dupes ignore a.jpg b.jpg   # these are not duplicates
+
+    \b
+    Also: findsimilar dupes undo|logs|ignore|unignore (see their --help).
     """
     if move_to and action not in (None, "move"):
         raise click.UsageError("--move-to goes with --action move")
