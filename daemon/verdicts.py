@@ -101,7 +101,11 @@ class Verdicts:
         a, b = self.previews.get(pair[0]), self.previews.get(pair[1])
         if a is None or b is None:
             return pair, None
-        return pair, round(compare(a, b), 4)
+        try:
+            return pair, round(compare(a, b), 4)
+        except Exception:  # an OpenCV surprise on one odd picture must not end the listing
+            log.exception("pixel check failed for %s / %s", *pair)
+            return pair, None
 
     def _save(self, fresh: dict[Pair, float]) -> None:
         if fresh:

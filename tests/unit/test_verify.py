@@ -94,3 +94,16 @@ def test_neighbour_pairs_of_fewer_than_two_vectors_are_empty() -> None:
     i, j, s = neighbour_pairs(1, lambda rows: np.ones((len(rows), 8), np.float32), k=5,
                               min_score=0.5)
     assert len(i) == len(j) == len(s) == 0
+
+
+def test_odd_shapes_are_refused_or_scored_never_crash(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((8, 4000)) * 255).astype(np.uint8)).save(tmp_path / "sliver.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(ImageDecodeError, match="too small"):
+        _preview(tmp_path / "sliver.png")
+    photo, blank = _preview(shared("opencv/fruits.jpg")), _preview(tmp_path / "blank.png")
+    # Nothing to compare on a blank picture: never "the same picture".
+    assert compare(photo, blank) < NEAR_SCORE and compare(blank, blank) < NEAR_SCORE
