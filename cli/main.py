@@ -18,6 +18,7 @@ import click
 from findsimilar import __version__
 from findsimilar.config import load_config
 from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError
+from findsimilar.text import human_size
 
 from .backends import Backend, choose_backend, no_daemon_requested, offline_status
 from .client import DaemonClient, DaemonUnavailable, start_daemon
@@ -66,6 +67,8 @@ def cli() -> None:
       findsimilar index ~/Pictures       # index a folder (recursively)
       findsimilar photo.jpg              # the 10 most similar indexed photos
       findsimilar -k 5 --json photo.jpg  # as JSON, top 5
+      findsimilar show photo.jpg         # the same, as a page of thumbnails
+      findsimilar dupes ~/Pictures       # duplicate groups (see dupes --help)
       findsimilar status
 
     State lives in $FINDSIMILAR_DATA_DIR (default: $XDG_DATA_HOME/findsimilar).
@@ -249,6 +252,14 @@ def status_cmd(as_json: bool, no_daemon: bool) -> None:
     click.echo(_status_text(info))
 
 
+def _dupes_state(info: dict[str, Any]) -> str:
+    running = [p for p in info.get("dupes_progress") or [] if p.get("total")]
+    if running:
+        return "checking pairs " + ", ".join(f"{p['done']}/{p['total']}" for p in running)
+    return ("every candidate pair checked: `findsimilar dupes` answers from the cache"
+            if info["duplicates_checked"] else "new photos not yet checked for duplicates")
+
+
 def _status_text(info: dict[str, Any]) -> str:
     lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
              f"failed:     {info['failed']}"]
@@ -261,6 +272,8 @@ def _status_text(info: dict[str, Any]) -> str:
         for root in info.get("roots", []):
             why = f" ({root['why']})" if root.get("why") else ""
             lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")
+        if "duplicates_checked" in info:
+            lines.append("duplicates: " + _dupes_state(info))
     else:
         lines.append("daemon:     not running (`findsimilar daemon start`)")
     if info.get("model"):
@@ -268,19 +281,10 @@ def _status_text(info: dict[str, Any]) -> str:
         lines.append(f"model:      {info['model']}{dim}")
     lines.append(f"data dir:   {info['data_dir']}")
     if "store_bytes" in info:
-        index = f", index {_human(int(info['index_bytes']))}" if "index_bytes" in info else ""
-        lines.append(f"store size: {_human(int(info['store_bytes']))}{index}")
+        index = f", index {human_size(int(info['index_bytes']))}" if "index_bytes" in info else ""
+        lines.append(f"store size: {human_size(int(info['store_bytes']))}{index}")
     lines += [f"  failed: {f['path']}: {f['error']}" for f in info.get("recent_failures", [])]
     return "\n".join(lines)
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 # -- the daemon -------------------------------------------------------------------------

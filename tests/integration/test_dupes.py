@@ -408,3 +408,4 @@ def test_the_daemon_checks_new_candidates_when_idle_so_a_listing_is_instant(
         listing = client.call("dupes", tiers=["exact", "near"])
     assert listing["stats"]["verified_now"] == 0
     assert any(str(corpus / "pic0" / "fruits.jpg") in g["files"] for g in listing["groups"])
+    assert "duplicates: every candidate pair checked" in _invoker()("status", ok=True).stdout
