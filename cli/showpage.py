@@ -32,6 +32,7 @@ from findsimilar.thumbnails import thumbnail_uri
 # One look and one atomic writer for both review pages.
 from .report import _CSS as _REPORT_CSS
 from .report import (
+    _HEAD,
     Preview,
     _chmod_default,
     _display,
@@ -318,20 +319,6 @@ def _card(result: ResultView, preview: Preview | None) -> str:
             f'{_esc(_display(name))}</a>\n'
             f'<div class="folder">{_esc(_display(folder.rstrip("/") + "/"))}</div>\n</article>')
 
-
-
-
-_HEAD = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<meta name="generator" content="findsimilar">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>"""
 
 _FOOT = """</main>
 <footer>Made by findsimilar {version}.</footer>
