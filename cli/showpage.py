@@ -33,6 +33,7 @@ from findsimilar.thumbnails import thumbnail_uri
 from .report import _CSS as _REPORT_CSS
 from .report import (
     _HEAD,
+    _SCRIPT,
     Preview,
     _chmod_default,
     _display,
@@ -343,19 +344,3 @@ _CSS = """
 .empty { color: var(--muted); }
 """
 
-# As in report.py: after every picture has loaded or failed, record the counts on
-# <body> (headless browsers and tests read them) and swap broken pictures for a box.
-_SCRIPT = """
-addEventListener("load", () => {
-  const imgs = Array.from(document.images);
-  const broken = imgs.filter((i) => !(i.complete && i.naturalWidth > 0));
-  document.body.dataset.imagesLoaded = imgs.length - broken.length;
-  document.body.dataset.imagesBroken = broken.length;
-  for (const img of broken) {
-    const box = document.createElement("div");
-    box.className = "noimg";
-    box.textContent = "no preview (thumbnail missing)";
-    img.replaceWith(box);
-  }
-});
-"""

@@ -378,18 +378,29 @@ local function action_images(images)
   return dt.gui.action_images or {}
 end
 
---- Select the images of the library that findsimilar finds similar to IMAGES.
-local function find_similar(images)
+--- The files to query for IMAGES (or the images acted on), shell-quoted, and what went
+--- wrong with the others; nil after telling the user when there is nothing to query.
+local function quoted_query_files(images)
   images = action_images(images)
   if #images == 0 then
     dt.print("findsimilar: select an image first")
-    return
+    return nil
   end
   local files, problems = query_files(images)
-  if #files == 0 then return report_failure(problems[1]) end
-  dt.print("findsimilar: searching…")
+  if #files == 0 then
+    report_failure(problems[1])
+    return nil
+  end
   local words = {}
   for i, file in ipairs(files) do words[i] = shell_quote(file) end
+  return words, problems
+end
+
+--- Select the images of the library that findsimilar finds similar to IMAGES.
+local function find_similar(images)
+  local words, problems = quoted_query_files(images)
+  if not words then return end
+  dt.print("findsimilar: searching…")
   -- The score is written digit by digit: "%f" would follow the locale (0,6 in de_DE).
   local score = math.floor(min_score_setting() * 10000 + 0.5)
   local cmd = ("%s search --json -k %d --min-score %d.%04d -- %s"):format(
@@ -434,15 +445,8 @@ end
 
 --- Open findsimilar's results page for IMAGES, without waiting for it.
 local function show_results(images)
-  images = action_images(images)
-  if #images == 0 then
-    dt.print("findsimilar: select an image first")
-    return
-  end
-  local files, problems = query_files(images)
-  if #files == 0 then return report_failure(problems[1]) end
-  local words = {}
-  for i, file in ipairs(files) do words[i] = shell_quote(file) end
+  local words = quoted_query_files(images)
+  if not words then return end
   -- `show --notify` reports its own failures (no daemon, not indexed) on the desktop.
   local cmd = ("%s show --notify -- %s </dev/null >/dev/null 2>&1 &"):format(
     command_prefix(), table.concat(words, " "))
