@@ -21,6 +21,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -212,13 +213,13 @@ def _agree(left: list[int], right: list[int], known: dict[tuple[int, int], float
     """True if at least half of the checked pairs between ``left`` and ``right`` are
     near (looking at ``most`` pairs at the most)."""
     checked = passed = 0
-    for x in left:
+    for n, x in enumerate(left, 1):
         for y in right:
             score = known.get((x, y) if x < y else (y, x))
             if score is not None:
                 checked += 1
                 passed += score >= near_score
-        if len(right) * (left.index(x) + 1) >= most:
+        if n * len(right) >= most:
             break
     return 2 * passed >= checked
 
@@ -289,8 +290,9 @@ def _pick_keeper(pool: list[dict], rules: tuple[str, ...]) -> dict:
             pool = [f for f in pool if _picture_pixels(f) >= (1 - RESOLUTION_TOLERANCE) * most]
             pool = [f for f in pool if not _framed(f)] or pool
             continue
-        best = min(_rule_key(f, rule) for f in pool)
-        pool = [f for f in pool if _rule_key(f, rule) == best]
+        key = _RULE_KEYS[rule]
+        best = min(key(f) for f in pool)
+        pool = [f for f in pool if key(f) == best]
     return min(pool, key=lambda f: f["path"])
 
 
@@ -304,14 +306,14 @@ def _framed(f: dict) -> bool:
     return bool(cw and ch and w and h and (cw < 0.985 * w or ch < 0.985 * h))
 
 
-def _rule_key(f: dict, rule: str) -> object:
-    return {
-        "size": lambda: -(f["size"] or 0),
-        "format": lambda: _FORMAT_RANK.get(str(f["format"]).upper(), 4),
-        "oldest": lambda: f["mtime_ns"] or 0,
-        "newest": lambda: -(f["mtime_ns"] or 0),
-        "shortest-path": lambda: len(f["path"]),
-    }[rule]()
+# Keep rules other than "resolution": the smallest key wins.
+_RULE_KEYS: dict[str, Callable[[dict], Any]] = {
+    "size": lambda f: -(f["size"] or 0),
+    "format": lambda f: _FORMAT_RANK.get(str(f["format"]).upper(), 4),
+    "oldest": lambda f: f["mtime_ns"] or 0,
+    "newest": lambda f: -(f["mtime_ns"] or 0),
+    "shortest-path": lambda f: len(f["path"]),
+}
 
 
 def _member(f: dict, keep: dict, tier: str, protected: bool) -> dict:
@@ -326,8 +328,8 @@ def mark_not_duplicates(store: Store, paths: list[str], *, forget: bool = False,
                         ) -> dict[str, object]:
     """Remember that the pictures at ``paths`` are not duplicates of each other (every
     pair of them; identical copies among them, or of a path given alone, are deliberate),
-    or with ``forget``
-    drop every mark involving them. Raises FindSimilarError for a path not indexed."""
+    or with ``forget`` drop every mark involving them. Raises FindSimilarError for a path
+    not indexed."""
     hashes = []
     for p in paths:
         rec = store.file(os.path.abspath(p))

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from findsimilar.errors import FindSimilarError
 from findsimilar.protocol import error_reply, ok_reply
 from findsimilar.text import is_under
 
+from .dupes import DupesOptions, options_from
 from .engine import Engine
 from .indexer import IndexSummary
 from .server import SocketServer, bind_unix_socket
@@ -297,24 +299,13 @@ class Daemon:
     def _precheck(self, generation: int) -> dict[str, Any]:
         """Pixel-check the library's new duplicate candidates while nothing else is to be
         done: the next `dupes` answers from the verdict cache. Yields to any task."""
-        assert self.engine is not None
-        from .dupes import DupesOptions
-
         # Its progress (pairs, not photos) shows under dupes_progress, not as queued work.
         self._progress = _Progress(state="checking duplicates", started=time.monotonic())
-        progress = {"done": 0, "total": 0, "background": 1}
-        self._dupes_runs.append(progress)
 
         def interrupted() -> bool:
             return self._stop.is_set() or not self._tasks.empty()
 
-        def report(done: int, total: int) -> None:
-            progress.update(done=done, total=total)
-
-        try:
-            result = self.engine.duplicates(DupesOptions(), report, should_stop=interrupted)
-        finally:
-            self._dupes_runs.remove(progress)
+        result = self._duplicates(DupesOptions(), interrupted, background=True)
         stats = dict(result["stats"])  # type: ignore[call-overload]
         if not interrupted():
             self._prechecked = generation
@@ -515,18 +506,21 @@ class Daemon:
     def cmd_dupes(self, **args: Any) -> dict[str, Any]:
         """Duplicate groups; runs in this client's thread, beside indexing. Its pixel
         checks show in ``status`` under ``dupes_progress``."""
-        assert self.engine is not None
-        from .dupes import options_from
+        return self._duplicates(options_from(**args), self._stop.is_set)
 
-        options = options_from(**args)
-        progress = {"done": 0, "total": 0}
+    def _duplicates(self, options: DupesOptions, should_stop: Callable[[], bool], *,
+                    background: bool = False) -> dict[str, Any]:
+        """``engine.duplicates`` with its pixel-check progress shown in ``status`` under
+        ``dupes_progress`` (``background``: the daemon's own run, see _precheck)."""
+        assert self.engine is not None
+        progress = {"done": 0, "total": 0, **({"background": 1} if background else {})}
         self._dupes_runs.append(progress)
 
         def report(done: int, total: int) -> None:
             progress.update(done=done, total=total)
 
         try:
-            return self.engine.duplicates(options, report, should_stop=self._stop.is_set)
+            return self.engine.duplicates(options, report, should_stop=should_stop)
         finally:
             self._dupes_runs.remove(progress)
 
