@@ -28,7 +28,7 @@ from .features import FeatureExtractor, create_extractor
 from .index import open_index
 from .indexer import Indexer, IndexSummary, ProgressFn
 from .store import Store
-from .verdicts import Verdicts
+from .verdicts import OUTSIDE, Verdicts
 
 __all__ = ["Engine", "Match", "SearchResult"]
 
@@ -166,12 +166,17 @@ class Engine:
             def key(path: str) -> str:
                 rec = known.get(path)
                 return rec.content_hash if rec and rec.status == "ok" and rec.content_hash \
-                    else "path:" + path  # not indexed: compared, not cached by content
+                    else OUTSIDE + path
 
-            verdicts = Verdicts(store, lambda k: [k[5:]] if k.startswith("path:") else [
-                p for p, r in known.items() if r and r.content_hash == k],
-                max_pixels=self.config.max_pixels, workers=self.config.decode_workers)
-            scores = {p: _same(verdicts, key(query), key(p)) for p in paths}
+            verdicts = Verdicts(store, lambda k: [k[len(OUTSIDE):]] if k.startswith(OUTSIDE)
+                                else [p for p, r in known.items() if r and r.content_hash == k],
+                                max_pixels=self.config.max_pixels,
+                                workers=self.config.decode_workers)
+            q = key(query)
+            pair_of = {p: (q, key(p)) if q <= key(p) else (key(p), q) for p in paths}
+            found = verdicts.many([pr for pr in pair_of.values() if pr[0] != pr[1]])
+            # The same content hash: identical bytes. No score: a file could not be read.
+            scores = {p: 1.0 if pr[0] == pr[1] else found.get(pr) for p, pr in pair_of.items()}
         return {"query": query, "threshold": NEAR_SCORE, "scores": scores}
 
     def not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, object]:
@@ -261,15 +266,6 @@ class Engine:
             fetch = min(len(self.index), fetch * 4)
         result.results = result.results[:k]
         return result
-
-
-def _same(verdicts: Verdicts, a: str, b: str) -> float | None:
-    if a == b:
-        return 1.0  # identical bytes
-    if a.startswith("path:") or b.startswith("path:"):
-        return verdicts.uncached(a, b)
-    score = verdicts.one(a, b)
-    return None if score == -1.0 else score
 
 
 def _slug(text: str) -> str:

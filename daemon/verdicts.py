@@ -19,11 +19,12 @@ from findsimilar.errors import ImageDecodeError
 from .store import Store
 from .verify import VERIFIER_ID, Preview, compare, load_preview
 
-__all__ = ["Verdicts"]
+__all__ = ["OUTSIDE", "Verdicts"]
 
 log = logging.getLogger(__name__)
 
-Pair = tuple[str, str]  # content hashes, the smaller first
+Pair = tuple[str, str]  # content hashes (or OUTSIDE + a path), the smaller first
+OUTSIDE = "path:"
 ProgressFn = Callable[[int, int], None]
 _SAVE_EVERY = 256
 
@@ -86,15 +87,6 @@ class Verdicts:
         self._save(fresh)
         return {p: self._known[p] for p in pairs if p in self._known}
 
-    def one(self, a: str, b: str) -> float:
-        """The score of one pair (-1.0 if a picture cannot be read)."""
-        pair = (a, b) if a <= b else (b, a)
-        return self.many([pair]).get(pair, -1.0)
-
-    def uncached(self, a: str, b: str) -> float | None:
-        """The score of one pair, computed now and not saved (a file outside the index)."""
-        return self._check((a, b))[1]
-
     def _check(self, pair: Pair) -> tuple[Pair, float | None]:
         if self.should_stop():
             return pair, None
@@ -109,7 +101,10 @@ class Verdicts:
 
     def _save(self, fresh: dict[Pair, float]) -> None:
         if fresh:
-            self.store.save_pair_scores(VERIFIER_ID, fresh)
+            # A key starting with OUTSIDE names a file outside the index: its pairs are
+            # compared but not cached, since no content hash identifies them.
+            self.store.save_pair_scores(VERIFIER_ID, {
+                p: v for p, v in fresh.items() if not any(k.startswith(OUTSIDE) for k in p)})
             self._known.update(fresh)
             self.computed += len(fresh)
             fresh.clear()
