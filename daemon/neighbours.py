@@ -43,10 +43,10 @@ def neighbour_pairs(n: int, vectors: VectorsFn, *, k: int, min_score: float,
     if n <= EXACT_LIMIT:
         index = faiss.IndexFlatIP(vectors(np.arange(0, 1)).shape[1])
         _add_in_blocks(index, n, vectors)
-        i, j, _ = _search(index, n, vectors, k, min_score, should_stop)
+        i, j = _search(index, n, vectors, k, min_score, should_stop)
     else:
         index, reduce = _reduced_ivf(n, vectors)
-        i, j, _ = _search(index, n, lambda rows: reduce(vectors(rows)), k,
+        i, j = _search(index, n, lambda rows: reduce(vectors(rows)), k,
                           min_score - _REDUCED_MARGIN, should_stop)
     i, j = _unique_pairs(i, j, n)
     scores = _exact_scores(i, j, vectors)
@@ -60,8 +60,10 @@ def _add_in_blocks(index: faiss.Index, n: int, vectors: VectorsFn) -> None:
 
 
 def _search(index: faiss.Index, n: int, vectors: VectorsFn, k: int, min_score: float,
-            should_stop: Callable[[], bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    found_i, found_j, found_s = [], [], []
+            should_stop: Callable[[], bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows i and their neighbours j scoring at least ``min_score`` in ``index`` (the
+    scores are computed again from the full vectors afterwards)."""
+    found_i, found_j = [], []
     for start in range(0, n, _QUERY_BLOCK):
         if should_stop():
             break
@@ -70,10 +72,9 @@ def _search(index: faiss.Index, n: int, vectors: VectorsFn, k: int, min_score: f
         hit = (neighbours >= 0) & (neighbours != rows[:, None]) & (scores >= min_score)
         found_i.append(np.broadcast_to(rows[:, None], hit.shape)[hit])
         found_j.append(neighbours[hit])
-        found_s.append(scores[hit])
     if not found_i:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(found_i), np.concatenate(found_j)
 
 
 def _unique_pairs(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
