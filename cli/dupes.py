@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from findsimilar.config import load_config
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import FindSimilarError, MissingFileError
 from findsimilar.text import human_size, printable
 
 from .backends import ProgressFn, choose_backend
+from .main import _fail
 from .progress import ProgressBar
 
 __all__ = ["dupes_group"]
@@ -124,7 +125,7 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         raise click.UsageError("--action move needs --move-to DIR")
     for p in [*paths, *keep_in]:
         if not os.path.exists(p):
-            _fail(f"no such file or folder: {p}", 3)
+            _fail(MissingFileError(f"no such file or folder: {p}"))
     request = {"paths": [os.path.abspath(p) for p in paths],
                "tiers": list(TIERS) if all_tiers else list(tiers or ("exact", "near")),
                "threshold": threshold, "similar_threshold": similar_threshold,
@@ -157,7 +158,7 @@ def _call(no_daemon: bool, command: str, args: dict[str, Any],
     try:
         return backend.call(command, args, progress)
     except FindSimilarError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(exc)
     finally:
         backend.close()
 
@@ -179,7 +180,7 @@ def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], app
             return {"applied": False, "plan": [asdict(s) for s in steps]}
         log = apply_plan(steps, _log_dir())
     except ActionError as exc:
-        _fail(str(exc), 1)
+        _fail(FindSimilarError(str(exc)))
     if not as_json:
         click.echo("\n".join(log.messages))
         print(f"{action}: {log.done} done, {log.skipped} skipped, {log.failed} failed; "
@@ -209,11 +210,6 @@ def _identical_subgroups(groups: list[dict]) -> list[dict]:
 
 def _log_dir() -> Path:
     return load_config().data_dir / "actions"
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"findsimilar: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 def _table(groups: list[dict]) -> str:
@@ -262,7 +258,7 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
     try:
         result = undo(_log_dir(), Path(log) if log else None)
     except ActionError as exc:
-        _fail(str(exc), 1)
+        _fail(FindSimilarError(str(exc)))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
