@@ -260,6 +260,18 @@ def _dupes_state(info: dict[str, Any]) -> str:
             if info["duplicates_checked"] else "new photos not yet checked for duplicates")
 
 
+def _index_state(index: dict[str, Any], vectors: int) -> str:
+    layout = ("exact search" if index["layout"] == "exact" else
+              f"compressed ({index['lists']} lists, results re-scored exactly)")
+    text = f"{vectors} vectors, {layout}"
+    if index.get("state") in ("training", "filling", "starting"):
+        text += (f"; building the {index.get('to', '')} index: {index['state']}"
+                 f" {index.get('done', 0)}/{index.get('total', vectors)}")
+    elif index.get("error"):
+        text += f"; last rebuild failed: {index['error']}"
+    return text
+
+
 def _status_text(info: dict[str, Any]) -> str:
     lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
              f"failed:     {info['failed']}"]
@@ -274,6 +286,8 @@ def _status_text(info: dict[str, Any]) -> str:
             lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")
         if "duplicates_checked" in info:
             lines.append("duplicates: " + _dupes_state(info))
+        if info.get("index"):
+            lines.append("index:      " + _index_state(info["index"], info.get("vectors", 0)))
     else:
         lines.append("daemon:     not running (`findsimilar daemon start`)")
     if info.get("model"):

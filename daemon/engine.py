@@ -25,7 +25,7 @@ from findsimilar.errors import EmptyIndexError, ImageDecodeError, MissingFileErr
 from .decode import decode_for_model
 from .dupes import DupesOptions, find_duplicates, mark_not_duplicates
 from .features import FeatureExtractor, create_extractor
-from .index import open_index
+from .index_build import IndexBuilder, open_index
 from .indexer import Indexer, IndexSummary, ProgressFn
 from .store import Store
 from .verdicts import OUTSIDE, Verdicts
@@ -62,16 +62,22 @@ class Engine:
         self.index_path = config.data_dir / f"index-{_slug(self.extractor.id)}.faiss"
         for leftover in config.data_dir.glob(self.index_path.name + ".*.tmp"):
             leftover.unlink(missing_ok=True)  # a save that was killed half-way
-        self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
-                                             self.extractor.dim)
-        self._indexer: Indexer | None = None
         self._readers = threading.local()
         self._reader_stores: list[Store] = []
+        self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
+                                             self.extractor.dim, self._full_vectors,
+                                             config.compress_above)
+        # Moves the index between layouts as the library grows; started by the daemon
+        # (maintain_index), never by a one-off CLI run.
+        self.builder = IndexBuilder(self.index, config.store_path, config.compress_above,
+                                    on_swapped=self.save)
+        self._indexer: Indexer | None = None
         self.store.set_setting("extractor", self.extractor.id)
         if self.repair.reason:
             self.save()
 
     def close(self) -> None:
+        self.builder.stop()
         self.save()
         self.store.close()
         for reader in self._reader_stores:
@@ -114,6 +120,16 @@ class Engine:
     def save(self) -> None:
         if self.index.dirty or not self.index_path.exists():
             self.index.save(self.index_path)
+
+    def maintain_index(self) -> None:
+        """Start moving the index to the layout the library's size calls for, in the
+        background (queries keep using the current index until the swap)."""
+        self.builder.maybe_start()
+
+    def _full_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Full-precision vectors from the store (the compressed index re-scores with
+        them); read on the calling thread's own connection."""
+        return self.reader().vectors(ids, self.extractor.dim)
 
     # -- verbs -----------------------------------------------------------------
     def index_paths(self, paths: list[str], progress: ProgressFn | None = None) -> IndexSummary:
@@ -205,6 +221,7 @@ class Engine:
             "data_dir": str(self.config.data_dir),
             "store_bytes": size,
             "index_bytes": self.index_path.stat().st_size if self.index_path.exists() else 0,
+            "index": self.builder.status(),
             "recent_failures": self.reader().failures(20),
         }
 

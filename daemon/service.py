@@ -232,6 +232,8 @@ class Daemon:
             log.info("idle for %.0f s with no folder to watch: exiting", self.idle_exit)
             self._stop.set()
             return
+        if self.engine is not None:
+            self.engine.maintain_index()
         if (self.engine is not None and self.engine.index.dirty
                 and now - getattr(self, "_last_save", 0.0) >= 30.0):
             self._last_save = now

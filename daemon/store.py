@@ -275,6 +275,21 @@ class Store:
                 yield (np.fromiter((r[0] for r in rows), np.int64, len(rows)),
                        np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, dim))
 
+    def vectors(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The vectors of feature ``ids``, one row each in the order asked.
+
+        Raises KeyError naming ids the store does not hold."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.empty((0, dim), np.float32)
+        blocks = list(self.iter_vectors(np.unique(ids), dim))
+        found = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.int64)
+        pos = np.minimum(np.searchsorted(found, ids), max(0, len(found) - 1))
+        if not len(found) or not np.array_equal(found[pos], ids):
+            unknown = np.setdiff1d(ids, found)
+            raise KeyError(f"feature ids not in the store: {unknown[:5].tolist()}")
+        return np.concatenate([b[1] for b in blocks])[pos]
+
     def paths_for_features(self, ids: Iterable[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for chunk in _chunks(list(ids), 500):

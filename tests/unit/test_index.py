@@ -12,7 +12,8 @@ import faiss
 import numpy as np
 import pytest
 
-from findsimilar.daemon.index import IndexRepair, VectorIndex, open_index
+from findsimilar.daemon.index import VectorIndex
+from findsimilar.daemon.index_build import IndexRepair, open_index
 from findsimilar.daemon.store import Store
 
 DIM = 1280
