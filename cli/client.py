@@ -21,6 +21,7 @@ from findsimilar.protocol import ProtocolError, recv_message, request, send_mess
 __all__ = ["DaemonClient", "DaemonUnavailable", "RemoteError", "start_daemon"]
 
 EXIT_NO_DAEMON = 8
+CONNECT_TIMEOUT = 5.0  # seconds
 
 
 class DaemonUnavailable(FindSimilarError):
@@ -47,15 +48,26 @@ class DaemonClient:
         self._sock: socket.socket | None = None
 
     def connect(self) -> DaemonClient:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(5)
-        try:
-            sock.connect(str(self.config.socket_path))
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnavailable(
-                f"no findsimilar daemon answers on {self.config.socket_path} "
-                f"({exc.strerror or exc})") from None
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(CONNECT_TIMEOUT)
+            try:
+                sock.connect(str(self.config.socket_path))
+                break
+            except BlockingIOError:
+                # EAGAIN: the daemon's accept backlog is full (a burst of clients), which
+                # a moment's wait cures; a dead daemon gives ECONNREFUSED or ENOENT.
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise DaemonUnavailable(f"the daemon on {self.config.socket_path} "
+                                            "accepts no connections (too busy)") from None
+                time.sleep(0.01)
+            except OSError as exc:
+                sock.close()
+                raise DaemonUnavailable(
+                    f"no findsimilar daemon answers on {self.config.socket_path} "
+                    f"({exc.strerror or exc})") from None
         sock.settimeout(self.timeout)
         self._sock = sock
         return self
