@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -555,33 +554,6 @@ def test_an_unknown_command_or_bad_arguments_get_an_error_reply_on_a_live_connec
     with served.client() as c, pytest.raises(RemoteError) as err:
         c.call("frobnicate")
     assert err.value.kind == "UnknownCommand"
-
-
-def test_32_concurrent_clients_doing_10_searches_each_all_get_correct_answers(served):
-    names = [Path(rel).name for rel in PHOTO_SET]
-    outside = served.photos.parent / "outside"
-    outside.mkdir(exist_ok=True)
-    for rel in PHOTO_SET:  # queries by content: these need the model
-        shutil.copyfile(shared(rel), outside / Path(rel).name)
-
-    def client(n: int) -> list[str]:
-        wrong = []
-        with served.client() as c:
-            for i in range(10):
-                name = names[(n + i) % len(names)]
-                query = outside / name if i == 0 else served.photos / name
-                [result] = c.call("search", paths=[str(query)], k=3)
-                got = {m["path"] for m in result["results"] if m["score"] > 0.99}
-                want = {str(served.photos / f"twin-{name}")}
-                if i == 0:
-                    want.add(str(served.photos / name))
-                if got != want:
-                    wrong.append(f"{query}: {result}")
-        return wrong
-
-    with ThreadPoolExecutor(32) as pool:
-        wrong = [w for ws in pool.map(client, range(32)) for w in ws]
-    assert not wrong, wrong[:3]
 
 
 def test_an_idle_client_does_not_block_another_clients_search(served):
