@@ -21,6 +21,7 @@ import numpy as np
 
 from findsimilar.config import Config
 from findsimilar.errors import EmptyIndexError, ImageDecodeError, MissingFileError
+from findsimilar.text import printable
 
 from .decode import decode_for_model
 from .dupes import DupesOptions, find_duplicates, mark_not_duplicates
@@ -233,6 +234,8 @@ class Engine:
             raise MissingFileError(f"no such file: {query}") from None
         except OSError as exc:
             raise MissingFileError(f"cannot access {query}: {exc.strerror}") from None
+        except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL: no such name
+            raise MissingFileError(f"no such file: {printable(query)}") from None
         if not stat.S_ISREG(st.st_mode):
             raise MissingFileError(f"not a regular file: {query}")
         stored = self._stored_vector(query, st)

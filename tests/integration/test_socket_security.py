@@ -482,6 +482,13 @@ def test_random_json_requests_each_get_one_well_formed_reply(guarded, messages):
     assert guarded.alive()
 
 
+def test_a_path_no_file_can_have_is_reported_as_missing_not_as_an_internal_error(guarded):
+    with contextlib.closing(connect(guarded)) as s:
+        reply = ask(s, "search", paths=[f"{guarded.photos}/\ud800.jpg", f"{guarded.photos}/a\0b"])
+    assert reply["ok"], reply
+    assert [r["error"]["type"] for r in reply["result"]] == ["MissingFileError"] * 2, reply
+
+
 @pytest.mark.slow
 def test_after_the_fuzzing_the_daemon_answers_a_real_query_and_no_thread_died(guarded):
     # Runs after the fuzz tests (file order): what they left behind.
