@@ -96,17 +96,19 @@ def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = Non
     ``known`` maps already-stored paths to (size, mtime_ns): such files skip the
     signature read. Unreadable folders and files go to ``problems``.
     Symlinks found while walking are not followed, but a root that is a
-    symlink to a folder is (``~/Pictures`` often points at another disk).
-    Hidden and cache folders are skipped. A root that is a file is always a
-    candidate when ``explicit_files`` (the user named it), else only when it
-    looks like an image (the watcher reporting any file that changed).
+    symlink to a folder is when ``explicit_files`` (``~/Pictures`` often points
+    at another disk). Hidden and cache folders are skipped. A root that is a
+    file is always a candidate when ``explicit_files`` (the user named it), else
+    only when it looks like an image (the watcher reporting any file that
+    changed: a symlink it reports is one found in a folder, so it is not
+    followed either, or a link to ``.`` would index the folder again under it).
     """
     known = known or {}
     exclude = tuple(exclude)
     for root in roots:
         try:
             st = os.stat(root, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode) and os.path.isdir(root):
+            if stat.S_ISLNK(st.st_mode) and explicit_files and os.path.isdir(root):
                 st = os.stat(root)
         except OSError as exc:
             _note(problems, root, exc)
