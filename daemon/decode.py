@@ -23,6 +23,7 @@ import io
 import math
 import os
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -121,20 +122,46 @@ class _PixelBudget:
 _budget = _PixelBudget(DECODE_BUDGET_PIXELS)
 
 
-def probe_format(source: bytes | Path) -> str | None:
-    """The image format detected from content, or None if Pillow cannot tell."""
+def probe_format(source: bytes | Path | BinaryIO) -> str | None:
+    """The image format detected from content, or None if Pillow cannot tell. A file
+    object is read from where it stands; a path that is not a regular file is None."""
     register_plugins()
     try:
-        with _open(source) as im:
+        with contextlib.ExitStack() as files, _open(source, files) as im:
             return str(im.format)
     except Exception:
         return None
 
 
-def _open(source: bytes | Path | BinaryIO) -> Image.Image:
+def _open(source: bytes | Path | BinaryIO, files: contextlib.ExitStack) -> Image.Image:
+    """Pillow's image of ``source``; a file it opens is closed with ``files``."""
     if isinstance(source, bytes):
         return Image.open(io.BytesIO(source))
+    if isinstance(source, (str, os.PathLike)):
+        return Image.open(files.enter_context(_open_regular(source)))
     return Image.open(source)
+
+
+def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading, refused unless it is a regular file: opening a FIFO
+    without O_NONBLOCK waits for a writer for ever, and a device may never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageDecodeError(f"not a regular file but a {_file_kind(mode)}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+             (stat.S_ISSOCK, "socket")]
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> DecodedImage:
@@ -174,7 +201,7 @@ def _guarded(source: bytes | Path, max_pixels: int, decode: Decoder[T]) -> T:
     try:
         with warnings.catch_warnings(), contextlib.ExitStack() as held:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(source) as im:
+            with _open(source, held) as im:
                 try:
                     return decode(im, held)
                 finally:
@@ -196,7 +223,8 @@ def _is_empty(source: bytes | Path) -> bool:
     if isinstance(source, bytes):
         return not source
     try:
-        return os.stat(source).st_size == 0
+        st = os.stat(source)
+        return stat.S_ISREG(st.st_mode) and st.st_size == 0
     except OSError:  # opening it gives the real reason
         return False
 

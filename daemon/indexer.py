@@ -35,7 +35,7 @@ from findsimilar.config import Config
 from findsimilar.errors import ImageDecodeError
 from findsimilar.text import is_under
 
-from .decode import DecodedImage, decode_for_model
+from .decode import DecodedImage, decode_for_model, probe_format
 from .features import FeatureExtractor
 from .index import VectorIndex
 from .scanner import ScannedFile, ScanProblem, scan
@@ -254,6 +254,10 @@ class Indexer:
             if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since the scan
                 item.error = "not a regular file"
                 return item
+            if st.st_size > self.config.max_in_memory_bytes and not _identifiable(fd):
+                # Hashing first would read a 100 GB (sparse) file to its end.
+                item.error = "not a recognised image format (a big file, not read further)"
+                return item
             item.content_hash, data = hash_file(fd, st.st_size, self.config.max_in_memory_bytes)
         except OSError as exc:
             item.error = f"cannot read: {exc.strerror or exc}"
@@ -369,6 +373,16 @@ class Indexer:
 
 
 BAD_NAME = "the file name is not valid UTF-8 (rename the file to index it)"
+
+
+def _identifiable(fd: int) -> bool:
+    """Whether Pillow knows the format of the file open at ``fd`` (from its header; the
+    file offset is put back to the start)."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return probe_format(fh) is not None
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _storable(path: str) -> bool:

@@ -17,6 +17,7 @@ import os
 import socket
 import stat
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,10 +54,11 @@ class Hostile:
 
 @dataclass(frozen=True)
 class Special:
-    """Something made in place; ``outcome`` is "indexed", "failed" (with ``reason``, and
-    ``stored_as`` the path the store knows it by) or "ignored" (no row at all)."""
+    """Something made in place, named relative to its folder; ``outcome`` is "indexed",
+    "failed" (with ``reason``, and ``stored_as`` the name the store knows it by) or
+    "ignored" (no row at all)."""
 
-    path: str
+    name: str
     outcome: str
     reason: str = ""
     stored_as: str = ""
@@ -259,50 +261,54 @@ def hostile_files(photo: Path, *, seed: int = 0) -> list[Hostile]:
 
 def make_special_files(folder: Path, photo: Path) -> list[Special]:
     """FIFOs, a device node, a socket, symlinks that loop or dangle, an unreadable file
-    and folder, and names that are hard to handle, made in ``folder``.
+    and folder, a sparse 100 GB file and names that are hard to handle, made in
+    ``folder`` (to be renamed into a watched folder afterwards: they appear at once).
 
     The device node is made only where ``mknod`` is allowed (root); the unreadable
     ones are unreadable only to a process without CAP_DAC_OVERRIDE."""
     made: list[Special] = []
-
-    def ignored(path: Path) -> None:
-        made.append(Special(str(path), "ignored"))
-
     for name in ("fifo.jpg", "fifo-no-extension"):
         os.mkfifo(folder / name)
-        ignored(folder / name)
+        made.append(Special(name, "ignored"))
     try:  # /dev/null's numbers: reading it would give 0 bytes, a write would vanish
         os.mknod(folder / "device.jpg", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-        ignored(folder / "device.jpg")
-    except PermissionError:
+        made.append(Special("device.jpg", "ignored"))
+    except OSError:  # not root, or no CAP_MKNOD in this container
         pass
+    short = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))  # socket paths: < 108 bytes
     with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(folder / "socket.jpg"))
-    ignored(folder / "socket.jpg")
+        sock.bind(str(short / "s"))
+    os.rename(short / "s", folder / "socket.jpg")
+    short.rmdir()
     (folder / "loop").symlink_to(".", target_is_directory=True)
     (folder / "self.jpg").symlink_to("self.jpg")
     (folder / "dangling.jpg").symlink_to("gone.jpg")
     (folder / "zeros.jpg").symlink_to("/dev/zero")
-    for name in ("loop", "self.jpg", "dangling.jpg", "zeros.jpg"):
-        ignored(folder / name)
+    made += [Special(name, "ignored") for name in ("socket.jpg", "loop", "self.jpg",
+                                                    "dangling.jpg", "zeros.jpg")]
 
-    locked = folder / "locked.jpg"
-    locked.write_bytes(photo.read_bytes())
-    locked.chmod(0)
-    made.append(Special(str(locked), "failed", r"cannot open: Permission denied", str(locked)))
-    locked_dir = folder / "locked-folder"
-    locked_dir.mkdir()
-    (locked_dir / "inside.jpg").write_bytes(photo.read_bytes())
-    locked_dir.chmod(0)
-    ignored(locked_dir / "inside.jpg")
+    (folder / "locked.jpg").write_bytes(photo.read_bytes())
+    (folder / "locked.jpg").chmod(0)
+    made.append(Special("locked.jpg", "failed", r"cannot open: Permission denied",
+                        "locked.jpg"))
+    (folder / "locked-folder").mkdir()
+    (folder / "locked-folder/inside.jpg").write_bytes(photo.read_bytes())
+    (folder / "locked-folder").chmod(0)
+    made.append(Special("locked-folder/inside.jpg", "ignored"))
 
-    newline = folder / "two\nlines.jpg"
-    newline.write_bytes(photo.read_bytes())
-    made.append(Special(str(newline), "indexed", stored_as=str(newline)))
-    not_utf8 = os.fsdecode(os.fsencode(folder) + b"/caf\xe9-\xff.jpg")
-    Path(not_utf8).write_bytes(photo.read_bytes())
-    made.append(Special(not_utf8, "failed", r"not valid UTF-8",
-                        stored_as=str(folder) + "/caf\\xe9-\\xff.jpg"))
+    try:  # 100 GB of zeros that take no disk: hashing it first would take minutes
+        with open(folder / "sparse-100-GB.jpg", "wb") as sparse:
+            sparse.truncate(100 << 30)
+        made.append(Special("sparse-100-GB.jpg", "failed", r"not a recognised image format",
+                            "sparse-100-GB.jpg"))
+    except OSError:  # a file system without sparse files, or with a smaller size limit
+        (folder / "sparse-100-GB.jpg").unlink(missing_ok=True)
+
+    (folder / "two\nlines.jpg").write_bytes(photo.read_bytes())
+    made.append(Special("two\nlines.jpg", "indexed", stored_as="two\nlines.jpg"))
+    not_utf8 = os.fsdecode(b"caf\xe9-\xff.jpg")
+    (folder / not_utf8).write_bytes(photo.read_bytes())
+    made.append(Special(not_utf8, "failed", r"not valid UTF-8", "caf\\xe9-\\xff.jpg"))
     return made
 
 

@@ -23,7 +23,10 @@ from tests.conftest import REPO, shared
 from tests.hostile_corpus import INDEXED, encode, hostile_files, pixel_flood_png
 
 LIMIT = 250_000_000  # the configured default
-FUZZ_EXAMPLES = int(os.environ.get("FINDSIMILAR_FUZZ_EXAMPLES", "300"))
+# The same 1000 examples on every run; FINDSIMILAR_FUZZ_RANDOM=1 and more examples
+# (FINDSIMILAR_FUZZ_EXAMPLES) for a longer hunt.
+FUZZ_EXAMPLES = int(os.environ.get("FINDSIMILAR_FUZZ_EXAMPLES", "1000"))
+FUZZ_RANDOM = bool(os.environ.get("FINDSIMILAR_FUZZ_RANDOM"))
 
 
 CASES = {h.name: h for h in hostile_files(shared("opencv/fruits.jpg"))}
@@ -58,6 +61,18 @@ def test_the_corpus_has_at_least_25_cases_of_both_outcomes():
     assert len(cases) >= 25
     assert sum(c.reason == INDEXED for c in cases) >= 5
     assert sum(c.reason != INDEXED for c in cases) >= 15
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_or_device_path_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "photo.jpg")
+
+    with pytest.raises(ImageDecodeError, match=r"not a regular file but a FIFO"):
+        decode_for_model(tmp_path / "photo.jpg", 32, max_pixels=LIMIT)
+    with pytest.raises(ImageDecodeError, match=r"not a regular file but a character device"):
+        decode_preview(Path("/dev/zero"), 32, max_pixels=LIMIT)
+    with pytest.raises(ImageDecodeError, match=r"not a regular file but a directory"):
+        decode_for_model(tmp_path, 32, max_pixels=LIMIT)
 
 
 # -- memory --------------------------------------------------------------------------------
@@ -164,7 +179,7 @@ def mutated_images(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=True, database=None,
+@settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=not FUZZ_RANDOM, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=mutated_images(), preview=st.booleans())
 def test_mutated_image_bytes_decode_or_raise_image_decode_error_only(data, preview):
