@@ -10,14 +10,23 @@ Why this is not just ``Image.open(p).convert("RGB").resize(...)``:
 * Alpha, palette, CMYK, 16-bit, float and bilevel pictures become sensible RGB.
 * Pictures that declare more than ``max_pixels`` are refused before any pixel
   is decoded (decompression bombs).
+* Memory stays bounded whatever the folders hold: a big picture is shrunk a band
+  of rows at a time before it is converted (a 16-bit or transparent picture
+  would otherwise need several full-size copies), and the pictures being decoded
+  at once share a pixel budget, so more decode threads never multiply the peak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
+import re
+import stat
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -26,6 +35,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from findsimilar.errors import ImageDecodeError
+
+from .scanner import signature_format
 
 __all__ = [
     "DecodedImage", "content_fraction", "decode_for_model", "decode_preview", "probe_format",
@@ -48,6 +59,17 @@ _TRANSPOSE = {
     8: [Image.Transpose.ROTATE_90],
 }
 _plugins_registered = False
+
+# Pictures above this many pixels are shrunk band by band before any conversion.
+SHRINK_ABOVE_PIXELS = 16_000_000
+# Pixels of all pictures being decoded at once (one bigger picture decodes alone):
+# the decoded frames then hold at most ~4 bytes x this, however many threads decode.
+DECODE_BUDGET_PIXELS = 250_000_000
+_BAND_PIXELS = 4_000_000
+# Modes whose pixels cannot be averaged as they are: what to convert a band to first.
+_AVERAGEABLE = {"1": "L", "P": "RGB", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I",
+                "I;16N": "I", "LAB": "RGB", "HSV": "RGB"}
+_REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"})
 
 
 def register_plugins() -> None:
@@ -75,20 +97,71 @@ class DecodedImage:
     content: tuple[float, float] = (1.0, 1.0)  # share of width, height inside solid borders
 
 
-def probe_format(source: bytes | Path) -> str | None:
-    """The image format detected from content, or None if Pillow cannot tell."""
+class _PixelBudget:
+    """Lets decodes run together only while their pixels fit in ``limit`` in total."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.limit)  # a bigger picture waits until it is alone
+        with self._changed:
+            self._changed.wait_for(lambda: self.used + pixels <= self.limit)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= pixels
+                self._changed.notify_all()
+
+
+_budget = _PixelBudget(DECODE_BUDGET_PIXELS)
+
+
+def probe_format(source: bytes | Path | BinaryIO) -> str | None:
+    """The image format detected from content, or None if Pillow cannot tell. A file
+    object is read from where it stands; a path that is not a regular file is None."""
     register_plugins()
     try:
-        with _open(source) as im:
+        with contextlib.ExitStack() as files, _open(source, files) as im:
             return str(im.format)
     except Exception:
         return None
 
 
-def _open(source: bytes | Path | BinaryIO) -> Image.Image:
+def _open(source: bytes | Path | BinaryIO, files: contextlib.ExitStack) -> Image.Image:
+    """Pillow's image of ``source``; a file it opens is closed with ``files``."""
     if isinstance(source, bytes):
         return Image.open(io.BytesIO(source))
+    if isinstance(source, (str, os.PathLike)):
+        return Image.open(files.enter_context(_open_regular(source)))
     return Image.open(source)
+
+
+def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading, refused unless it is a regular file: opening a FIFO
+    without O_NONBLOCK waits for a writer for ever, and a device may never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageDecodeError(f"not a regular file but a {_file_kind(mode)}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+             (stat.S_ISSOCK, "socket")]
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> DecodedImage:
@@ -99,7 +172,8 @@ def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> Dec
 
     Raises ImageDecodeError with a human-readable reason.
     """
-    return _guarded(source, max_pixels, lambda im: _decode_opened(im, size, max_pixels))
+    return _guarded(source, max_pixels,
+                    lambda im, held: _decode_opened(im, size, max_pixels, held))
 
 
 def decode_preview(source: bytes | Path, max_side: int, *, max_pixels: int) -> np.ndarray:
@@ -108,26 +182,36 @@ def decode_preview(source: bytes | Path, max_side: int, *, max_pixels: int) -> n
 
     Raises ImageDecodeError with a human-readable reason.
     """
-    return _guarded(source, max_pixels, lambda im: _preview_opened(im, max_side, max_pixels))
+    return _guarded(source, max_pixels,
+                    lambda im, held: _preview_opened(im, max_side, max_pixels, held))
 
 
-def _guarded(source: bytes | Path, max_pixels: int, decode: Callable[[Image.Image], T]) -> T:
-    """Open ``source`` and run ``decode`` on it; every failure becomes ImageDecodeError."""
+Decoder = Callable[[Image.Image, contextlib.ExitStack], T]
+
+
+def _guarded(source: bytes | Path, max_pixels: int, decode: Decoder[T]) -> T:
+    """Open ``source`` and run ``decode`` on it; every failure becomes ImageDecodeError.
+
+    ``decode`` may hold a share of the pixel budget on the stack it is given: it is
+    released only once the picture is closed and its pixels freed."""
     register_plugins()
     if _is_empty(source):
         raise ImageDecodeError("empty file (0 bytes)")
     _no_stricter_than(max_pixels)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.ExitStack() as held:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(source) as im:
-                return decode(im)
+            with _open(source, held) as im:
+                try:
+                    return decode(im, held)
+                finally:
+                    im.close()
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError("not a recognised image format") from None
+        raise ImageDecodeError(_unidentified(source)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from None
+        raise ImageDecodeError(_bomb(exc, max_pixels)) from None
     except MemoryError:
         raise ImageDecodeError("out of memory while decoding") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
@@ -139,7 +223,8 @@ def _is_empty(source: bytes | Path) -> bool:
     if isinstance(source, bytes):
         return not source
     try:
-        return os.stat(source).st_size == 0
+        st = os.stat(source)
+        return stat.S_ISREG(st.st_mode) and st.st_size == 0
     except OSError:  # opening it gives the real reason
         return False
 
@@ -153,14 +238,53 @@ def _no_stricter_than(max_pixels: int) -> None:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if "truncated" in text.lower() or isinstance(exc, EOFError):
+    lower = text.lower()
+    if "truncated" in lower or "end of file" in lower or isinstance(exc, EOFError):
+        return f"truncated or damaged image data ({text})"
+    if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:
+        return ("refused: its metadata (a text or colour-profile chunk) inflates beyond "
+                f"the size a picture needs ({text})")
+    if "could not create decoder object" in lower:  # libwebp's only word on bad data
         return f"truncated or damaged image data ({text})"
     return f"cannot decode image: {text}"
 
 
-def _load(im: Image.Image, side: int, max_pixels: int) -> tuple[Image.Image, int, str]:
+def _unidentified(source: bytes | Path) -> str:
+    """Pillow knows no format for ``source``: say so, or that its header is damaged."""
+    try:
+        head = source[:16] if isinstance(source, bytes) else _read_head(source)
+    except OSError:
+        head = b""
+    fmt = signature_format(head)
+    if fmt is None:
+        return "not a recognised image format"
+    return f"truncated or damaged image data (it starts like a {fmt} file, but its header " \
+           "cannot be read)"
+
+
+def _read_head(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never wait on a FIFO
+    try:
+        return os.read(fd, 16)
+    finally:
+        os.close(fd)
+
+
+def _bomb(exc: BaseException, max_pixels: int) -> str:
+    declared = re.search(r"\((\d+) pixels\)", str(exc))
+    if declared is None:
+        return f"refused as a decompression bomb: {exc}"
+    return (f"refused as a decompression bomb: it declares {int(declared[1]) / 1e6:.0f} MP, "
+            f"over the {max_pixels / 1e6:.0f} MP limit")
+
+
+def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
+          held: contextlib.ExitStack,
+          draft: tuple[int, int] | None = None) -> tuple[Image.Image, int, str]:
     """Check the declared size, decode (JPEG at the smallest DCT scale covering
-    ``side``), and return the 8-bit RGB picture, its EXIF orientation and format."""
+    ``draft``, by default ``target``) within the pixel budget, shrink a big picture
+    towards ``target``, and return the 8-bit RGB picture, its EXIF orientation and
+    format."""
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid image size {width}x{height}")
@@ -170,16 +294,49 @@ def _load(im: Image.Image, side: int, max_pixels: int) -> tuple[Image.Image, int
             f"{width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
     fmt = str(im.format or "unknown")
     if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK"):
-        im.draft(im.mode if im.mode != "YCbCr" else "RGB", (side, side))
+        im.draft(im.mode if im.mode != "YCbCr" else "RGB", draft or target)
+    held.enter_context(_budget.reserve(im.size[0] * im.size[1]))
     im.load()  # first frame only for animations and multi-page files
     # Read after load: Pillow's TIFF loader turns the pixels itself and then drops
     # the tag (its size is reported upright already), so it must not be turned twice.
-    return _to_rgb(im), _orientation(im), fmt
+    orientation = _orientation(im)
+    rgb = _to_rgb(_shrink(im, target), sixteen_bit=im.mode.startswith("I;16"))
+    return rgb, orientation, fmt
 
 
-def _decode_opened(im: Image.Image, size: int, max_pixels: int) -> DecodedImage:
+def _shrink(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """A big picture block-averaged towards ~3x ``target`` (what the resize after it
+    would do first anyway), a band of rows at a time: converting it to RGB, over white
+    or from 16 bits then costs a few small copies instead of several full-size ones."""
     width, height = im.size
-    rgb, orientation, fmt = _load(im, size, max_pixels)
+    fx = max(1, int(width / target[0] / 3))
+    fy = max(1, int(height / target[1] / 3))
+    converts = im.mode != "RGB" or "transparency" in im.info
+    if width * height <= SHRINK_ABOVE_PIXELS or fx * fy == 1 or not converts:
+        return im  # (RGB needs no copy: the resize after reduces it just as well)
+    convert = _AVERAGEABLE.get(im.mode)
+    if convert is None and im.mode not in _REDUCIBLE:
+        convert = "RGB"
+    if im.mode in ("P", "L", "RGB") and "transparency" in im.info:
+        convert = "RGBA"  # the shrunk picture has no colour key: mark it as alpha now
+    rows = fy * max(1, _BAND_PIXELS // (width * fy))
+    small: Image.Image | None = None
+    for top in range(0, height, rows):
+        band = im.crop((0, top, width, min(height, top + rows)))
+        if convert:
+            band = band.convert(convert)
+        band = band.reduce((fx, fy))
+        if small is None:
+            small = Image.new(band.mode, (math.ceil(width / fx), math.ceil(height / fy)))
+        small.paste(band, (0, top // fy))
+    assert small is not None
+    return small
+
+
+def _decode_opened(im: Image.Image, size: int, max_pixels: int,
+                   held: contextlib.ExitStack) -> DecodedImage:
+    width, height = im.size
+    rgb, orientation, fmt = _load(im, (size, size), max_pixels, held)
     small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     for op in _TRANSPOSE.get(orientation, []):
         small = small.transpose(op)
@@ -214,8 +371,11 @@ def content_fraction(pixels: np.ndarray, *, tolerance: int = 12, uniform: float 
     return round(width / w, 3), round(height / h, 3)
 
 
-def _preview_opened(im: Image.Image, max_side: int, max_pixels: int) -> np.ndarray:
-    rgb, orientation, _ = _load(im, max_side, max_pixels)
+def _preview_opened(im: Image.Image, max_side: int, max_pixels: int,
+                    held: contextlib.ExitStack) -> np.ndarray:
+    scale = min(1.0, max_side / max(im.size))
+    target = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+    rgb, orientation, _ = _load(im, target, max_pixels, held, draft=(max_side, max_side))
     grey = rgb.convert("L")
     grey.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=3.0)
     for op in _TRANSPOSE.get(orientation, []):
@@ -231,11 +391,15 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB; transparency is laid over white."""
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_rgb(im: Image.Image, *, sixteen_bit: bool = False) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is laid over white. ``sixteen_bit``:
+    the picture was decoded as 16-bit (a shrunk one is 32-bit now)."""
     mode = im.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _high_depth_to_rgb(im)
+    if mode in _HIGH_DEPTH:
+        return _high_depth_to_rgb(im, sixteen_bit=sixteen_bit or mode.startswith("I;16"))
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in ("PA", "LA", "La", "RGBa") or mode in ("L", "RGB") and "transparency" in im.info:
@@ -249,13 +413,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
+def _high_depth_to_rgb(im: Image.Image, *, sixteen_bit: bool) -> Image.Image:
     """16-bit, 32-bit integer and float greyscale: scale to 0..255, not clip."""
     arr = np.asarray(im).astype(np.float32)
     finite = arr[np.isfinite(arr)]
     if finite.size == 0:
         raise ImageDecodeError("image contains no finite pixel values")
-    if im.mode.startswith("I;16"):
+    if sixteen_bit:
         lo, hi = 0.0, 65535.0
     elif im.mode == "I" and finite.min() >= 0 and finite.max() <= 65535:
         lo, hi = 0.0, 65535.0 if finite.max() > 255 else 255.0

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections import deque
@@ -34,7 +35,7 @@ from findsimilar.config import Config
 from findsimilar.errors import ImageDecodeError
 from findsimilar.text import is_under
 
-from .decode import DecodedImage, decode_for_model
+from .decode import DecodedImage, decode_for_model, probe_format
 from .features import FeatureExtractor
 from .index import VectorIndex
 from .scanner import ScannedFile, ScanProblem, scan
@@ -126,16 +127,16 @@ class Indexer:
         started = time.monotonic()
         summary = IndexSummary()
         roots = [os.path.abspath(r) for r in roots]
-        known = self._known(roots)
+        known = self._known([_stored_path(r) for r in roots])
         problems: list[ScanProblem] = []
         scanned = list(scan(roots, known={p: (r.size, r.mtime_ns) for p, r in known.items()},
                             problems=problems, exclude=exclude,
                             explicit_files=explicit_files))
-        summary.failed.extend((p.path, p.reason) for p in problems)
+        summary.failed.extend((_stored_path(p.path), p.reason) for p in problems)
         todo, old_hashes = self._triage(scanned, known, summary)
         # A root we could not read (unmounted, permissions) is not a mass deletion.
-        unreadable = {p.path for p in problems}
-        vanished = {p for p in set(known) - {f.path for f in scanned}
+        unreadable = {_stored_path(p.path) for p in problems}
+        vanished = {p for p in set(known) - {_stored_path(f.path) for f in scanned}
                     if not any(is_under(p, r) for r in unreadable)}
         moved_from = {known[p].content_hash for p in vanished if known[p].status == "ok"}
         self._process(todo, known, moved_from, summary, progress)
@@ -158,11 +159,7 @@ class Indexer:
         old_hashes: set[str] = set()
         stale = set(self.store.hashes_needing_features(self.extractor.id))
         for f in scanned:
-            if not _storable(f.path):
-                summary.failed.append((_printable(f.path), "the file name is not valid UTF-8 "
-                                       "(rename the file to index it)"))
-                continue
-            rec = known.get(f.path)
+            rec = known.get(_stored_path(f.path))
             if rec and rec.size == f.size and rec.mtime_ns == f.mtime_ns:
                 if rec.status == "ok" and rec.content_hash in stale:
                     stale.discard(rec.content_hash)  # model changed: one re-extraction per hash
@@ -243,6 +240,9 @@ class Indexer:
     def _prepare(self, f: ScannedFile) -> Prepared:
         """Worker thread: read, hash, look up, and decode only unknown content."""
         item = Prepared(f.path, f.size, f.mtime_ns, f.inode)
+        if not _storable(f.path):  # recorded under a printable name, never opened
+            item.path, item.error = _printable(f.path), BAD_NAME
+            return item
         try:
             fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError as exc:
@@ -251,6 +251,13 @@ class Indexer:
         try:
             st = os.fstat(fd)
             item.size, item.mtime_ns, item.inode = st.st_size, st.st_mtime_ns, st.st_ino
+            if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since the scan
+                item.error = "not a regular file"
+                return item
+            if st.st_size > self.config.max_in_memory_bytes and not _identifiable(fd):
+                # Hashing first would read a 100 GB (sparse) file to its end.
+                item.error = "not a recognised image format (a big file, not read further)"
+                return item
             item.content_hash, data = hash_file(fd, st.st_size, self.config.max_in_memory_bytes)
         except OSError as exc:
             item.error = f"cannot read: {exc.strerror or exc}"
@@ -344,7 +351,8 @@ class Indexer:
 
     def remove_paths(self, paths: Iterable[str]) -> int:
         """Forget deleted files or folders; returns how many file rows went."""
-        gone = {r.path for p in paths for r in self.store.files_under(os.path.abspath(p))}
+        gone = {r.path for p in paths
+                for r in self.store.files_under(_stored_path(os.path.abspath(p)))}
         if gone:
             self._retire(gone, set(), IndexSummary())
         return len(gone)
@@ -354,11 +362,27 @@ class Indexer:
 
         Returns the number of rows moved (0 if nothing was known under ``src``).
         """
+        if not (_storable(src) and _storable(dst)):
+            # A name that is (or was) not UTF-8 is failed under a printable stand-in:
+            # forget the old rows; the caller indexes ``dst`` afresh (0 rows moved).
+            self.remove_paths([src])
+            return 0
         moved, orphans = self.store.move_path(os.path.abspath(src), os.path.abspath(dst))
         self._drop_orphans(orphans)
         return moved
 
 
+BAD_NAME = "the file name is not valid UTF-8 (rename the file to index it)"
+
+
+def _identifiable(fd: int) -> bool:
+    """Whether Pillow knows the format of the file open at ``fd`` (from its header; the
+    file offset is put back to the start)."""
+    try:
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return probe_format(fh) is not None
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _storable(path: str) -> bool:
@@ -371,3 +395,9 @@ def _storable(path: str) -> bool:
 
 def _printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _stored_path(path: str) -> str:
+    """The key a path has in the store: itself, or for a name that is not UTF-8 (SQLite
+    text cannot hold it) its printable form, ``\\xff`` for the byte 0xff."""
+    return path if _storable(path) else _printable(path)

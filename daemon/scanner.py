@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir",
-           "looks_like_image",
-           "scan"]
+           "looks_like_image", "scan", "signature_format"]
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".tif", ".tiff", ".bmp",
@@ -50,15 +49,28 @@ class ScanProblem:
 
 def looks_like_image(head: bytes) -> bool:
     """True if ``head`` (the first 16+ bytes) starts like a format we decode."""
-    if head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
-        return True
-    if head[:6] in (b"GIF87a", b"GIF89a") or head[:2] == b"BM":
-        return True
-    if head[:4] in (b"II*\x00", b"MM\x00*") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return True
+    return signature_format(head) is not None
+
+
+def signature_format(head: bytes) -> str | None:
+    """The image format ``head`` (the first 16+ bytes) starts like, or None."""
+    if head[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
     if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
-        return True
-    return head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS
+        return "PNM"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIF"
+    return None
 
 
 def is_excluded_dir(name: str, extra_globs: Iterable[str] = ()) -> bool:
@@ -84,17 +96,19 @@ def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = Non
     ``known`` maps already-stored paths to (size, mtime_ns): such files skip the
     signature read. Unreadable folders and files go to ``problems``.
     Symlinks found while walking are not followed, but a root that is a
-    symlink to a folder is (``~/Pictures`` often points at another disk).
-    Hidden and cache folders are skipped. A root that is a file is always a
-    candidate when ``explicit_files`` (the user named it), else only when it
-    looks like an image (the watcher reporting any file that changed).
+    symlink to a folder is when ``explicit_files`` (``~/Pictures`` often points
+    at another disk). Hidden and cache folders are skipped. A root that is a
+    file is always a candidate when ``explicit_files`` (the user named it), else
+    only when it looks like an image (the watcher reporting any file that
+    changed: a symlink it reports is one found in a folder, so it is not
+    followed either, or a link to ``.`` would index the folder again under it).
     """
     known = known or {}
     exclude = tuple(exclude)
     for root in roots:
         try:
             st = os.stat(root, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode) and os.path.isdir(root):
+            if stat.S_ISLNK(st.st_mode) and explicit_files and os.path.isdir(root):
                 st = os.stat(root)
         except OSError as exc:
             _note(problems, root, exc)
