@@ -179,6 +179,7 @@ def mutated_images(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # truncated/corrupt EXIF notes
 @settings(max_examples=FUZZ_EXAMPLES, deadline=5000, derandomize=not FUZZ_RANDOM, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=mutated_images(), preview=st.booleans())
