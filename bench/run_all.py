@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -76,9 +77,14 @@ def machine() -> str:
     import faiss
     import torch
 
-    cpus = len(__import__("os").sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
     return (f"{model}, {cpus} cores, Python {platform.python_version()}, torch "
             f"{torch.__version__}, faiss {faiss.__version__}")
+
+
+def load() -> str:
+    """The 1-minute load average: > ~0.5 means something else ran beside the benchmark."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def commit() -> str:
@@ -135,7 +141,7 @@ def main() -> None:
     args = ap.parse_args()
     started = time.perf_counter()
     head = (f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}; "
-            f"{machine()}")
+            f"{machine()}; load average at start {load()}")
     log(head)
     t = throughput(200)  # the cached set: bench_findsimilar indexes the whole folder
     log(f"throughput {t}")
@@ -156,7 +162,8 @@ def main() -> None:
     scale_table = per_size(scale)
     took = (time.perf_counter() - started) / 60
     section = (f"\n## Benchmark suite: {head}\n\n`python bench/run_all.py"
-               f"{' --quick' if args.quick else ''}` ({took:.0f} min)\n\n{table}\n\n"
+               f"{' --quick' if args.quick else ''}` ({took:.0f} min; load average at the "
+               f"end {load()})\n\n{table}\n\n"
                f"Per size (bench/index_scale.py; synthetic descriptors, real store, index "
                f"and daemon):\n\n{scale_table}\n")
     if daemon_rows:
