@@ -78,6 +78,14 @@ def test_a_library_past_the_threshold_is_served_from_a_compressed_index_that_sur
     daemon.barrier(tmp_path / "empty")
     [best, *_] = daemon.search(newcomer, k=3)
     assert best["path"] == str(arrived)
+    # Duplicates read their full vectors from the store when the index is compressed.
+    twin = Path(shutil.copyfile(photos[5], library / "twin.jpg"))
+    wait_until(lambda: str(twin) in indexed_paths(daemon.data_dir), 60)
+    groups = daemon.call("dupes", paths=[str(library)])["groups"]
+    assert [sorted(g["files"]) for g in groups] == [sorted([str(photos[5]), str(twin)])]
+    twin.unlink()
+    wait_until(lambda: str(twin) not in indexed_paths(daemon.data_dir), 60)
+    daemon.barrier(tmp_path / "empty")
     status = wait_until(lambda: settled(daemon))
     # (small libraries are trained again as they double: 1 list at 61 photos, 2 at 78)
     assert status["vectors"] == COUNT and status["index"]["builds"] >= 1
