@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable
 from findsimilar.config import Config
 
-__all__ = ["DaemonProcess", "daemon_env", "indexed_paths", "make_photos", "saved_index_ids",
-           "store_rows", "top_paths", "wait_until"]
+__all__ = ["DaemonProcess", "TwinLibrary", "daemon_env", "indexed_paths", "make_photos",
+           "saved_index_ids", "store_rows", "top_paths", "twin_library_daemon", "wait_until"]
 
 T = TypeVar("T")
 
@@ -260,3 +262,37 @@ def make_photos(folder: Path, count: int, *, seed: int = 0, size: tuple[int, int
         image.save(path, quality=90)
         paths.append(path)
     return paths
+
+
+class TwinLibrary(DaemonProcess):
+    """A daemon serving ``photos``: every photo of the set next to a byte-identical
+    ``twin-`` copy (so a query has one right answer), plus copies in ``outside``, which
+    is not indexed (queries there go through the model)."""
+
+    photos: Path
+    outside: Path
+
+
+@contextlib.contextmanager
+def twin_library_daemon(base: Path, sources: list[Path], **env: str) -> Iterator[TwinLibrary]:
+    """Start a :class:`TwinLibrary` daemon under ``base`` (socket under /tmp) with
+    ``sources`` indexed; stopped, its log printed, at the end."""
+    photos, outside = base / "photos", base / "outside"
+    photos.mkdir()
+    outside.mkdir()
+    for src in sources:
+        for dest in (photos / src.name, photos / f"twin-{src.name}", outside / src.name):
+            shutil.copyfile(src, dest)
+    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
+    sock = sock_dir / "d.sock"
+    daemon = TwinLibrary(base / "data", sock, base / "daemon.log",
+                         env=daemon_env(base / "data", sock, **env))
+    daemon.photos, daemon.outside = photos, outside
+    try:
+        daemon.start()
+        assert daemon.call("index", paths=[str(photos)])["new"] == 2 * len(sources)
+        yield daemon
+    finally:
+        daemon.cleanup()
+        print(f"--- daemon log\n{daemon.log()}")
+        shutil.rmtree(sock_dir, ignore_errors=True)

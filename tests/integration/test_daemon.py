@@ -33,12 +33,14 @@ from findsimilar.config import default_socket_path
 from ..conftest import PHOTO_SET, shared
 from .daemon_harness import (
     DaemonProcess,
+    TwinLibrary,
     daemon_env,
     indexed_paths,
     make_photos,
     saved_index_ids,
     store_rows,
     top_paths,
+    twin_library_daemon,
     wait_until,
 )
 
@@ -455,32 +457,12 @@ def test_a_self_bound_socket_is_0600_in_a_0700_folder_of_the_runtime_dir(
 
 # --- 14-16: the protocol and the client ---------------------------------------------------------
 
-class Served(DaemonProcess):
-    photos: Path
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinLibrary]:
     """One daemon for the read-only tests: PHOTO_SET, each photo with an identical twin."""
-    base = tmp_path_factory.mktemp("served")
-    photos = base / "photos"
-    photos.mkdir()
-    for rel in PHOTO_SET:
-        name = Path(rel).name
-        shutil.copyfile(shared(rel), photos / name)
-        shutil.copyfile(shared(rel), photos / f"twin-{name}")
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    sock = sock_dir / "served.sock"
-    daemon = Served(base / "data", sock, base / "daemon.log",
-                    env=daemon_env(base / "data", sock))
-    daemon.photos = photos
-    try:
-        daemon.start()
-        assert daemon.call("index", paths=[str(photos)])["new"] == 2 * len(PHOTO_SET)
+    with twin_library_daemon(tmp_path_factory.mktemp("served"),
+                             [shared(rel) for rel in PHOTO_SET]) as daemon:
         yield daemon
-    finally:
-        daemon.cleanup()
-        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def raw_exchange(path: Path, payload: bytes, timeout: float = 20) -> dict[str, Any]:
@@ -510,7 +492,7 @@ def frame(obj: Any) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
-def twin_search_is_right(daemon: Served, client: Any, name: str) -> bool:
+def twin_search_is_right(daemon: TwinLibrary, client: Any, name: str) -> bool:
     [result] = client.call("search", paths=[str(daemon.photos / name)], k=3)
     return result["results"][0]["path"] == str(daemon.photos / f"twin-{name}")
 

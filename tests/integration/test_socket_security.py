@@ -22,7 +22,6 @@ import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from hypothesis import strategies as st
 from findsimilar.protocol import encode_message, recv_message, request
 
 from ..conftest import PHOTO_SET, shared
-from .daemon_harness import DaemonProcess, daemon_env, wait_until
+from .daemon_harness import DaemonProcess, TwinLibrary, twin_library_daemon, wait_until
 
 TIMEOUT = 3.0  # FINDSIMILAR_CLIENT_TIMEOUT of the daemon under test (default 60)
 SLACK = 2.5  # how late a drop may come on a busy 2-core machine
@@ -46,38 +45,15 @@ SETPRIV = shutil.which("setpriv")
 NAMES = [Path(rel).name for rel in PHOTO_SET]
 
 
-class Guarded(DaemonProcess):
-    photos: Path
-    outside: Path
-
-
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinLibrary]:
     """One daemon for the module: PHOTO_SET indexed, each photo with an identical twin
     (so every query has one right answer), copies outside the index for queries that
     need the model, and a 3 s client timeout."""
-    base = tmp_path_factory.mktemp("guarded")
-    photos, outside = base / "photos", base / "outside"
-    photos.mkdir()
-    outside.mkdir()
-    for rel in PHOTO_SET:
-        name = Path(rel).name
-        for dest in (photos / name, photos / f"twin-{name}", outside / name):
-            shutil.copyfile(shared(rel), dest)
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    sock = sock_dir / "guarded.sock"
-    daemon = Guarded(base / "data", sock, base / "daemon.log",
-                     env=daemon_env(base / "data", sock,
-                                    FINDSIMILAR_CLIENT_TIMEOUT=str(TIMEOUT)))
-    daemon.photos, daemon.outside = photos, outside
-    try:
-        daemon.start()
-        assert daemon.call("index", paths=[str(photos)])["new"] == 2 * len(PHOTO_SET)
+    with twin_library_daemon(tmp_path_factory.mktemp("guarded"),
+                             [shared(rel) for rel in PHOTO_SET],
+                             FINDSIMILAR_CLIENT_TIMEOUT=str(TIMEOUT)) as daemon:
         yield daemon
-    finally:
-        daemon.cleanup()
-        print(f"--- guarded daemon log\n{daemon.log()}")
-        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def connect(daemon: DaemonProcess, timeout: float = 20) -> socket.socket:
@@ -110,7 +86,7 @@ def hung_up(s: socket.socket) -> bool:
         return True
 
 
-def right_answer(daemon: Guarded, name: str, reply: dict[str, Any], *,
+def right_answer(daemon: TwinLibrary, name: str, reply: dict[str, Any], *,
                  by_content: bool) -> bool:
     """A search reply for ``name`` holds exactly its twin (and, for a query from outside
     the index, the original) at score ~1: the answer to this query and no other."""
@@ -125,7 +101,7 @@ def right_answer(daemon: Guarded, name: str, reply: dict[str, Any], *,
     return result["query"] == str(query) and got == want
 
 
-def search_is_right(daemon: Guarded, name: str = "Aqua.jpg") -> bool:
+def search_is_right(daemon: TwinLibrary, name: str = "Aqua.jpg") -> bool:
     with contextlib.closing(connect(daemon)) as s:
         reply = ask(s, "search", paths=[str(daemon.photos / name)], k=3)
     return right_answer(daemon, name, reply, by_content=False)
@@ -224,14 +200,14 @@ def dropped_after(s: socket.socket, started: float) -> tuple[float, dict[str, An
     return elapsed, reply
 
 
-def idle_client(daemon: Guarded, first: bytes) -> tuple[float, dict[str, Any]]:
+def idle_client(daemon: TwinLibrary, first: bytes) -> tuple[float, dict[str, Any]]:
     with contextlib.closing(connect(daemon)) as s:
         started = time.monotonic()
         s.sendall(first)
         return dropped_after(s, started)
 
 
-def trickling_client(daemon: Guarded) -> tuple[float, dict[str, Any], int]:
+def trickling_client(daemon: TwinLibrary) -> tuple[float, dict[str, Any], int]:
     """Sends a valid ping a byte a second until the daemon gives up on it."""
     data = encode_message(request("ping"))
     with contextlib.closing(connect(daemon)) as s:
@@ -245,7 +221,7 @@ def trickling_client(daemon: Guarded) -> tuple[float, dict[str, Any], int]:
         return elapsed, reply, sent
 
 
-def non_reading_client(daemon: Guarded) -> int:
+def non_reading_client(daemon: TwinLibrary) -> int:
     """Pipelines 3,000 `status` requests and reads no reply until long after the timeout:
     the daemon, unable to hand over a reply, must give up; returns how many replies it
     had sent."""
@@ -265,7 +241,7 @@ def non_reading_client(daemon: Guarded) -> int:
         return replies
 
 
-def patient_searches(daemon: Guarded, seconds: float) -> list[float]:
+def patient_searches(daemon: TwinLibrary, seconds: float) -> list[float]:
     """Searches on one connection for ``seconds``; the latency of each (all right)."""
     latencies = []
     with contextlib.closing(connect(daemon)) as s:
@@ -324,7 +300,7 @@ def test_a_client_pausing_under_the_timeout_between_requests_keeps_its_connectio
 
 # --- the cap and memory -----------------------------------------------------------------------
 
-def not_refused(daemon: Guarded) -> bool:
+def not_refused(daemon: TwinLibrary) -> bool:
     with contextlib.closing(connect(daemon)) as s:
         try:
             return ask(s, "ping")["ok"]
@@ -504,7 +480,7 @@ def test_after_the_fuzzing_the_daemon_answers_a_real_query_and_no_thread_died(gu
 CLIENTS, QUERIES = 64, 200
 
 
-def one_client(daemon: Guarded, n: int) -> tuple[dict[bool, list[float]], list[str]]:
+def one_client(daemon: TwinLibrary, n: int) -> tuple[dict[bool, list[float]], list[str]]:
     """``QUERIES`` searches on one connection, every 50th by content (through the model).
     Returns the latencies (by content or not) and the wrong answers."""
     latencies: dict[bool, list[float]] = {False: [], True: []}
