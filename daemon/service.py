@@ -10,6 +10,9 @@ Threads:
 
 SIGTERM: stop accepting, let the indexer commit its current batch, save the
 index atomically, exit (well inside systemd's 10 s; target 5 s).
+
+A store SQLite finds damaged stops the daemon with exit code 6 and recovery steps (the
+file is left as it is).
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from typing import Any
 
 from findsimilar import __version__, systemd
 from findsimilar.config import Config, default_pictures_dir, standard_data_dir
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import FindSimilarError, StoreError, store_damage
 from findsimilar.protocol import error_reply, ok_reply
 from findsimilar.text import is_under
 
 from .dupes import DupesOptions, options_from
 from .engine import Engine
 from .indexer import IndexSummary
+from .logs import flush_repeats
 from .server import SocketServer, bind_unix_socket
 from .watcher import Delete, Move, Op, Upsert, Watcher
 
@@ -102,6 +106,7 @@ class Daemon:
         self._totals = {"extracted": 0, "indexing_runs": 0}
         self._owns_socket_file = False
         self.watcher: Watcher | None = None
+        self._fatal: StoreError | None = None  # the store is damaged: exit with it
 
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -109,7 +114,7 @@ class Daemon:
         self._take_lock()
         try:
             sock = self.listen_socket or self._bind()
-            self.engine = Engine(self.config)
+            self.engine = self._open_engine()
             server = SocketServer(sock, self.handle, on_client_done=self._close_reader)
             self.watcher = Watcher(self._enqueue_ops,
                                    settle_after_close=self.config.settle_after_close,
@@ -130,10 +135,31 @@ class Daemon:
                      self.config.socket_path, self.config.data_dir)
             self._warm_up()
             while not self._stop.wait(timeout=0.5):
-                self._periodic()
-            return self._shutdown(server, worker)
+                self._tick()
+            code = self._shutdown(server, worker)
+            if self._fatal is not None:
+                raise self._fatal  # the command line prints it and exits with its code
+            return code
         finally:
             self._release()
+
+    def _open_engine(self) -> Engine:
+        """The engine; a store that SQLite finds damaged while the index is checked
+        against it raises StoreError (with the recovery steps), not a traceback."""
+        try:
+            return Engine(self.config)
+        except Exception as exc:
+            damage = store_damage(self.config.store_path, exc)
+            if damage is None:
+                raise
+            raise damage from exc
+
+    def _store_damaged(self, error: StoreError) -> None:
+        """SQLite found the store damaged while running: stop, and exit with ``error``."""
+        if self._fatal is None:
+            log.error("the store is damaged: stopping")
+            self._fatal = error
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -223,6 +249,19 @@ class Daemon:
         assert self.watcher is not None
         self.watcher.remove_root(root)
 
+    def _tick(self) -> None:
+        """The main thread's periodic work; a failure is logged, never fatal (but for a
+        damaged store)."""
+        try:
+            self._periodic()
+        except Exception as exc:
+            damage = store_damage(self.config.store_path, exc)
+            if damage is not None:
+                self._store_damaged(damage)
+            else:
+                log.exception("periodic work failed")
+        flush_repeats()
+
     def _periodic(self) -> None:
         """Rescan roots that inotify could not watch; pick up roots that came back;
         exit when idle with nothing to watch (if asked to)."""
@@ -268,11 +307,19 @@ class Daemon:
                 if task.kind != "precheck":
                     self._generation += 1  # the library may have changed
             except Exception as exc:
-                log.exception("indexing task %s failed", task.kind)
-                task.done.set_exception(exc)
+                task.done.set_exception(self._task_failed(task.kind, exc))
             finally:
                 self._progress.state = "idle" if self._tasks.empty() else "busy"
                 self._last_activity = self._last_work = time.monotonic()
+
+    def _task_failed(self, kind: str, exc: Exception) -> Exception:
+        """Log a failed task; returns the error for a client waiting for the task."""
+        damage = store_damage(self.config.store_path, exc)
+        if damage is not None:
+            self._store_damaged(damage)
+            return damage
+        log.exception("indexing task %s failed", kind)
+        return exc
 
     def _run_task(self, task: _Task) -> Any:
         assert self.engine is not None
@@ -463,6 +510,12 @@ class Daemon:
             return error_reply(type(exc).__name__, str(exc), exc.exit_code)
         except TypeError as exc:
             return error_reply("BadArguments", str(exc), 2)
+        except Exception as exc:  # a damaged store, said in words
+            error = store_damage(self.config.store_path, exc)
+            if error is None:
+                raise
+            self._store_damaged(error)
+            return error_reply(type(error).__name__, str(error), error.exit_code)
 
     def cmd_ping(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "data_dir": str(self.config.data_dir)}

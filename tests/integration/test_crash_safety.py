@@ -1,0 +1,231 @@
+"""Crash safety (issue 7, item 1): damaged index and store files. Real daemon processes,
+real SQLite and FAISS files; the store and the index are inspected read-only, or after the
+daemon has gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import PHOTO_SET
+from .daemon_harness import (
+    DaemonProcess,
+    daemon_env,
+    make_photos,
+    saved_index_ids,
+    wait_until,
+)
+
+SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """Unix socket paths must stay under ~107 bytes: tmp_path is too deep."""
+    path = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, sock_dir: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Makes (not starts) daemons; each is stopped or killed at teardown, its log printed."""
+    made: list[DaemonProcess] = []
+
+    def make(name: str = "daemon", *, data_dir: Path | None = None, **env: str) -> DaemonProcess:
+        data = data_dir or tmp_path / "data"
+        sock = sock_dir / f"{name}.sock"
+        d = DaemonProcess(data, sock, tmp_path / f"{name}.log", env=daemon_env(data, sock, **env))
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.cleanup()
+        print(f"--- {d.log_path.name}\n{d.log()}")
+
+
+# --- a damaged index file ---------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_index_file_is_rebuilt_from_the_store_when_the_daemon_starts(
+        make_daemon, photo_dir, damage):
+    daemon = make_daemon().start()
+    daemon.call("index", paths=[str(photo_dir)])
+    query = photo_dir / "fruits.jpg"
+    before = [m["path"] for m in daemon.search(query)]
+    assert daemon.terminate() == 0
+    [index_file] = daemon.data_dir.glob("index-*.faiss")
+    good = index_file.read_bytes()
+    index_file.write_bytes(good[:len(good) // 2] if damage == "truncated"
+                           else b"\x00not an index" * 1000)
+
+    log_before = len(daemon.log_path.read_text())
+    daemon.start()
+    status = daemon.status()
+    assert status["vectors"] == status["unique_images"] == len(PHOTO_SET)
+    assert [m["path"] for m in daemon.search(query)] == before
+    assert status["extracted_since_start"] == 0  # rebuilt from the store, not the photos
+    assert "rebuilt the index from the store" in daemon.log_path.read_text()[log_before:]
+    assert daemon.terminate() == 0
+    have, wanted, check = saved_index_ids(daemon.data_dir)
+    assert check == "ok" and have == wanted and len(have) == len(PHOTO_SET)
+
+
+# --- a damaged store ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def healthy_data_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A data dir whose store knows a watched folder of generated photos (made once):
+    (data dir, photo folder)."""
+    base = tmp_path_factory.mktemp("healthy")
+    photos = base / "photos"
+    make_photos(photos, 40, seed=5, size=(320, 240), prefix="h")
+    sock = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp")) / "h.sock"
+    daemon = DaemonProcess(base / "data", sock, base / "healthy.log")
+    try:
+        daemon.start()
+        daemon.call("watch_add", path=str(photos))
+        wait_until(lambda: daemon.status()["indexed"] == 40, 120)
+        daemon.barrier(base / "empty")
+        assert daemon.terminate() == 0
+    finally:
+        daemon.cleanup()
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    assert not (base / "data" / "store.db-wal").exists()  # checkpointed at exit
+    return base / "data", photos
+
+
+def damage_store(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "garbage header":
+        data[:100] = b"\x8fthis is not SQLite anymore".ljust(100, b"\x00")
+    elif how == "truncated":
+        del data[len(data) // 3:]
+    else:
+        page, size = page_to_damage(path, how)
+        data[(page - 1) * size:page * size] = bytes([0xA5]) * size
+    path.write_bytes(bytes(data))
+
+
+def page_to_damage(path: Path, how: str) -> tuple[int, int]:
+    """(page number, page size): the unique path index's b-tree (read by every scan of
+    a folder), or a leaf of the features table (vectors; read as the index is checked)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if how == "damaged index page":
+            return conn.execute("select rootpage from sqlite_master "
+                                "where name = 'idx_files_path'").fetchone()[0], size
+        try:
+            return conn.execute("select pageno from dbstat where name = 'features' "
+                                "and pagetype = 'leaf' limit 1").fetchone()[0], size
+        except sqlite3.OperationalError:
+            pytest.skip("this SQLite has no dbstat table to find a page of the features")
+    finally:
+        conn.close()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "findsimilar", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("how", ["garbage header", "truncated", "damaged index page"])
+def test_a_damaged_store_stops_the_daemon_with_exit_6_and_recovery_steps_never_a_wipe(
+        make_daemon, healthy_data_dir, tmp_path, how):
+    data = tmp_path / "data"
+    shutil.copytree(healthy_data_dir[0], data)
+    store = data / "store.db"
+    damage_store(store, how)
+    damaged = sha256(store)
+
+    daemon = make_daemon(data_dir=data)
+    daemon.spawn()
+    code = daemon.proc.wait(120)
+    log = daemon.log()
+    assert code == 6, log
+    assert f"findsimilar: error: the store {store} is damaged" in log
+    assert "To recover" in log and ".dump" in log and "Traceback" not in log
+    assert sha256(store) == damaged  # left exactly as it was: never wiped or rewritten
+
+    # The command line says the same, with the same exit code, whether it starts the
+    # daemon itself (a search) or reads the store without one (status).
+    env = daemon_env(data, daemon.socket_path)
+    search = cli(env, str(healthy_data_dir[1] / "h-5-0000.jpg"))
+    assert search.returncode == 6, search.stderr
+    assert "is damaged" in search.stderr and "mkdir" in search.stderr
+    status = cli(env, "status")
+    if how != "damaged index page":  # status counts rows without touching that index
+        assert status.returncode == 6, status.stderr
+        assert "is damaged" in status.stderr and "mkdir" in status.stderr
+    assert sha256(store) == damaged
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None,
+                    reason="systemd-socket-activate not installed (Debian: systemd)")
+def test_a_socket_activated_daemon_on_a_damaged_store_leaves_the_cli_saying_what_to_do(
+        make_daemon, healthy_data_dir, tmp_path):
+    """Under systemd the daemon's words go to the journal; the client that woke it only
+    sees its connection dropped, and must still tell the user what is wrong."""
+    data = tmp_path / "data"
+    shutil.copytree(healthy_data_dir[0], data)
+    damage_store(data / "store.db", "garbage header")
+    daemon = make_daemon(data_dir=data)
+    passed = [f"--setenv={k}" for k in daemon.env if k.startswith(("FINDSIMILAR_", "XDG_"))]
+    daemon.spawn([SOCKET_ACTIVATE, "-l", str(daemon.socket_path), *passed,
+                  sys.executable, "-m", "findsimilar", "daemon", "run"])
+    wait_until(daemon.socket_path.exists, 30)
+
+    search = cli(daemon_env(data, daemon.socket_path),
+                 str(healthy_data_dir[1] / "h-5-0000.jpg"))
+
+    assert daemon.proc.wait(60) == 6
+    assert search.returncode == 6, search.stderr
+    assert "is damaged" in search.stderr and "mkdir" in search.stderr
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None,
+                    reason="the sqlite3 program is not installed (Debian: sqlite3)")
+@pytest.mark.parametrize("how", ["damaged index page", "damaged feature page"])
+def test_the_printed_recovery_steps_salvage_a_damaged_store_and_its_features(
+        make_daemon, healthy_data_dir, tmp_path, how):
+    data = tmp_path / "data"
+    shutil.copytree(healthy_data_dir[0], data)
+    damage_store(data / "store.db", how)
+    daemon = make_daemon(data_dir=data)
+    daemon.spawn()
+    assert daemon.proc.wait(120) == 6
+    message = daemon.log().split("findsimilar: error: ")[-1]
+
+    lines = message.splitlines()
+    [step1] = [line.split(": ", 1)[1] for line in lines if "1. move the damaged" in line]
+    [step2] = [line.strip() for line in lines if line.strip().startswith("sqlite3 ")]
+    for command in (step1, step2):
+        subprocess.run(["bash", "-c", command], check=True, timeout=60)
+    conn = sqlite3.connect(data / "store.db")
+    salvaged = conn.execute("select count(*) from features").fetchone()[0]
+    conn.close()
+    daemon.start()
+    daemon.barrier(tmp_path / "empty")
+    status = daemon.status()
+    assert status["indexed"] == status["vectors"] == 40 and status["failed"] == 0
+    # Only the pictures whose vectors were on the damaged page go through the model again.
+    assert status["extracted_since_start"] == 40 - salvaged
+    assert salvaged == 40 if how == "damaged index page" else 0 < salvaged < 40
+    assert (data / "damaged" / "store.db").exists()
