@@ -296,6 +296,8 @@ def _status_text(info: dict[str, Any]) -> str:
         lines.append(f"queued:     {info['queued']}" + (
             f" ({info['rate']:.1f} images/s, ETA {int(eta)} s)" if eta else ""))
         lines.append(f"daemon:     pid {daemon['pid']}, {info['state']}, socket {daemon['socket']}")
+        if info.get("problem"):
+            lines.append(f"problem:    {info['problem']}")
         for root in info.get("roots", []):
             why = f" ({root['why']})" if root.get("why") else ""
             lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")

@@ -12,7 +12,7 @@ SIGTERM: stop accepting, let the indexer commit its current batch, save the
 index atomically, exit (well inside systemd's 10 s; target 5 s).
 
 A store SQLite finds damaged stops the daemon with exit code 6 and recovery steps (the
-file is left as it is).
+file is left as it is); a full disk pauses indexing, not searching (see ``diskspace``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from findsimilar.errors import FindSimilarError, StoreError, store_damage
 from findsimilar.protocol import error_reply, ok_reply
 from findsimilar.text import is_under
 
+from .diskspace import DiskFull, DiskFullError
 from .dupes import DupesOptions, options_from
 from .engine import Engine
 from .indexer import IndexSummary
@@ -106,6 +107,7 @@ class Daemon:
         self._totals = {"extracted": 0, "indexing_runs": 0}
         self._owns_socket_file = False
         self.watcher: Watcher | None = None
+        self.disk = DiskFull(config.data_dir)
         self._fatal: StoreError | None = None  # the store is damaged: exit with it
 
     # -- lifecycle ---------------------------------------------------------------
@@ -216,7 +218,13 @@ class Daemon:
         worker.join(timeout=4)
         if worker.is_alive():
             log.warning("indexer still busy at shutdown; its last batch is lost, not damaged")
-        self.engine.close()
+        try:
+            self.engine.close()
+        except Exception as exc:  # the store is committed; the index is repaired from it
+            if not self.disk.caused(exc):
+                raise
+            log.error("could not save the index: the disk is full; it is brought in step "
+                      "with the store at the next start")
         log.info("stopped")
         return 0
 
@@ -264,8 +272,12 @@ class Daemon:
 
     def _periodic(self) -> None:
         """Rescan roots that inotify could not watch; pick up roots that came back;
-        exit when idle with nothing to watch (if asked to)."""
+        resume indexing once disk space is freed; exit when idle with nothing to watch
+        (if asked to)."""
         now = time.monotonic()
+        if self.disk.space_back():
+            self.disk.resume()
+            self._tasks.put(_Task("reconcile", None))  # catches up on what was skipped
         if (self.idle_exit and now - self._last_activity > self.idle_exit
                 and self._tasks.empty() and self._progress.state == "idle" and not self.roots()):
             log.info("idle for %.0f s with no folder to watch: exiting", self.idle_exit)
@@ -276,7 +288,7 @@ class Daemon:
         if (self.engine is not None and self.engine.index.dirty
                 and now - getattr(self, "_last_save", 0.0) >= 30.0):
             self._last_save = now
-            self.engine.save()
+            self._save_index()
         if self._precheck_due(now):
             self._tasks.put(_Task("precheck", self._generation))
         last = getattr(self, "_last_periodic", 0.0)
@@ -289,6 +301,15 @@ class Daemon:
             due += list(self._rescan)  # not watched by inotify: rescanned instead
         if due:
             self._tasks.put(_Task("reconcile", sorted(set(due))))
+
+    def _save_index(self) -> None:
+        assert self.engine is not None
+        try:
+            self.engine.save()
+        except Exception as exc:
+            if not self.disk.caused(exc):
+                raise
+            self.disk.report("saving the index")
 
     # -- the indexing thread --------------------------------------------------------
     def _enqueue_ops(self, ops: list[Op]) -> None:
@@ -313,16 +334,27 @@ class Daemon:
                 self._last_activity = self._last_work = time.monotonic()
 
     def _task_failed(self, kind: str, exc: Exception) -> Exception:
-        """Log a failed task; returns the error for a client waiting for the task."""
+        """Log a failed task in the words the user needs (once, for a full disk);
+        returns the error for a client waiting for the task."""
         damage = store_damage(self.config.store_path, exc)
         if damage is not None:
             self._store_damaged(damage)
             return damage
+        if isinstance(exc, DiskFullError):  # refused while paused: already logged
+            return exc
+        if self.disk.caused(exc):
+            return self.disk.report(_DOING.get(kind, kind))
         log.exception("indexing task %s failed", kind)
         return exc
 
     def _run_task(self, task: _Task) -> Any:
         assert self.engine is not None
+        if self.disk.problem and task.kind != "precheck":
+            # Paused: the reconcile queued when space is back catches up on folders and
+            # events; a client asking to index is told why not.
+            if task.kind == "index":
+                raise DiskFullError(self.disk.problem)
+            return None
         if task.kind == "reconcile":
             return self._reconcile(task.payload)
         if task.kind == "ops":
@@ -342,6 +374,7 @@ class Daemon:
     def _precheck_due(self, now: float) -> bool:
         after = self.config.precheck_after
         return bool(after and self.engine is not None and self._prechecked != self._generation
+                    and not self.disk.problem
                     and self._tasks.empty() and self._progress.state == "idle"
                     and now - self._last_work >= after)
 
@@ -476,6 +509,8 @@ class Daemon:
             # "background": the daemon's own, see _precheck).
             "dupes_progress": [dict(p) for p in self._dupes_runs],
             "duplicates_checked": self._prechecked == self._generation,
+            # Why indexing cannot go on (the disk is full), or None.
+            "problem": self.disk.problem,
             "rate": round(rate, 2),
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [{"path": r["path"], "excludes": r.get("excludes", []),
@@ -510,11 +545,14 @@ class Daemon:
             return error_reply(type(exc).__name__, str(exc), exc.exit_code)
         except TypeError as exc:
             return error_reply("BadArguments", str(exc), 2)
-        except Exception as exc:  # a damaged store, said in words
+        except Exception as exc:  # the store's or the disk's trouble, said in words
             error = store_damage(self.config.store_path, exc)
-            if error is None:
+            if error is not None:
+                self._store_damaged(error)
+            elif self.disk.caused(exc):
+                error = self.disk.report(f"the {message['command']} command")
+            else:
                 raise
-            self._store_damaged(error)
             return error_reply(type(error).__name__, str(error), error.exit_code)
 
     def cmd_ping(self) -> dict[str, Any]:
@@ -621,6 +659,11 @@ class Daemon:
     def cmd_stop(self) -> dict[str, Any]:
         threading.Timer(0.05, self._stop.set).start()
         return {"stopping": True, "pid": os.getpid()}
+
+
+# What a task was doing, for the log line of a full disk.
+_DOING = {"reconcile": "reconciling the watched folders", "ops": "indexing changed files",
+          "index": "indexing", "precheck": "saving duplicate checks"}
 
 
 def _excludes_for(path: str, roots: list[dict[str, Any]]) -> tuple[str, ...]:

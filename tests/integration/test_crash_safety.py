@@ -1,6 +1,6 @@
-"""Crash safety (issue 7, item 1): damaged index and store files. Real daemon processes,
-real SQLite and FAISS files; the store and the index are inspected read-only, or after the
-daemon has gone.
+"""Crash safety (issue 7, item 1): damaged index and store files, a full disk. Real daemon
+processes, real SQLite and FAISS files; the store and the index are inspected read-only,
+or after the daemon has gone.
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from findsimilar.cli.client import RemoteError
+
 from ..conftest import PHOTO_SET
 from .daemon_harness import (
     DaemonProcess,
     daemon_env,
+    indexed_paths,
     make_photos,
     saved_index_ids,
+    top_paths,
     wait_until,
 )
 
@@ -54,6 +58,18 @@ def make_daemon(tmp_path: Path, sock_dir: Path) -> Iterator[Callable[..., Daemon
     for d in made:
         d.cleanup()
         print(f"--- {d.log_path.name}\n{d.log()}")
+
+
+def readonly(data_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{data_dir / 'store.db'}?mode=ro", uri=True, timeout=30)
+
+
+def integrity(data_dir: Path) -> str:
+    conn = readonly(data_dir)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
 
 
 # --- a damaged index file ---------------------------------------------------------------
@@ -229,3 +245,69 @@ def test_the_printed_recovery_steps_salvage_a_damaged_store_and_its_features(
     assert status["extracted_since_start"] == 40 - salvaged
     assert salvaged == 40 if how == "damaged index page" else 0 < salvaged < 40
     assert (data / "damaged" / "store.db").exists()
+
+
+# --- a full disk --------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """A 3 MB tmpfs at tmp_path/disk; yields a function that resizes it (``"64m"``)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+
+    def resize(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
+
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_pauses_indexing_with_a_clear_error_and_no_damage_and_queries_go_on(
+        make_daemon, small_disk, photo_dir, tmp_path):
+    data = tmp_path / "disk" / "data"
+    many = tmp_path / "many"
+    make_photos(many, 600, seed=11, size=(160, 120), prefix="f")
+    daemon = make_daemon(data_dir=data).start()
+    daemon.call("index", paths=[str(photo_dir)])
+    query = Path(shutil.copyfile(photo_dir / "fruits.jpg", tmp_path / "query.jpg"))
+
+    daemon.call("watch_add", path=str(many))
+    status = wait_until(lambda: (s := daemon.status())["problem"] and s, 120, 0.2,
+                        lambda: f"{daemon.status()}\n{daemon.log()}")
+    problem = status["problem"]
+    assert "is full" in problem and str(data) in problem
+    full_at = len(indexed_paths(data)) - len(PHOTO_SET)
+    assert 0 < full_at < 600, "the disk never filled up"
+    # Searches go on; more work is refused with the reason; one line in the log.
+    assert top_paths(daemon.search(query)) == {str(photo_dir / "fruits.jpg")}
+    with pytest.raises(RemoteError, match="is full"):
+        daemon.call("index", paths=[str(photo_dir)])
+    text = cli(daemon_env(data, daemon.socket_path), "status").stdout
+    assert "problem:    the disk holding" in text
+    assert integrity(data) == "ok"
+    assert daemon.log().count("is full (") == 1, daemon.log()
+    assert "Traceback" not in daemon.log()
+
+    small_disk("64m")  # space is freed: indexing resumes by itself
+    wait_until(lambda: daemon.status()["indexed"] == len(PHOTO_SET) + 600, 180, 0.2,
+               lambda: f"{daemon.status()}\n{daemon.log()}")
+    daemon.barrier(tmp_path / "empty")
+    status = daemon.status()
+    assert status["problem"] is None and status["failed"] == 0
+    assert status["vectors"] == status["unique_images"] == len(PHOTO_SET) + 600
+    assert daemon.terminate() == 0
+    daemon.start()
+    status = daemon.status()
+    assert status["vectors"] == status["unique_images"] == len(PHOTO_SET) + 600
+    assert daemon.terminate() == 0
+    have, wanted, check = saved_index_ids(data)
+    assert check == "ok" and have == wanted and len(have) == len(PHOTO_SET) + 600
+    print(f"\ndisk full after {full_at} of 600 photos ({problem!r}); indexing resumed "
+          "by itself once the tmpfs grew, and finished")
