@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from findsimilar.config import Config, standard_data_dir
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import FindSimilarError, store_damage
 
 from .client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
 
@@ -212,7 +212,8 @@ def offline_status(config: Config) -> dict[str, Any]:
             {"path": p, "error": e} for p, e in conn.execute(
                 "select path, error from files where status = 'failed' order by path limit 20")]
     except sqlite3.Error as exc:
-        raise FindSimilarError(f"cannot read the store {path}: {exc}") from None
+        raise store_damage(path, exc) or FindSimilarError(
+            f"cannot read the store {path}: {exc}") from None
     finally:
         conn.close()
     info["store_bytes"] = sum(f.stat().st_size for f in config.data_dir.glob("store.db*"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from findsimilar.config import Config
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import EXIT_STORE, FindSimilarError, StoreError
 from findsimilar.protocol import ProtocolError, recv_message, request, send_message
 
 __all__ = ["DaemonClient", "DaemonUnavailable", "RemoteError", "start_daemon"]
@@ -124,6 +124,7 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(config.data_dir) / "daemon.log"
+    logged_before = log_path.stat().st_size if log_path.exists() else 0
     env = {**os.environ, "FINDSIMILAR_DATA_DIR": str(config.data_dir),
            "FINDSIMILAR_SOCKET": str(config.socket_path)}
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
@@ -132,6 +133,9 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if proc.returncode == EXIT_STORE:  # a damaged store: pass on what to do
+                raise StoreError(_last_error(log_path, logged_before) or
+                                 f"the daemon cannot use its store; see {log_path}")
             raise DaemonUnavailable(f"the daemon exited at start (code {proc.returncode}): "
                                     f"{_tail(log_path)}")
         with contextlib.suppress(DaemonUnavailable), DaemonClient(config, timeout=5) as c:
@@ -139,6 +143,18 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
             return proc.pid
         time.sleep(0.05)
     raise DaemonUnavailable(f"the daemon did not answer within {wait:.0f} s; see {log_path}")
+
+
+def _last_error(path: Path, offset: int) -> str:
+    """The last ``findsimilar: error:`` message (it may span lines) logged after ``offset``."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    marker = "findsimilar: error: "
+    return text.rsplit(marker, 1)[1].strip() if marker in text else ""
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -17,7 +17,7 @@ import click
 
 from findsimilar import __version__
 from findsimilar.config import load_config
-from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError
+from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError, StoreError
 from findsimilar.text import human_size
 
 from .backends import Backend, choose_backend, no_daemon_requested, offline_status
@@ -86,8 +86,23 @@ def _backend(no_daemon: bool) -> Backend:
 
 
 def _fail(exc: FindSimilarError) -> None:
+    if isinstance(exc, DaemonUnavailable):
+        exc = _damaged_store() or exc
     click.echo(f"findsimilar: error: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+def _damaged_store() -> StoreError | None:
+    """A daemon that went away may have stopped on a damaged store (it exits with code 6
+    and says so in its journal, e.g. when systemd started it): then say what to do here
+    too. Reads the store without writing to it."""
+    try:
+        offline_status(load_config())
+    except StoreError as exc:
+        return exc
+    except FindSimilarError:
+        pass
+    return None
 
 
 @cli.command("index")
@@ -281,6 +296,8 @@ def _status_text(info: dict[str, Any]) -> str:
         lines.append(f"queued:     {info['queued']}" + (
             f" ({info['rate']:.1f} images/s, ETA {int(eta)} s)" if eta else ""))
         lines.append(f"daemon:     pid {daemon['pid']}, {info['state']}, socket {daemon['socket']}")
+        if info.get("problem"):
+            lines.append(f"problem:    {info['problem']}")
         for root in info.get("roots", []):
             why = f" ({root['why']})" if root.get("why") else ""
             lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")

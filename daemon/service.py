@@ -10,6 +10,9 @@ Threads:
 
 SIGTERM: stop accepting, let the indexer commit its current batch, save the
 index atomically, exit (well inside systemd's 10 s; target 5 s).
+
+A store SQLite finds damaged stops the daemon with exit code 6 and recovery steps (the
+file is left as it is); a full disk pauses indexing, not searching (see ``diskspace``).
 """
 
 from __future__ import annotations
@@ -33,13 +36,15 @@ from typing import Any
 
 from findsimilar import __version__, systemd
 from findsimilar.config import Config, default_pictures_dir, standard_data_dir
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import FindSimilarError, StoreError, store_damage
 from findsimilar.protocol import error_reply, ok_reply
 from findsimilar.text import is_under
 
+from .diskspace import DiskFull, DiskFullError
 from .dupes import DupesOptions, options_from
 from .engine import Engine
 from .indexer import IndexSummary
+from .logs import flush_repeats
 from .server import SocketServer, bind_unix_socket
 from .watcher import Delete, Move, Op, Upsert, Watcher
 
@@ -102,6 +107,8 @@ class Daemon:
         self._totals = {"extracted": 0, "indexing_runs": 0}
         self._owns_socket_file = False
         self.watcher: Watcher | None = None
+        self.disk = DiskFull(config.data_dir)
+        self._fatal: StoreError | None = None  # the store is damaged: exit with it
 
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -109,7 +116,7 @@ class Daemon:
         self._take_lock()
         try:
             sock = self.listen_socket or self._bind()
-            self.engine = Engine(self.config)
+            self.engine = self._open_engine()
             server = SocketServer(sock, self.handle, on_client_done=self._close_reader)
             self.watcher = Watcher(self._enqueue_ops,
                                    settle_after_close=self.config.settle_after_close,
@@ -130,10 +137,31 @@ class Daemon:
                      self.config.socket_path, self.config.data_dir)
             self._warm_up()
             while not self._stop.wait(timeout=0.5):
-                self._periodic()
-            return self._shutdown(server, worker)
+                self._tick()
+            code = self._shutdown(server, worker)
+            if self._fatal is not None:
+                raise self._fatal  # the command line prints it and exits with its code
+            return code
         finally:
             self._release()
+
+    def _open_engine(self) -> Engine:
+        """The engine; a store that SQLite finds damaged while the index is checked
+        against it raises StoreError (with the recovery steps), not a traceback."""
+        try:
+            return Engine(self.config)
+        except Exception as exc:
+            damage = store_damage(self.config.store_path, exc)
+            if damage is None:
+                raise
+            raise damage from exc
+
+    def _store_damaged(self, error: StoreError) -> None:
+        """SQLite found the store damaged while running: stop, and exit with ``error``."""
+        if self._fatal is None:
+            log.error("the store is damaged: stopping")
+            self._fatal = error
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -190,7 +218,13 @@ class Daemon:
         worker.join(timeout=4)
         if worker.is_alive():
             log.warning("indexer still busy at shutdown; its last batch is lost, not damaged")
-        self.engine.close()
+        try:
+            self.engine.close()
+        except Exception as exc:  # the store is committed; the index is repaired from it
+            if not self.disk.caused(exc):
+                raise
+            log.error("could not save the index: the disk is full; it is brought in step "
+                      "with the store at the next start")
         log.info("stopped")
         return 0
 
@@ -223,10 +257,27 @@ class Daemon:
         assert self.watcher is not None
         self.watcher.remove_root(root)
 
+    def _tick(self) -> None:
+        """The main thread's periodic work; a failure is logged, never fatal (but for a
+        damaged store)."""
+        try:
+            self._periodic()
+        except Exception as exc:
+            damage = store_damage(self.config.store_path, exc)
+            if damage is not None:
+                self._store_damaged(damage)
+            else:
+                log.exception("periodic work failed")
+        flush_repeats()
+
     def _periodic(self) -> None:
         """Rescan roots that inotify could not watch; pick up roots that came back;
-        exit when idle with nothing to watch (if asked to)."""
+        resume indexing once disk space is freed; exit when idle with nothing to watch
+        (if asked to)."""
         now = time.monotonic()
+        if self.disk.space_back():
+            self.disk.resume()
+            self._tasks.put(_Task("reconcile", None))  # catches up on what was skipped
         if (self.idle_exit and now - self._last_activity > self.idle_exit
                 and self._tasks.empty() and self._progress.state == "idle" and not self.roots()):
             log.info("idle for %.0f s with no folder to watch: exiting", self.idle_exit)
@@ -237,7 +288,7 @@ class Daemon:
         if (self.engine is not None and self.engine.index.dirty
                 and now - getattr(self, "_last_save", 0.0) >= 30.0):
             self._last_save = now
-            self.engine.save()
+            self._save_index()
         if self._precheck_due(now):
             self._tasks.put(_Task("precheck", self._generation))
         last = getattr(self, "_last_periodic", 0.0)
@@ -250,6 +301,15 @@ class Daemon:
             due += list(self._rescan)  # not watched by inotify: rescanned instead
         if due:
             self._tasks.put(_Task("reconcile", sorted(set(due))))
+
+    def _save_index(self) -> None:
+        assert self.engine is not None
+        try:
+            self.engine.save()
+        except Exception as exc:
+            if not self.disk.caused(exc):
+                raise
+            self.disk.report("saving the index")
 
     # -- the indexing thread --------------------------------------------------------
     def _enqueue_ops(self, ops: list[Op]) -> None:
@@ -268,14 +328,33 @@ class Daemon:
                 if task.kind != "precheck":
                     self._generation += 1  # the library may have changed
             except Exception as exc:
-                log.exception("indexing task %s failed", task.kind)
-                task.done.set_exception(exc)
+                task.done.set_exception(self._task_failed(task.kind, exc))
             finally:
                 self._progress.state = "idle" if self._tasks.empty() else "busy"
                 self._last_activity = self._last_work = time.monotonic()
 
+    def _task_failed(self, kind: str, exc: Exception) -> Exception:
+        """Log a failed task in the words the user needs (once, for a full disk);
+        returns the error for a client waiting for the task."""
+        damage = store_damage(self.config.store_path, exc)
+        if damage is not None:
+            self._store_damaged(damage)
+            return damage
+        if isinstance(exc, DiskFullError):  # refused while paused: already logged
+            return exc
+        if self.disk.caused(exc):
+            return self.disk.report(_DOING.get(kind, kind))
+        log.exception("indexing task %s failed", kind)
+        return exc
+
     def _run_task(self, task: _Task) -> Any:
         assert self.engine is not None
+        if self.disk.problem and task.kind != "precheck":
+            # Paused: the reconcile queued when space is back catches up on folders and
+            # events; a client asking to index is told why not.
+            if task.kind == "index":
+                raise DiskFullError(self.disk.problem)
+            return None
         if task.kind == "reconcile":
             return self._reconcile(task.payload)
         if task.kind == "ops":
@@ -295,6 +374,7 @@ class Daemon:
     def _precheck_due(self, now: float) -> bool:
         after = self.config.precheck_after
         return bool(after and self.engine is not None and self._prechecked != self._generation
+                    and not self.disk.problem
                     and self._tasks.empty() and self._progress.state == "idle"
                     and now - self._last_work >= after)
 
@@ -429,6 +509,8 @@ class Daemon:
             # "background": the daemon's own, see _precheck).
             "dupes_progress": [dict(p) for p in self._dupes_runs],
             "duplicates_checked": self._prechecked == self._generation,
+            # Why indexing cannot go on (the disk is full), or None.
+            "problem": self.disk.problem,
             "rate": round(rate, 2),
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [{"path": r["path"], "excludes": r.get("excludes", []),
@@ -463,6 +545,15 @@ class Daemon:
             return error_reply(type(exc).__name__, str(exc), exc.exit_code)
         except TypeError as exc:
             return error_reply("BadArguments", str(exc), 2)
+        except Exception as exc:  # the store's or the disk's trouble, said in words
+            error = store_damage(self.config.store_path, exc)
+            if error is not None:
+                self._store_damaged(error)
+            elif self.disk.caused(exc):
+                error = self.disk.report(f"the {message['command']} command")
+            else:
+                raise
+            return error_reply(type(error).__name__, str(error), error.exit_code)
 
     def cmd_ping(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "data_dir": str(self.config.data_dir)}
@@ -568,6 +659,11 @@ class Daemon:
     def cmd_stop(self) -> dict[str, Any]:
         threading.Timer(0.05, self._stop.set).start()
         return {"stopping": True, "pid": os.getpid()}
+
+
+# What a task was doing, for the log line of a full disk.
+_DOING = {"reconcile": "reconciling the watched folders", "ops": "indexing changed files",
+          "index": "indexing", "precheck": "saving duplicate checks"}
 
 
 def _excludes_for(path: str, roots: list[dict[str, Any]]) -> tuple[str, ...]:

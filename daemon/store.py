@@ -25,7 +25,7 @@ import numpy as np
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from findsimilar.errors import StoreError
+from findsimilar.errors import StoreError, store_damage
 
 __all__ = ["FileRecord", "Store", "migrations"]
 
@@ -118,9 +118,8 @@ class Store:
             # deleted or rewritten here, the user decides what to do with it.
             if conn is not None:
                 conn.close()
-            raise StoreError(
-                f"cannot open the store {self.path}: {exc}. If the file is damaged, move it "
-                "aside (it will be re-created) and run `findsimilar index` again.") from exc
+            raise store_damage(self.path, exc) or StoreError(
+                f"cannot open the store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()
@@ -365,6 +364,8 @@ class Store:
         return rows[0]["value"] if rows else None
 
     def set_setting(self, key: str, value: str) -> None:
+        if self.get_setting(key) == value:
+            return  # no write: a daemon that then finds the file damaged has not touched it
         self.db["settings"].upsert({"key": key, "value": value}, pk="key")  # type: ignore[union-attr]
 
     def counts(self) -> dict[str, int]:

@@ -5,6 +5,8 @@ The library raises these; only the CLI turns them into messages and exit codes.
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "EXIT_EMPTY_INDEX",
     "EXIT_MISSING_FILE",
@@ -15,6 +17,8 @@ __all__ = [
     "ImageDecodeError",
     "MissingFileError",
     "StoreError",
+    "damaged_store",
+    "store_damage",
 ]
 
 # Exit codes (documented in the README; scripts may rely on them).
@@ -47,3 +51,43 @@ class EmptyIndexError(FindSimilarError):
 
 class StoreError(FindSimilarError):
     exit_code = EXIT_STORE
+
+
+def damaged_store(path: object, detail: str) -> StoreError:
+    """The error for a store SQLite reports as damaged: what happened, and the steps to
+    recover. findsimilar never deletes or rewrites the file itself; the user decides."""
+    import shlex  # only on this path: the thin client imports this module
+
+    store = shlex.quote(str(path))
+    aside = shlex.quote(os.path.join(os.path.dirname(str(path)), "damaged"))
+    return StoreError(
+        f"the store {path} is damaged ({detail}); it has been left as it is.\n"
+        "To recover, with no findsimilar daemon running:\n"
+        f"  1. move the damaged files aside: mkdir {aside} && mv {store}* {aside}/\n"
+        "  2. salvage what SQLite can still read (watched folders, computed features) with "
+        "the sqlite3 program; the sed keeps the rows read around a damaged spot:\n"
+        f"     sqlite3 {aside}/{os.path.basename(str(path))} .dump | "
+        "sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' | "
+        f"sqlite3 {store}\n"
+        "  3. start findsimilar again (`findsimilar daemon start`, or the systemd service); "
+        "it checks the index and the folders against the salvaged store.\n"
+        "If step 2 fails, skip it: a new, empty store is made; watch your folders again "
+        "(`findsimilar watch add FOLDER`) or run `findsimilar index FOLDER`, and every photo "
+        "is read again.")
+
+
+# SQLite's primary result codes for a file that is not, or no longer, a sound database.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def store_damage(path: object, exc: BaseException) -> StoreError | None:
+    """:func:`damaged_store` for ``exc`` if it is SQLite saying the file at ``path`` is
+    damaged; None for any other error (sqlite3 is not imported: the CLI stays light)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    if code is None and type(exc).__module__ != "sqlite3":
+        return None
+    if (code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)) \
+            or "malformed" in text or "not a database" in text:
+        return damaged_store(path, text)
+    return None

@@ -103,7 +103,9 @@ def test_a_damaged_store_says_what_to_do_and_keeps_the_damaged_file(tmp_path, da
 
     message = str(raised.value)
     assert str(path) in message
-    assert "move it aside" in message and "findsimilar index" in message
+    assert "is damaged" in message and "left as it is" in message
+    assert "move the damaged files aside" in message and ".dump" in message
+    assert "findsimilar index" in message
     assert path.read_bytes() == broken  # the user's data is never deleted or rewritten
     assert raised.value.exit_code == 6
 
