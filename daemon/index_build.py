@@ -208,7 +208,10 @@ class IndexBuilder:
         self._state = {"state": "idle", "last_build_s": round(seconds, 1)}
         log.info("index is now %s (%d vectors, %d lists) after %.1f s", plan.layout,
                  len(self.index), self.index.lists, seconds)
-        self.on_swapped()
+        try:
+            self.on_swapped()
+        except Exception as exc:  # e.g. a full disk: still dirty, the periodic save retries
+            log.error("could not save the new index yet: %s", exc)
 
     def _progress(self, stage: str, done: int, total: int) -> None:
         self._state = {**self._state, "state": stage, "done": done, "total": total}
