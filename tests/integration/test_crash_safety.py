@@ -41,32 +41,6 @@ SEED = 20261128
 
 # --- fixtures ---------------------------------------------------------------------------
 
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """Unix socket paths must stay under ~107 bytes: tmp_path is too deep."""
-    path = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path, sock_dir: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """Makes (not starts) daemons; each is stopped or killed at teardown, its log printed."""
-    made: list[DaemonProcess] = []
-
-    def make(name: str = "daemon", *, data_dir: Path | None = None, **env: str) -> DaemonProcess:
-        data = data_dir or tmp_path / "data"
-        sock = sock_dir / f"{name}.sock"
-        d = DaemonProcess(data, sock, tmp_path / f"{name}.log", env=daemon_env(data, sock, **env))
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.cleanup()
-        print(f"--- {d.log_path.name}\n{d.log()}")
-
-
 def readonly(data_dir: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{data_dir / 'store.db'}?mode=ro", uri=True, timeout=30)
 

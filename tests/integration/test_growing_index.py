@@ -5,8 +5,6 @@ restarts."""
 from __future__ import annotations
 
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from findsimilar.daemon.index import VectorIndex
 
 from .daemon_harness import (
     DaemonProcess,
-    daemon_env,
     indexed_paths,
     make_photos,
     saved_index_ids,
@@ -27,16 +24,8 @@ THRESHOLD = 60
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    data = tmp_path / "data"
-    d = DaemonProcess(data, sock_dir / "d.sock", tmp_path / "daemon.log",
-                      env=daemon_env(data, sock_dir / "d.sock",
-                                     FINDSIMILAR_COMPRESS_ABOVE=str(THRESHOLD)))
-    yield d
-    d.cleanup()
-    print(d.log())
-    shutil.rmtree(sock_dir, ignore_errors=True)
+def daemon(make_daemon) -> DaemonProcess:
+    return make_daemon(FINDSIMILAR_COMPRESS_ABOVE=str(THRESHOLD))
 
 
 def layout(daemon: DaemonProcess) -> str:
