@@ -17,7 +17,6 @@ file is left as it is); a full disk pauses indexing, not searching (see ``disksp
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import logging
@@ -28,20 +27,17 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from findsimilar import __version__, systemd
 from findsimilar.config import Config, default_pictures_dir, standard_data_dir
 from findsimilar.errors import FindSimilarError, StoreError, store_damage
-from findsimilar.protocol import error_reply, ok_reply
 from findsimilar.text import is_under
 
+from .commands import Commands, Task
 from .diskspace import DiskFull, DiskFullError
-from .dupes import DupesOptions, options_from
+from .dupes import DupesOptions
 from .engine import Engine
 from .indexer import IndexSummary
 from .logs import flush_repeats
@@ -55,13 +51,6 @@ log = logging.getLogger(__name__)
 
 class AlreadyRunning(FindSimilarError):
     exit_code = 7
-
-
-@dataclass
-class _Task:
-    kind: str  # "reconcile" | "ops" | "index"
-    payload: Any = None
-    done: Future[Any] = field(default_factory=Future)
 
 
 @dataclass
@@ -81,8 +70,8 @@ class _Progress:
         return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
 
-class Daemon:
-    """One per data dir (enforced by a lock file)."""
+class Daemon(Commands):
+    """One per data dir (enforced by a lock file); its socket commands are in ``commands``."""
 
     def __init__(self, config: Config, *, listen_socket: socket.socket | None = None,
                  idle_exit: float | None = None) -> None:
@@ -93,7 +82,7 @@ class Daemon:
         self._last_activity = time.monotonic()
         self.engine: Engine | None = None
         self.started = time.time()
-        self._tasks: queue.Queue[_Task] = queue.Queue()
+        self._tasks: queue.Queue[Task] = queue.Queue()
         self._stop = threading.Event()
         self._progress = _Progress()
         self._dupes_runs: list[dict[str, int]] = []  # list.append/remove: atomic under the GIL
@@ -127,7 +116,7 @@ class Daemon:
                 signal.signal(sig, lambda *_: self._stop.set())
             # Queued before the first client is served, so that tasks run in the order
             # clients see: the start-up reconcile, then whatever they ask for.
-            self._tasks.put(_Task("reconcile", None))
+            self._tasks.put(Task("reconcile", None))
             server.start()
             self.watcher.start()
             worker = threading.Thread(target=self._work, name="fs-index", daemon=True)
@@ -214,7 +203,7 @@ class Daemon:
         log.info("stopping")
         server.close()
         self.watcher.stop()
-        self._tasks.put(_Task("quit"))
+        self._tasks.put(Task("quit"))
         worker.join(timeout=4)
         if worker.is_alive():
             log.warning("indexer still busy at shutdown; its last batch is lost, not damaged")
@@ -277,7 +266,7 @@ class Daemon:
         now = time.monotonic()
         if self.disk.space_back():
             self.disk.resume()
-            self._tasks.put(_Task("reconcile", None))  # catches up on what was skipped
+            self._tasks.put(Task("reconcile", None))  # catches up on what was skipped
         if (self.idle_exit and now - self._last_activity > self.idle_exit
                 and self._tasks.empty() and self._progress.state == "idle" and not self.roots()):
             log.info("idle for %.0f s with no folder to watch: exiting", self.idle_exit)
@@ -290,7 +279,7 @@ class Daemon:
             self._last_save = now
             self._save_index()
         if self._precheck_due(now):
-            self._tasks.put(_Task("precheck", self._generation))
+            self._tasks.put(Task("precheck", self._generation))
         last = getattr(self, "_last_periodic", 0.0)
         if now - last < min(self.config.rescan_interval, 60.0):
             return
@@ -300,7 +289,7 @@ class Daemon:
             self._last_rescan = now
             due += list(self._rescan)  # not watched by inotify: rescanned instead
         if due:
-            self._tasks.put(_Task("reconcile", sorted(set(due))))
+            self._tasks.put(Task("reconcile", sorted(set(due))))
 
     def _save_index(self) -> None:
         assert self.engine is not None
@@ -313,7 +302,7 @@ class Daemon:
 
     # -- the indexing thread --------------------------------------------------------
     def _enqueue_ops(self, ops: list[Op]) -> None:
-        self._tasks.put(_Task("ops", ops))
+        self._tasks.put(Task("ops", ops))
 
     def _work(self) -> None:
         while True:
@@ -347,7 +336,7 @@ class Daemon:
         log.exception("indexing task %s failed", kind)
         return exc
 
-    def _run_task(self, task: _Task) -> Any:
+    def _run_task(self, task: Task) -> Any:
         assert self.engine is not None
         if self.disk.problem and task.kind != "precheck":
             # Paused: the reconcile queued when space is back catches up on folders and
@@ -520,145 +509,6 @@ class Daemon:
                        "why": self._rescan.get(r["path"])} for r in self.roots()],
         })
         return info
-
-    # -- socket commands -------------------------------------------------------------------
-    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
-        self._last_activity = time.monotonic()
-        data_dir = message.get("data_dir")
-        if data_dir and Path(data_dir) != self.config.data_dir:
-            return error_reply("WrongDaemon", f"this daemon serves {self.config.data_dir}, "
-                               f"not {data_dir}; set FINDSIMILAR_SOCKET to another path", 1)
-        extractor = message.get("extractor")
-        if extractor and extractor != self.config.extractor:
-            return error_reply("WrongDaemon", f"the daemon runs the {self.config.extractor} "
-                               f"model, not {extractor}: restart it to switch "
-                               "(`findsimilar daemon stop`)", 1)
-        handler = getattr(self, "cmd_" + message["command"], None)
-        if handler is None:
-            return error_reply("UnknownCommand", f"unknown command {message['command']!r}")
-        args = message.get("args") or {}
-        if not isinstance(args, dict):
-            return error_reply("ProtocolError", "'args' must be an object")
-        try:
-            return ok_reply(handler(**args))
-        except FindSimilarError as exc:
-            return error_reply(type(exc).__name__, str(exc), exc.exit_code)
-        except TypeError as exc:
-            return error_reply("BadArguments", str(exc), 2)
-        except Exception as exc:  # the store's or the disk's trouble, said in words
-            error = store_damage(self.config.store_path, exc)
-            if error is not None:
-                self._store_damaged(error)
-            elif self.disk.caused(exc):
-                error = self.disk.report(f"the {message['command']} command")
-            else:
-                raise
-            return error_reply(type(error).__name__, str(error), error.exit_code)
-
-    def cmd_ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": __version__, "data_dir": str(self.config.data_dir)}
-
-    def cmd_status(self) -> dict[str, Any]:
-        return self.status()
-
-    def cmd_search(self, paths: list[str], k: int = 10,
-                   min_score: float | None = None) -> list[dict[str, Any]]:
-        assert self.engine is not None
-        out = []
-        for path in paths:
-            try:
-                out.append(self.engine.search(path, k=int(k), min_score=min_score).as_dict())
-            except FindSimilarError as exc:
-                out.append({"query": os.path.abspath(path), "error": {
-                    "type": type(exc).__name__, "message": str(exc),
-                    "exit_code": exc.exit_code}})
-        return out
-
-    def cmd_search_bytes(self, data: str, name: str = "<bytes>", k: int = 10,
-                         min_score: float | None = None) -> dict[str, Any]:
-        assert self.engine is not None
-        try:
-            raw = base64.b64decode(data.encode("ascii"), validate=True)
-        except (ValueError, UnicodeEncodeError):
-            raise TypeError("'data' must be base64-encoded image bytes") from None
-        return self.engine.search_bytes(raw, k=int(k), min_score=min_score,
-                                        name=name).as_dict()
-
-    def cmd_index(self, paths: list[str], wait: bool = True) -> dict[str, Any]:
-        for p in paths:
-            if not os.path.lexists(p):
-                from findsimilar.errors import MissingFileError
-
-                raise MissingFileError(f"no such file or folder: {p}")
-        task = _Task("index", [os.path.abspath(p) for p in paths])
-        self._tasks.put(task)
-        if not wait:
-            return {"queued": True}
-        return task.done.result()
-
-    def cmd_dupes(self, **args: Any) -> dict[str, Any]:
-        """Duplicate groups; runs in this client's thread, beside indexing. Its pixel
-        checks show in ``status`` under ``dupes_progress``."""
-        return self._duplicates(options_from(**args), self._stop.is_set)
-
-    def _duplicates(self, options: DupesOptions, should_stop: Callable[[], bool], *,
-                    background: bool = False) -> dict[str, Any]:
-        """``engine.duplicates`` with its pixel-check progress shown in ``status`` under
-        ``dupes_progress`` (``background``: the daemon's own run, see _precheck)."""
-        assert self.engine is not None
-        progress = {"done": 0, "total": 0, **({"background": 1} if background else {})}
-        self._dupes_runs.append(progress)
-
-        def report(done: int, total: int) -> None:
-            progress.update(done=done, total=total)
-
-        try:
-            return self.engine.duplicates(options, report, should_stop=should_stop)
-        finally:
-            self._dupes_runs.remove(progress)
-
-    def cmd_same_picture(self, query: str, paths: list[str]) -> dict[str, Any]:
-        """Pixel-check scores of ``query`` against ``paths`` (``show`` marks duplicates)."""
-        assert self.engine is not None
-        return self.engine.same_picture(os.path.abspath(query),
-                                        [os.path.abspath(p) for p in paths])
-
-    def cmd_not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, Any]:
-        assert self.engine is not None
-        return self.engine.not_duplicates(paths, forget=bool(forget))
-
-    def cmd_watch_add(self, path: str, excludes: list[str] | None = None) -> dict[str, Any]:
-        assert self.engine is not None
-        path = os.path.abspath(path)
-        if not os.path.isdir(path):
-            from findsimilar.errors import MissingFileError
-
-            raise MissingFileError(f"not a folder: {path}")
-        self.engine.reader().add_root(path, os.stat(path).st_dev, list(excludes or []))
-        self.engine.reader().set_setting("roots_configured", "1")
-        self._tasks.put(_Task("reconcile", [path]))
-        return {"path": path, "excludes": list(excludes or []), "queued": True}
-
-    def cmd_watch_remove(self, path: str) -> dict[str, Any]:
-        assert self.engine is not None and self.watcher is not None
-        path = os.path.abspath(path)
-        found = self.engine.reader().remove_root(path)
-        self.engine.reader().set_setting("roots_configured", "1")
-        self.watcher.remove_root(path)
-        self._rescan.pop(path, None)
-        self._unavailable.discard(path)
-        return {"path": path, "removed": found}
-
-    def cmd_watch_list(self) -> list[dict[str, Any]]:
-        return self.status()["roots"]
-
-    def cmd_reindex(self, paths: list[str] | None = None) -> dict[str, Any]:
-        self._tasks.put(_Task("reconcile", [os.path.abspath(p) for p in paths or []] or None))
-        return {"queued": True}
-
-    def cmd_stop(self) -> dict[str, Any]:
-        threading.Timer(0.05, self._stop.set).start()
-        return {"stopping": True, "pid": os.getpid()}
 
 
 # What a task was doing, for the log line of a full disk.
