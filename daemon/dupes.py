@@ -96,7 +96,7 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
     groups are plain dicts (see README, "Duplicates").
     """
     files = _files_in_scope(store, options.paths)
-    by_hash: dict[str, list[dict]] = defaultdict(list)
+    by_hash: dict[str, list[FileRow]] = defaultdict(list)
     for f in files:
         by_hash[f["content_hash"]].append(f)
     hashes = sorted(by_hash)
@@ -148,12 +148,34 @@ def _candidate_pairs(store: Store, extractor: str, vectors: Callable[[np.ndarray
     return [p for p in pairs if (hashes[p[0]], hashes[p[1]]) not in ignored]
 
 
-def _files_in_scope(store: Store, paths: list[str]) -> list[dict]:
-    seen: dict[str, dict] = {}
-    for row in store.ok_files(paths):
-        if row["content_hash"]:
-            seen[row["path"]] = row
-    return list(seen.values())
+class FileRow:
+    """One indexed file, as the grouping reads it (``row["path"]``, ``row.get(...)``): a
+    slotted object, not the store's dict, since a listing holds one per file in scope
+    (~0.2 KB instead of ~0.6 KB each: 400 MB less at 1M photos)."""
+
+    __slots__ = ("path", "size", "mtime_ns", "content_hash", "format", "width", "height",
+                 "content_width", "content_height")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, row.get(name))
+        self.format = _FORMATS.setdefault(self.format, self.format)  # one str per format
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+_FORMATS: dict[Any, Any] = {}
+
+
+def _files_in_scope(store: Store, paths: list[str]) -> list[FileRow]:
+    rows = (FileRow(row) for row in store.ok_files(paths) if row["content_hash"])
+    if len(paths) < 2:
+        return list(rows)
+    return list({row.path: row for row in rows}.values())  # nested roots: each file once
 
 
 # -- grouping ---------------------------------------------------------------------------
@@ -224,7 +246,7 @@ def _agree(left: list[int], right: list[int], known: dict[tuple[int, int], float
     return 2 * passed >= checked
 
 
-def _near_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures: _UnionFind,
+def _near_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: _UnionFind,
                  low: dict[int, float], ignored: set[tuple[str, str]],
                  options: DupesOptions) -> list[dict]:
     groups = []
@@ -238,7 +260,7 @@ def _near_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures: _U
     return groups
 
 
-def _similar_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures: _UnionFind,
+def _similar_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: _UnionFind,
                     similar_edges: list[tuple[int, int, float]],
                     options: DupesOptions) -> list[dict]:
     """Clusters of different pictures of one scene; a near group counts as one picture."""
@@ -262,7 +284,7 @@ def _similar_groups(hashes: list[str], by_hash: dict[str, list[dict]], pictures:
     return groups
 
 
-def _group(tier: str, members: list[dict], options: DupesOptions,
+def _group(tier: str, members: list[FileRow], options: DupesOptions,
            score: float | None) -> dict:
     protected = {f["path"] for f in members if any(is_under(f["path"], d)
                                                      for d in options.keep_in)}
@@ -278,7 +300,7 @@ def _group(tier: str, members: list[dict], options: DupesOptions,
     }
 
 
-def _pick_keeper(pool: list[dict], rules: tuple[str, ...]) -> dict:
+def _pick_keeper(pool: list[FileRow], rules: tuple[str, ...]) -> FileRow:
     """Narrow ``pool`` rule by rule; ties end on the path."""
     for rule in rules:
         if len(pool) == 1:
@@ -296,18 +318,18 @@ def _pick_keeper(pool: list[dict], rules: tuple[str, ...]) -> dict:
     return min(pool, key=lambda f: f["path"])
 
 
-def _picture_pixels(f: dict) -> int:
+def _picture_pixels(f: FileRow) -> int:
     return (f.get("content_width") or f["width"] or 0) * (
         f.get("content_height") or f["height"] or 0)
 
 
-def _framed(f: dict) -> bool:
+def _framed(f: FileRow) -> bool:
     cw, ch, w, h = f.get("content_width"), f.get("content_height"), f["width"], f["height"]
     return bool(cw and ch and w and h and (cw < 0.985 * w or ch < 0.985 * h))
 
 
 # Keep rules other than "resolution": the smallest key wins.
-_RULE_KEYS: dict[str, Callable[[dict], Any]] = {
+_RULE_KEYS: dict[str, Callable[[FileRow], Any]] = {
     "size": lambda f: -(f["size"] or 0),
     "format": lambda f: _FORMAT_RANK.get(str(f["format"]).upper(), 4),
     "oldest": lambda f: f["mtime_ns"] or 0,
@@ -316,7 +338,7 @@ _RULE_KEYS: dict[str, Callable[[dict], Any]] = {
 }
 
 
-def _member(f: dict, keep: dict, tier: str, protected: bool) -> dict:
+def _member(f: FileRow, keep: FileRow, tier: str, protected: bool) -> dict:
     match = ("keep" if f is keep else "exact" if f["content_hash"] == keep["content_hash"]
              else tier)
     return {"path": f["path"], "hash": f["content_hash"], "size": f["size"],
