@@ -19,14 +19,13 @@ from findsimilar.errors import FindSimilarError, MissingFileError
 from findsimilar.text import human_size, printable
 
 from .backends import ProgressFn, choose_backend
-from .main import _fail
+from .main import NO_DAEMON, _fail
 from .progress import ProgressBar
 
 __all__ = ["dupes_group"]
 
 TIERS = ("exact", "near", "similar")
 KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path")
-_NO_DAEMON_HELP = "Run in this process instead of the daemon (also FINDSIMILAR_NO_DAEMON=1)."
 
 
 class _DefaultToList(click.Group):
@@ -88,7 +87,7 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option("--apply", "apply_", is_flag=True, help="Really do the --action; it is logged "
                                                      "and `findsimilar dupes undo` reverses it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
+@NO_DAEMON
 def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
              threshold: float | None, similar_threshold: float | None,
              keep_in: tuple[str, ...], keep_by: tuple[str, ...], as_json: bool,
@@ -292,7 +291,7 @@ def logs_cmd(as_json: bool) -> None:
 
 @dupes_group.command("ignore")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
+@NO_DAEMON
 def ignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
     """Mark photos as "not duplicates" of each other: they are never grouped together
     again (remembered by content, so renames keep the mark). One photo: its identical
@@ -308,7 +307,7 @@ def ignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
 
 @dupes_group.command("unignore")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--no-daemon", is_flag=True, help=_NO_DAEMON_HELP)
+@NO_DAEMON
 def unignore_cmd(paths: tuple[str, ...], no_daemon: bool) -> None:
     """Forget every "not duplicates" mark involving these photos.
 

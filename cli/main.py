@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -79,6 +80,19 @@ NO_DAEMON = click.option(
     "--no-daemon", is_flag=True,
     help="Run in this process instead of the daemon (loads the model; also "
          "FINDSIMILAR_NO_DAEMON=1).")
+
+
+def result_options(default_top: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-k/--top`` and ``--min-score``, as `search` and `show` take them (a page shows
+    more results by default than a terminal)."""
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--min-score", type=click.FloatRange(-1.0, 1.0),
+                               help="Only results with at least this cosine similarity."
+                               )(command)
+        return click.option("-k", "--top", "top", default=default_top, show_default=True,
+                            type=click.IntRange(min=1), help="How many results per photo."
+                            )(command)
+    return apply
 
 
 def _backend(no_daemon: bool) -> Backend:
@@ -167,10 +181,7 @@ def _summary_text(s: dict[str, Any]) -> str:
 
 @cli.command("search")
 @click.argument("photos", nargs=-1, required=True, type=click.Path())
-@click.option("-k", "--top", "top", default=10, show_default=True, type=click.IntRange(min=1),
-              help="How many results per photo.")
-@click.option("--min-score", type=click.FloatRange(-1.0, 1.0),
-              help="Only results with at least this cosine similarity.")
+@result_options(default_top=10)
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per query per line: {"query", "results": [{"path", "score"}]}.')
 @click.option("-0", "--null", "null", is_flag=True, help="NUL-separated paths, for xargs -0.")

@@ -25,7 +25,7 @@ from findsimilar.errors import EXIT_MISSING_FILE, EXIT_STORE, FindSimilarError
 
 from .backends import Backend, choose_backend, no_daemon_requested
 from .client import EXIT_NO_DAEMON
-from .main import NO_DAEMON
+from .main import NO_DAEMON, result_options
 from .showpage import QueryView, ResultView, prune_old_results, write_results
 
 __all__ = ["show_cmd"]
@@ -47,10 +47,7 @@ class _ShowFailure(Exception):
 
 @click.command("show")
 @click.argument("photos", nargs=-1, required=True, type=click.Path())
-@click.option("-k", "--top", "top", default=20, show_default=True, type=click.IntRange(min=1),
-              help="How many results per photo.")
-@click.option("--min-score", type=click.FloatRange(-1.0, 1.0),
-              help="Only results with at least this cosine similarity.")
+@result_options(default_top=20)
 @click.option("--out", "out", type=click.Path(file_okay=False),
               help="Write the page here (default: $XDG_CACHE_HOME/findsimilar/show/<hash>/).")
 @click.option("--print-path", is_flag=True, help="Print the page's path instead of opening it.")
