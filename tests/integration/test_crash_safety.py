@@ -121,7 +121,7 @@ def test_sigkill_at_50_random_moments_of_indexing_2000_photos_loses_and_repeats_
 
     rng = random.Random(SEED)
     early = [rng.random() < 0.2 for _ in range(KILLS)]
-    targets = iter(sorted(rng.sample(range(1, KILL_PHOTOS - 20), KILLS - sum(early))))
+    targets = iter(sorted(rng.sample(range(1, KILL_PHOTOS - 300), KILLS - sum(early))))
     committed = [0]
     for n in range(KILLS):
         moment = kill_at_a_random_moment(daemon, rng, 0 if early[n] else next(targets),
