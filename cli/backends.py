@@ -26,7 +26,8 @@ AUTOSTART_IDLE_EXIT = 600.0
 
 
 class Backend(Protocol):
-    def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]: ...
+    def index(self, paths: list[str], progress: ProgressFn | None,
+              rehash: bool = False) -> dict[str, Any]: ...
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]: ...
     def status(self) -> dict[str, Any]: ...
     def call(self, command: str, args: dict[str, Any],
@@ -42,8 +43,9 @@ class LocalBackend:
 
         self.engine = Engine(config)
 
-    def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]:
-        return self.engine.index_paths(paths, progress).as_dict()
+    def index(self, paths: list[str], progress: ProgressFn | None,
+              rehash: bool = False) -> dict[str, Any]:
+        return self.engine.index_paths(paths, progress, rehash=rehash).as_dict()
 
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
         out = []
@@ -81,9 +83,12 @@ class DaemonBackend:
     def __init__(self, client: DaemonClient) -> None:
         self.client = client
 
-    def index(self, paths: list[str], progress: ProgressFn | None) -> dict[str, Any]:
-        paths = [os.path.abspath(p) for p in paths]
-        return self._with_progress("index", {"paths": paths}, progress,
+    def index(self, paths: list[str], progress: ProgressFn | None,
+              rehash: bool = False) -> dict[str, Any]:
+        args: dict[str, Any] = {"paths": [os.path.abspath(p) for p in paths]}
+        if rehash:  # only then: an older daemon does not know the argument
+            args["rehash"] = True
+        return self._with_progress("index", args, progress,
                                    lambda info: info.get("progress") or {})
 
     def _with_progress(self, command: str, args: dict[str, Any], progress: ProgressFn | None,

@@ -123,19 +123,24 @@ def _damaged_store() -> StoreError | None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--rehash", is_flag=True,
+              help="Read and hash every file again, however unchanged it looks (only "
+                   "pictures not seen before go through the model).")
 @NO_DAEMON
-def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, no_daemon: bool) -> None:
+def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
+              no_daemon: bool) -> None:
     """Index photos in PATHS (folders are searched recursively).
 
-    Unchanged files are skipped by size and mtime; moved or renamed files are
-    re-linked by content hash without running the model. Files that cannot be
-    read are recorded with a reason and retried only when they change. Exits 0
-    even when some files fail.
+    Unchanged files (same inode, size, mtime and ctime) are skipped; moved or
+    renamed files are re-linked by content hash without running the model.
+    Files that cannot be read are recorded with a reason and retried when they
+    change. Exits 0 even when some files fail.
 
     \b
     Examples:
       findsimilar index ~/Pictures /mnt/photos
       findsimilar index --json ~/Pictures | jq .failed
+      findsimilar index --rehash ~/Pictures/2024   # verify every file's bytes
     """
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
@@ -145,7 +150,8 @@ def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, no_daemon: boo
     try:
         backend = _backend(no_daemon)
         try:
-            summary = backend.index(list(paths), bar if bar and bar.enabled else None)
+            summary = backend.index(list(paths), bar if bar and bar.enabled else None,
+                                    rehash=rehash)
         finally:
             backend.close()
             if bar:
@@ -551,19 +557,28 @@ def watch_list(as_json: bool) -> None:
 
 @cli.command("reindex")
 @click.argument("paths", nargs=-1, type=click.Path())
-def reindex_cmd(paths: tuple[str, ...]) -> None:
-    """Ask the daemon to rescan watched folders (all, or those given) in the background.
+@click.option("--rehash", is_flag=True,
+              help="Read and hash every file again, however unchanged its size, times and "
+                   "inode look (only pictures not seen before go through the model).")
+def reindex_cmd(paths: tuple[str, ...], rehash: bool) -> None:
+    """Ask the daemon to rescan watched folders in the background: all of them, or the
+    PATHS given (watched folders, or folders and files below them).
 
     \b
-    Example:
+    Examples:
       findsimilar reindex ~/Pictures
+      findsimilar reindex --rehash ~/Pictures/2024   # verify every file's bytes
     """
+    args: dict[str, Any] = {"paths": [os.path.abspath(p) for p in paths]}
+    if rehash:
+        args["rehash"] = True
     try:
-        _daemon_call("reindex", paths=[os.path.abspath(p) for p in paths])
+        _daemon_call("reindex", **args)
     except FindSimilarError as exc:
         _fail(exc)
         return
-    click.echo("rescan queued (`findsimilar status` shows progress)")
+    click.echo(("re-hash" if rehash else "rescan") +
+               " queued (`findsimilar status` shows progress)")
 
 
 def main() -> None:

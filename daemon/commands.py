@@ -25,6 +25,7 @@ from findsimilar.protocol import error_reply, ok_reply
 from .diskspace import DiskFull
 from .dupes import DupesOptions, options_from
 from .engine import Engine
+from .roots import Roots, identify
 from .watcher import Watcher
 
 __all__ = ["Commands", "Task"]
@@ -34,10 +35,18 @@ __all__ = ["Commands", "Task"]
 class Task:
     """Work for the indexing thread; ``done`` carries its result to whoever waits."""
 
-    kind: str  # "reconcile" | "ops" | "index"
+    kind: str  # "reconcile" | "ops" | "index" | "precheck" | "quit"
     payload: Any = None
     done: Future[Any] = field(default_factory=Future)
 
+
+@dataclass(frozen=True)
+class Rescan:
+    """A reconcile: every watched folder, or these paths (watched folders, or folders and
+    files below them); ``rehash`` reads every file again however unchanged it looks."""
+
+    paths: list[str] | None = None
+    rehash: bool = False
 
 
 class Commands:
@@ -50,11 +59,13 @@ class Commands:
     _tasks: queue.Queue[Task]
     _stop: threading.Event
     _dupes_runs: list[dict[str, int]]
-    _rescan: dict[str, str]
-    _unavailable: set[str]
+    folders: Roots
     _last_activity: float
 
     def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def roots(self) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def _store_damaged(self, error: StoreError) -> None:
@@ -122,11 +133,12 @@ class Commands:
         return self.engine.search_bytes(raw, k=int(k), min_score=min_score,
                                         name=name).as_dict()
 
-    def cmd_index(self, paths: list[str], wait: bool = True) -> dict[str, Any]:
+    def cmd_index(self, paths: list[str], wait: bool = True,
+                  rehash: bool = False) -> dict[str, Any]:
         for p in paths:
             if not os.path.lexists(p):
                 raise MissingFileError(f"no such file or folder: {p}")
-        task = Task("index", [os.path.abspath(p) for p in paths])
+        task = Task("index", Rescan([os.path.abspath(p) for p in paths], bool(rehash)))
         self._tasks.put(task)
         if not wait:
             return {"queued": True}
@@ -168,9 +180,9 @@ class Commands:
         path = os.path.abspath(path)
         if not os.path.isdir(path):
             raise MissingFileError(f"not a folder: {path}")
-        self.engine.reader().add_root(path, os.stat(path).st_dev, list(excludes or []))
+        self.engine.reader().add_root(path, identify(path), list(excludes or []))
         self.engine.reader().set_setting("roots_configured", "1")
-        self._tasks.put(Task("reconcile", [path]))
+        self._tasks.put(Task("reconcile", Rescan([path])))
         return {"path": path, "excludes": list(excludes or []), "queued": True}
 
     def cmd_watch_remove(self, path: str) -> dict[str, Any]:
@@ -179,16 +191,23 @@ class Commands:
         found = self.engine.reader().remove_root(path)
         self.engine.reader().set_setting("roots_configured", "1")
         self.watcher.remove_root(path)
-        self._rescan.pop(path, None)
-        self._unavailable.discard(path)
+        self.folders.forget(path)
         return {"path": path, "removed": found}
 
     def cmd_watch_list(self) -> list[dict[str, Any]]:
         return self.status()["roots"]
 
-    def cmd_reindex(self, paths: list[str] | None = None) -> dict[str, Any]:
-        self._tasks.put(Task("reconcile", [os.path.abspath(p) for p in paths or []] or None))
-        return {"queued": True}
+    def cmd_reindex(self, paths: list[str] | None = None,
+                    rehash: bool = False) -> dict[str, Any]:
+        """Rescan watched folders (all, or ``paths``: watched folders, or anything below
+        them or indexed); ``rehash`` reads every file again."""
+        chosen = [os.path.abspath(p) for p in paths or []]
+        watched = {r["path"] for r in self.roots()}
+        for p in chosen:
+            if p not in watched and not os.path.lexists(p):
+                raise MissingFileError(f"no such file or folder: {p}")
+        self._tasks.put(Task("reconcile", Rescan(chosen or None, bool(rehash))))
+        return {"queued": True, "rehash": bool(rehash)}
 
     def cmd_stop(self) -> dict[str, Any]:
         threading.Timer(0.05, self._stop.set).start()

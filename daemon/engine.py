@@ -133,13 +133,15 @@ class Engine:
         return self.reader().vectors(ids, self.extractor.dim)
 
     # -- verbs -----------------------------------------------------------------
-    def index_paths(self, paths: list[str], progress: ProgressFn | None = None) -> IndexSummary:
-        """Index files and folders recursively, then persist the index."""
+    def index_paths(self, paths: list[str], progress: ProgressFn | None = None,
+                    rehash: bool = False) -> IndexSummary:
+        """Index files and folders recursively, then persist the index (``rehash``: read
+        every file again, however unchanged it looks)."""
         for p in paths:
             if not os.path.lexists(p):
                 raise MissingFileError(f"no such file or folder: {p}")
         try:
-            return self.indexer.index_paths(paths, progress)
+            return self.indexer.index_paths(paths, progress, rehash=rehash)
         finally:
             self.save()
 
@@ -257,8 +259,9 @@ class Engine:
         rec = store.file(query)
         if rec is None or rec.status != "ok" or rec.content_hash is None:
             return None
-        if rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
-            return None
+        if (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) != (
+                st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
+            return None  # changed since it was indexed (or not known as read): read it now
         ids = store.feature_ids([rec.content_hash], self.extractor.id)
         fid = ids.get(rec.content_hash)
         return store.vector(fid) if fid is not None else None

@@ -2,7 +2,8 @@
 
 The pipeline per run:
 
-1. **scan** (stat only): new, changed, unchanged and vanished files;
+1. **scan** (stat only): new, changed, unchanged and vanished files; a file is
+   unchanged only if its inode, size, mtime *and* ctime are as stored (see store);
 2. **prepare** in worker threads, overlapping the model: read each new or
    changed file once, hash it (BLAKE2b-128), look its hash up; only unknown
    content is decoded (Pillow releases the GIL, so decoding runs in parallel
@@ -15,6 +16,7 @@ The pipeline per run:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -60,6 +62,10 @@ class IndexSummary:
     extracted: int = 0  # pictures that went through the model
     failed: list[tuple[str, str]] = field(default_factory=list)
     still_failing: int = 0  # unchanged files that failed before (not retried)
+    # Files that vanished or changed while this run read them (renamed, deleted or
+    # still being written): nothing is stored for them; their next event or the next
+    # run takes them as they are then.
+    unsettled: int = 0
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -67,22 +73,33 @@ class IndexSummary:
         return {"new": self.new, "changed": self.changed, "unchanged": self.unchanged,
                 "moved": self.moved, "removed": self.removed, "extracted": self.extracted,
                 "failed": [{"path": p, "reason": r} for p, r in self.failed],
-                "still_failing": self.still_failing, "seconds": round(self.seconds, 3),
+                "still_failing": self.still_failing, "unsettled": self.unsettled,
+                "seconds": round(self.seconds, 3),
                 "interrupted": self.interrupted}
 
 
 @dataclass
 class Prepared:
-    """A file after reading and hashing; either linkable, decodable or failed."""
+    """A file after reading and hashing; either linkable, decodable, failed or unsettled.
+
+    Its facts (size, mtime, inode, ctime) are those of the descriptor that was read;
+    None when the file could not be read, so that a failure is tried again."""
 
     path: str
-    size: int
-    mtime_ns: int
-    inode: int
+    size: int | None
+    mtime_ns: int | None
+    inode: int | None
+    ctime_ns: int | None
     content_hash: str | None = None
     feature_id: int | None = None
     decoded: DecodedImage | None = None
     error: str | None = None
+    unsettled: bool = False  # vanished or changed while being read: store nothing
+
+    def take_facts(self, st: os.stat_result | None) -> None:
+        self.size, self.mtime_ns, self.inode, self.ctime_ns = (
+            (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if st is not None
+            else (None, None, None, None))
 
 
 def hash_file(fd: int, size: int, limit: int) -> tuple[str, bytes | None]:
@@ -117,11 +134,14 @@ class Indexer:
     # -- public ----------------------------------------------------------------
     def index_paths(self, roots: Iterable[str], progress: ProgressFn | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    exclude: Iterable[str] = (), explicit_files: bool = True) -> IndexSummary:
+                    exclude: Iterable[str] = (), explicit_files: bool = True,
+                    rehash: bool = False) -> IndexSummary:
         """Index files and folders (recursively); returns what changed.
 
         ``should_stop`` is polled between files: when it returns True the run
-        commits what it has and returns early with ``interrupted`` set.
+        commits what it has and returns early with ``interrupted`` set. ``rehash``
+        reads and hashes every file, however unchanged its facts look (only content
+        not seen before goes through the model).
         """
         self._should_stop = should_stop or (lambda: False)
         started = time.monotonic()
@@ -133,7 +153,7 @@ class Indexer:
                             problems=problems, exclude=exclude,
                             explicit_files=explicit_files))
         summary.failed.extend((_stored_path(p.path), p.reason) for p in problems)
-        todo, old_hashes = self._triage(scanned, known, summary)
+        todo, old_hashes = self._triage(scanned, known, summary, rehash)
         # A root we could not read (unmounted, permissions) is not a mass deletion.
         unreadable = {_stored_path(p.path) for p in problems}
         vanished = {p for p in set(known) - {_stored_path(f.path) for f in scanned}
@@ -154,13 +174,17 @@ class Indexer:
         return known
 
     def _triage(self, scanned: list[ScannedFile], known: dict[str, FileRecord],
-                summary: IndexSummary) -> tuple[list[ScannedFile], set[str]]:
+                summary: IndexSummary, rehash: bool = False,
+                ) -> tuple[list[ScannedFile], set[str]]:
         todo: list[ScannedFile] = []
         old_hashes: set[str] = set()
+        adopted: list[tuple[str, int]] = []
         stale = set(self.store.hashes_needing_features(self.extractor.id))
         for f in scanned:
             rec = known.get(_stored_path(f.path))
-            if rec and rec.size == f.size and rec.mtime_ns == f.mtime_ns:
+            if rec and not rehash and _same_file(rec, f):
+                if rec.ctime_ns is None:
+                    adopted.append((rec.path, f.ctime_ns))
                 if rec.status == "ok" and rec.content_hash in stale:
                     stale.discard(rec.content_hash)  # model changed: one re-extraction per hash
                     todo.append(f)
@@ -172,6 +196,8 @@ class Indexer:
             if rec and rec.content_hash:
                 old_hashes.add(rec.content_hash)
             todo.append(f)
+        if adopted:
+            self.store.adopt_ctimes(adopted)
         return todo, old_hashes
 
     def _process(self, todo: list[ScannedFile], known: dict[str, FileRecord],
@@ -200,7 +226,9 @@ class Indexer:
                 if nxt is not None:
                     pending.append(pool.submit(self._prepare, nxt))
                 self._count(item, known, moved_from, summary)
-                if item.decoded is not None:
+                if item.unsettled:
+                    pass
+                elif item.decoded is not None:
                     batch.append(item)
                 else:
                     rows.append(self._row(item))
@@ -225,7 +253,9 @@ class Indexer:
 
     def _count(self, item: Prepared, known: dict[str, FileRecord], moved_from: set[str | None],
                summary: IndexSummary) -> None:
-        if item.error is not None:
+        if item.unsettled:
+            summary.unsettled += 1
+        elif item.error is not None:
             summary.failed.append((item.path, item.error))
         elif item.path in known:
             if known[item.path].content_hash != item.content_hash:
@@ -239,18 +269,17 @@ class Indexer:
 
     def _prepare(self, f: ScannedFile) -> Prepared:
         """Worker thread: read, hash, look up, and decode only unknown content."""
-        item = Prepared(f.path, f.size, f.mtime_ns, f.inode)
+        item = Prepared(f.path, f.size, f.mtime_ns, f.inode, f.ctime_ns)
         if not _storable(f.path):  # recorded under a printable name, never opened
             item.path, item.error = _printable(f.path), BAD_NAME
             return item
         try:
             fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError as exc:
-            item.error = f"cannot open: {exc.strerror or exc}"
-            return item
+            return _unopened(item, exc)
         try:
             st = os.fstat(fd)
-            item.size, item.mtime_ns, item.inode = st.st_size, st.st_mtime_ns, st.st_ino
+            item.take_facts(st)
             if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since the scan
                 item.error = "not a regular file"
                 return item
@@ -259,8 +288,12 @@ class Indexer:
                 item.error = "not a recognised image format (a big file, not read further)"
                 return item
             item.content_hash, data = hash_file(fd, st.st_size, self.config.max_in_memory_bytes)
+            if _facts(os.fstat(fd)) != _facts(st):  # written to while we read it
+                item.unsettled = True
+                return item
         except OSError as exc:
             item.error = f"cannot read: {exc.strerror or exc}"
+            item.take_facts(None)  # an I/O error may pass: try again next time
             return item
         finally:
             os.close(fd)
@@ -294,7 +327,7 @@ class Indexer:
     def _row(self, item: Prepared) -> dict[str, object]:
         row: dict[str, object] = {
             "path": item.path, "size": item.size, "mtime_ns": item.mtime_ns,
-            "inode": item.inode, "content_hash": item.content_hash,
+            "inode": item.inode, "ctime_ns": item.ctime_ns, "content_hash": item.content_hash,
             "status": "failed" if item.error else "ok", "error": item.error,
         }
         decoded = item.decoded
@@ -371,8 +404,58 @@ class Indexer:
         self._drop_orphans(orphans)
         return moved
 
+    def keep_facts_of_renamed(self, path: str) -> None:
+        """A rename sets the renamed file's ctime: record it for a file that is otherwise
+        the one stored (same inode, size and mtime), so that a file moved by hand is not
+        read again. Only for a move the watcher saw with no change pending on the file
+        (a write before the rename comes as its own event). Files in a renamed folder
+        keep their ctime: nothing to do for them."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        rec = self.store.file(_stored_path(path)) if stat.S_ISREG(st.st_mode) else None
+        if (rec is not None and rec.ctime_ns is not None and rec.inode == st.st_ino
+                and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns):
+            self.store.adopt_ctimes([(rec.path, st.st_ctime_ns)])
+
 
 BAD_NAME = "the file name is not valid UTF-8 (rename the file to index it)"
+
+
+def _same_file(rec: FileRecord, f: ScannedFile) -> bool:
+    """Whether the stored row still describes the file: same inode, size, mtime and ctime.
+
+    A row from before ctime was recorded (NULL) is taken as the same file when its inode,
+    size and mtime match, once: its ctime is then recorded. Re-reading every photo at the
+    upgrade would cost hours on a big library; `findsimilar reindex --rehash` verifies
+    them all. A failed row without facts (a file that could not be read) is never the
+    same: it is tried again.
+    """
+    if rec.size != f.size or rec.mtime_ns != f.mtime_ns or rec.inode != f.inode:
+        return False
+    if rec.ctime_ns is None:
+        return rec.status == "ok"
+    return rec.ctime_ns == f.ctime_ns
+
+
+def _facts(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _unopened(item: Prepared, exc: OSError) -> Prepared:
+    """A file that could not be opened: gone since the scan (renamed or deleted while this
+    run went on: nothing is stored, its move or deletion is handled as such), or failed
+    with the facts of what is there now, so a chmod or a new file is tried again."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        item.unsettled = True
+        return item
+    item.error = f"cannot open: {exc.strerror or exc}"
+    try:
+        item.take_facts(os.lstat(item.path))
+    except OSError:
+        item.unsettled = True
+    return item
 
 
 def _identifiable(fd: int) -> bool:

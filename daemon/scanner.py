@@ -39,6 +39,7 @@ class ScannedFile:
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _consider(path: str, st: os.stat_result, known: dict[str, tuple[int, int]],
               problems: list[ScanProblem] | None, explicit: bool = False) -> Iterator[ScannedFile]:
     if not stat.S_ISREG(st.st_mode):
         return
-    record = ScannedFile(path, st.st_size, st.st_mtime_ns, st.st_ino)
+    record = ScannedFile(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     if path in known:
         yield record
         return

@@ -6,7 +6,8 @@ Threads:
     except for one model batch when a query needs the model);
   * fs-index: the only writer; runs the start-up reconcile, then watcher
     operations, in order;
-  * watchdog's threads and fs-debounce: file events -> settled operations.
+  * watchdog's threads and fs-debounce: file events -> settled operations;
+  * fs-roots: notices a watched folder renamed away, replaced or (un/re)mounted (roots).
 
 SIGTERM: stop accepting, let the indexer commit its current batch, save the
 index atomically, exit (well inside systemd's 10 s; target 5 s).
@@ -35,12 +36,13 @@ from findsimilar.config import Config, default_pictures_dir, standard_data_dir
 from findsimilar.errors import FindSimilarError, StoreError, store_damage
 from findsimilar.text import is_under
 
-from .commands import Commands, Task
+from .commands import Commands, Rescan, Task
 from .diskspace import DiskFull, DiskFullError
 from .dupes import DupesOptions
 from .engine import Engine
 from .indexer import IndexSummary
 from .logs import flush_repeats
+from .roots import Roots, availability, identify, mount_points
 from .server import SocketServer, bind_unix_socket
 from .watcher import Delete, Move, Op, Upsert, Watcher
 
@@ -89,8 +91,9 @@ class Daemon(Commands):
         self._generation = 0  # counts finished indexing tasks
         self._last_work = time.monotonic()  # when the last task ended (queries do not count)
         self._prechecked = -1  # the generation whose duplicate candidates were all checked
-        self._rescan: dict[str, str] = {}  # root -> why it is rescanned, not watched
-        self._unavailable: set[str] = set()
+        # How each watched folder is followed, and whether its path still holds it.
+        self.folders = Roots(self.roots, self._roots_changed)
+        self._last_rescan = time.monotonic()
         self._lock_fd: int | None = None
         # Since start: pictures through the model (a move must not add to it).
         self._totals = {"extracted": 0, "indexing_runs": 0}
@@ -116,11 +119,12 @@ class Daemon(Commands):
                 signal.signal(sig, lambda *_: self._stop.set())
             # Queued before the first client is served, so that tasks run in the order
             # clients see: the start-up reconcile, then whatever they ask for.
-            self._tasks.put(Task("reconcile", None))
+            self._tasks.put(Task("reconcile", Rescan()))
             server.start()
             self.watcher.start()
             worker = threading.Thread(target=self._work, name="fs-index", daemon=True)
             worker.start()
+            threading.Thread(target=self._watch_roots, name="fs-roots", daemon=True).start()
             systemd.notify_ready(f"serving on {self.config.socket_path}")
             log.info("findsimilar %s serving %s (data in %s)", __version__,
                      self.config.socket_path, self.config.data_dir)
@@ -227,24 +231,34 @@ class Daemon(Commands):
             return [{"path": str(pictures), "dev": None, "excludes": [], "default": True}]
         return roots
 
-    def _root_available(self, root: dict[str, Any]) -> bool:
-        """False for a root that is missing, or an empty mount point of another disk."""
-        path = root["path"]
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        if root.get("dev") is not None and st.st_dev != root["dev"]:
-            return False
-        return os.path.isdir(path)
-
     def _watch_failed(self, root: str, why: str) -> None:
-        self._rescan[root] = why
+        self.folders.set_rescan(root, why)
 
     def _root_gone(self, root: str) -> None:
-        self._unavailable.add(root)
+        """watchdog saw the watched folder itself deleted (its watch is over)."""
+        self._roots_changed([root])
+
+    def _roots_changed(self, paths: list[str]) -> None:
+        """These watched paths no longer hold the folder that is watched (or came back):
+        drop their watches at once, so that no event of a folder moved elsewhere is taken
+        for one of the path, and reconcile them (which decides what they hold now)."""
         assert self.watcher is not None
-        self.watcher.remove_root(root)
+        for path in paths:
+            self.watcher.remove_root(path)
+        self._tasks.put(Task("reconcile", Rescan(list(paths))))
+
+    def _watch_roots(self) -> None:
+        """Thread fs-roots: compare each watched path with the folder it holds, twice a
+        second (a stat per folder; a hung network mount stalls only this thread)."""
+        while not self._stop.wait(0.5):
+            try:
+                self.folders.check()
+            except Exception as exc:
+                damage = store_damage(self.config.store_path, exc)
+                if damage is not None:
+                    self._store_damaged(damage)
+                else:
+                    log.exception("checking the watched folders failed")
 
     def _tick(self) -> None:
         """The main thread's periodic work; a failure is logged, never fatal (but for a
@@ -266,7 +280,7 @@ class Daemon(Commands):
         now = time.monotonic()
         if self.disk.space_back():
             self.disk.resume()
-            self._tasks.put(Task("reconcile", None))  # catches up on what was skipped
+            self._tasks.put(Task("reconcile", Rescan()))  # catches up on what was skipped
         if (self.idle_exit and now - self._last_activity > self.idle_exit
                 and self._tasks.empty() and self._progress.state == "idle" and not self.roots()):
             log.info("idle for %.0f s with no folder to watch: exiting", self.idle_exit)
@@ -280,16 +294,11 @@ class Daemon(Commands):
             self._save_index()
         if self._precheck_due(now):
             self._tasks.put(Task("precheck", self._generation))
-        last = getattr(self, "_last_periodic", 0.0)
-        if now - last < min(self.config.rescan_interval, 60.0):
-            return
-        self._last_periodic = now
-        due = list(self._unavailable)  # came back yet? (checked every minute)
-        if now - getattr(self, "_last_rescan", 0.0) >= self.config.rescan_interval:
+        if now - self._last_rescan >= self.config.rescan_interval:
             self._last_rescan = now
-            due += list(self._rescan)  # not watched by inotify: rescanned instead
-        if due:
-            self._tasks.put(Task("reconcile", sorted(set(due))))
+            due = self.folders.paths("rescan")  # not watched by inotify: rescanned instead
+            if due:
+                self._tasks.put(Task("reconcile", Rescan(due)))
 
     def _save_index(self) -> None:
         assert self.engine is not None
@@ -345,7 +354,7 @@ class Daemon(Commands):
                 raise DiskFullError(self.disk.problem)
             return None
         if task.kind == "reconcile":
-            return self._reconcile(task.payload)
+            return self._reconcile(task.payload or Rescan())
         if task.kind == "ops":
             ops = list(task.payload)
             while not self._tasks.empty():  # coalesce a storm of events into one pass
@@ -355,7 +364,8 @@ class Daemon(Commands):
                 ops.extend(self._tasks.get_nowait().payload)
             return self._apply_ops(ops)
         if task.kind == "index":
-            return self._index(task.payload, "indexing").as_dict()
+            job = task.payload
+            return self._index(job.paths, "indexing", rehash=job.rehash).as_dict()
         if task.kind == "precheck":
             return self._precheck(task.payload)
         raise ValueError(task.kind)
@@ -385,7 +395,7 @@ class Daemon(Commands):
         return stats
 
     def _index(self, paths: list[str], state: str, exclude: list[str] | None = None,
-               explicit: bool = True, save: bool = True) -> IndexSummary:
+               explicit: bool = True, save: bool = True, rehash: bool = False) -> IndexSummary:
         assert self.engine is not None
         self._progress = _Progress(state=state, started=time.monotonic())
 
@@ -395,7 +405,7 @@ class Daemon(Commands):
 
         summary = self.engine.indexer.index_paths(
             paths, progress, should_stop=self._stop.is_set, exclude=exclude or (),
-            explicit_files=explicit)
+            explicit_files=explicit, rehash=rehash)
         self._totals["extracted"] += summary.extracted
         self._totals["indexing_runs"] += 1
         if save:
@@ -403,55 +413,113 @@ class Daemon(Commands):
         systemd.notify_status(self._status_line())
         return summary
 
-    def _reconcile(self, only: list[str] | None) -> dict[str, Any]:
-        assert self.watcher is not None
-        done = {}
-        for root in self.roots():
+    def _reconcile(self, job: Rescan) -> dict[str, Any]:
+        """Bring watched folders (all, or ``job.paths``) in step with the disk: each is
+        watched as the folder its path holds now and scanned; paths below a watched
+        folder (or indexed with `index`) are scanned with their folder's excludes."""
+        done: dict[str, Any] = {}
+        roots = self.roots()
+        for root in roots:
             path = root["path"]
-            if only and path not in only:
+            if job.paths is not None and path not in job.paths:
                 continue
-            if not self._root_available(root):
-                if path not in self._unavailable:
-                    log.warning("watched folder %s is not available; keeping its files", path)
-                self._unavailable.add(path)
-                self.watcher.remove_root(path)
+            self.folders.reconciling(path)
+            if not self._follow(root):
                 continue
-            self._unavailable.discard(path)
-            # Before the scan; a root inotify could not watch is tried again (the limit
-            # may have been raised since, as the log advised).
-            if self.watcher.add_root(path, root.get("excludes", [])):
-                self._rescan.pop(path, None)
-            summary = self._index([path], "reconciling", exclude=root.get("excludes", []))
+            summary = self._index([path], "reconciling", exclude=root.get("excludes", []),
+                                  rehash=job.rehash)
             done[path] = summary.as_dict()
             log.info("reconciled %s: %d new, %d changed, %d moved, %d removed, %d failed",
                      path, summary.new, summary.changed, summary.moved, summary.removed,
                      len(summary.failed))
+        chosen = {r["path"] for r in roots}
+        for path in job.paths or []:
+            if path not in chosen and os.path.lexists(path) and self.folders.intact(path):
+                summary = self._index([path], "reconciling", rehash=job.rehash,
+                                      exclude=list(_excludes_for(path, roots)))
+                done[path] = summary.as_dict()
         return done
 
+    def _follow(self, root: dict[str, Any]) -> bool:
+        """Watch ``root``'s path as the folder it holds now; False (and the folder marked
+        unavailable, its photos kept) if it holds none, or an empty mount point."""
+        assert self.watcher is not None and self.engine is not None
+        path = root["path"]
+        mounts = mount_points()
+        now = identify(path, mounts)
+        why = availability(root, now, mounts)
+        if why is not None or now is None:
+            if self.folders.set_unavailable(path, why or "not there"):
+                log.warning("watched folder %s: %s", path, why)
+            self.watcher.remove_root(path)
+            return False
+        watched = self.folders.state(path).watched
+        if watched is not None and watched[:2] != now[:2]:
+            self.watcher.remove_root(path)  # its watch followed the folder that was here
+        if not root.get("default") and (root.get("dev"), root.get("ino"),
+                                         root.get("mount")) != now:
+            if root.get("ino") is not None:
+                log.warning("watched folder %s holds another folder now (recreated or "
+                            "remounted): scanning it", path)
+            self.engine.store.set_root_identity(path, now)
+        # Before the scan; a root inotify could not watch is tried again (the limit may
+        # have been raised since, as the log advised).
+        watching = self.watcher.add_root(path, root.get("excludes", []))
+        self.folders.set_watching(path, now, rescan_why=None if watching else (
+            self.folders.state(path).why or "inotify could not watch it"))
+        return True
+
     def _apply_ops(self, ops: list[Op]) -> int:
-        assert self.engine is not None
-        indexer = self.engine.indexer
+        """Apply settled file events. Events are hints of where to look, not facts: one
+        whose watched folder is gone or replaced is dropped (that folder's reconcile
+        covers it), and a move or deletion is applied only if the disk agrees."""
         upserts: list[str] = []
+        recheck: list[str] = []
+        intact: dict[str | None, bool] = {}
         for op in ops:
+            where = op.src if isinstance(op, Move) else op.path
+            root = self.folders.root_of(where)
+            if root not in intact:
+                intact[root] = self.folders.intact(where)
+            if not intact[root]:
+                continue
             if isinstance(op, Upsert):
                 upserts.append(op.path)
                 continue
             if upserts:  # keep the order: changes before this move/delete happen first
                 self._index_changed(upserts)
                 upserts = []
-            if isinstance(op, Move):
-                if indexer.move_path(op.src, op.dst) == 0:
-                    upserts.append(op.dst)  # moved in from an excluded or unknown place
-            elif isinstance(op, Delete) and not self._under_unavailable_root(op.path):
-                indexer.remove_paths([op.path])
-        if upserts:
-            self._index_changed(upserts)
+            recheck += self._apply_move(op) if isinstance(op, Move) else self._apply_delete(op)
+        # Moved and deleted paths are looked at once more, as they are now, at the end of
+        # the batch (not before: a file renamed twice is at neither earlier name).
+        self._index_changed(upserts + recheck)
         # No save here: rewriting the whole index file per event costs ~46 ms at 10k
         # photos under the lock searches need. _periodic saves within 30 s; a crash
         # before that is repaired from SQLite at the next start.
         return len(ops)
 
+    def _apply_move(self, op: Move) -> list[str]:
+        """Re-point the rows of a renamed file or folder; returns the paths to look at."""
+        assert self.engine is not None
+        if os.path.lexists(op.src):
+            # Something is at the source: the event does not describe this path (a folder
+            # moved out of the tree is still reported under its old name by its watch),
+            # or the name was reused at once. Both paths are taken as they are.
+            return [op.src, op.dst]
+        if self.engine.indexer.move_path(op.src, op.dst) and op.settled:
+            self.engine.indexer.keep_facts_of_renamed(op.dst)
+        return [op.dst]  # a folder's files not known yet (mid-scan renames) are found
+
+    def _apply_delete(self, op: Delete) -> list[str]:
+        assert self.engine is not None
+        if os.path.lexists(op.path):
+            return [op.path]  # something is there: not a deletion of this path
+        self.engine.indexer.remove_paths([op.path])
+        return []
+
     def _index_changed(self, paths: list[str]) -> None:
+        if not paths:
+            return
         present = [p for p in dict.fromkeys(paths) if os.path.lexists(p)]
         gone = [p for p in dict.fromkeys(paths) if not os.path.lexists(p)]
         if gone:
@@ -463,9 +531,6 @@ class Daemon(Commands):
         for excludes, group in by_excludes.items():
             self._index(group, "indexing", exclude=list(excludes), explicit=False,
                         save=False)
-
-    def _under_unavailable_root(self, path: str) -> bool:
-        return any(is_under(path, r) for r in self._unavailable)
 
     # -- status ------------------------------------------------------------------------
     def _queued(self) -> int:
@@ -504,11 +569,14 @@ class Daemon(Commands):
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [{"path": r["path"], "excludes": r.get("excludes", []),
                        "default": bool(r.get("default")),
-                       "mode": ("unavailable" if r["path"] in self._unavailable else
-                                "rescan" if r["path"] in self._rescan else "watch"),
-                       "why": self._rescan.get(r["path"])} for r in self.roots()],
+                       **self._mode(r["path"])} for r in self.roots()],
         })
         return info
+
+
+    def _mode(self, path: str) -> dict[str, Any]:
+        state = self.folders.state(path)
+        return {"mode": state.mode, "why": state.why}
 
 
 # What a task was doing, for the log line of a full disk.

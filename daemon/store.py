@@ -7,7 +7,12 @@ Two ideas shape the schema:
   (content hash, extractor). Identical files share a vector, and a renamed or
   moved file is re-linked by its hash without running the model.
 * **Status is data.** A file that cannot be decoded is a ``failed`` row with a
-  reason; it is retried only when its size or mtime changes.
+  reason; it is retried only when the file changes.
+* **A change is a change of any of inode, size, mtime or ctime.** Size and mtime
+  alone miss a rewrite that keeps both (``cat other > a.jpg; touch -d ...``; an EXIF
+  edit with ``exiftool -P``); the kernel sets ctime on every write, rename, chmod or
+  link, and no user can set it back. A row's facts are those of the file as it was
+  read: a file that could not be read is stored without them, so it is tried again.
 
 The FAISS index stores feature ids; it is a cache rebuilt from here.
 """
@@ -89,14 +94,30 @@ def m005_content_size(db: sqlite_utils.Database) -> None:
     db.execute("alter table files add column content_height integer")
 
 
+@migrations()
+def m006_change_facts(db: sqlite_utils.Database) -> None:
+    # ctime: see the module docstring. NULL for rows made before it was recorded (and
+    # for files that could not be read).
+    db.execute("alter table files add column ctime_ns integer")
+    # A watched folder is a path *and* the folder that was there: its inode, and the
+    # mount point of the filesystem holding it (an empty mount point is not the disk).
+    db.execute("alter table roots add column ino integer")
+    db.execute("alter table roots add column mount text")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str
-    size: int
-    mtime_ns: int
+    size: int | None
+    mtime_ns: int | None
     status: str  # "ok" | "failed"
     content_hash: str | None
     error: str | None
+    inode: int | None = None
+    ctime_ns: int | None = None
+
+
+_RECORD = "path, size, mtime_ns, status, content_hash, error, inode, ctime_ns"
 
 
 class Store:
@@ -126,15 +147,12 @@ class Store:
 
     # -- files ---------------------------------------------------------------
     def file(self, path: str) -> FileRecord | None:
-        rows = list(self.db.query(
-            "select path, size, mtime_ns, status, content_hash, error from files where path = ?",
-            [path]))
+        rows = list(self.db.query(f"select {_RECORD} from files where path = ?", [path]))
         return FileRecord(**rows[0]) if rows else None
 
     def files_under(self, root: str) -> Iterator[FileRecord]:
         """Every file at ``root`` or below it (``root`` is an absolute path)."""
-        sql = ("select path, size, mtime_ns, status, content_hash, error from files "
-               "where " + _UNDER)
+        sql = f"select {_RECORD} from files where {_UNDER}"
         for row in self.db.query(sql, _under_params(root)):
             yield FileRecord(**row)
 
@@ -143,6 +161,13 @@ class Store:
         records = [{**r, "updated_at": now} for r in rows]
         if records:
             self.db["files"].upsert_all(records, pk="path", alter=False)  # type: ignore[union-attr]
+
+    def adopt_ctimes(self, facts: Iterable[tuple[str, int]]) -> None:
+        """Record the ctime of files whose stored inode, size and mtime still match (rows
+        from before ctime was recorded; files renamed by a watched move)."""
+        with self.db.atomic():
+            self.db.conn.executemany("update files set ctime_ns = ? where path = ?",
+                                     [(ctime, path) for path, ctime in facts])
 
     def delete_files(self, paths: Iterable[str]) -> set[str]:
         """Delete file rows; return the content hashes that no ok file uses any more."""
@@ -179,13 +204,24 @@ class Store:
 
     # -- watched roots -----------------------------------------------------------
     def roots(self) -> list[dict[str, object]]:
-        return [{**r, "excludes": json.loads(r["excludes"] or "[]")}
-                for r in self.db.query("select path, dev, excludes from roots order by path")]
+        """The watched folders: path, excludes, and the identity of the folder that was
+        there (dev, ino, mount; None where not known yet)."""
+        return [{**r, "excludes": json.loads(r["excludes"] or "[]")} for r in self.db.query(
+            "select path, dev, ino, mount, excludes from roots order by path")]
 
-    def add_root(self, path: str, dev: int, excludes: list[str]) -> None:
+    def add_root(self, path: str, identity: tuple[int, int, str] | None,
+                 excludes: list[str]) -> None:
+        dev, ino, mount = identity or (None, None, None)
         self.db["roots"].upsert(  # type: ignore[union-attr]
-            {"path": path, "dev": dev, "excludes": json.dumps(excludes),
-             "added_at": time.time()}, pk="path")
+            {"path": path, "dev": dev, "ino": ino, "mount": mount,
+             "excludes": json.dumps(excludes), "added_at": time.time()}, pk="path")
+
+    def set_root_identity(self, path: str, identity: tuple[int, int, str]) -> None:
+        """The folder at a watched path is now this one (it was remounted, or recreated)."""
+        dev, ino, mount = identity
+        with self.db.atomic():
+            self.db.execute("update roots set dev = ?, ino = ?, mount = ? where path = ?",
+                            [dev, ino, mount, path])
 
     def remove_root(self, path: str) -> bool:
         with self.db.atomic():

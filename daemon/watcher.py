@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 class Move:
     src: str
     dst: str
+    # No change of the file was pending when it moved: its stored facts may follow it.
+    settled: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ Sink = Callable[[list[Op]], None]
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: Watcher, root: str, excludes: list[str]) -> None:
         self.watcher, self.root, self.excludes = watcher, root, excludes
+        self.retired = False  # its watch is dropped: events still in flight are not ours
 
     def _excluded(self, path: str) -> bool:
         rel = os.path.relpath(path, self.root)
@@ -84,7 +87,8 @@ class _Handler(FileSystemEventHandler):
             is_excluded_dir(parts[-1], self.excludes) and os.path.isdir(path))
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent, DirModifiedEvent)):
+        if self.retired or isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent,
+                                              DirModifiedEvent)):
             return
         src = os.fsdecode(event.src_path)
         if isinstance(event, FileSystemMovedEvent):
@@ -127,6 +131,8 @@ class Watcher:
         self.on_watch_failed = on_watch_failed or (lambda root, why: None)
         self.on_root_gone = on_root_gone or (lambda root: None)
         self._observer = Observer()
+        # add_root and remove_root come from the indexing thread and fs-roots.
+        self._roots_lock = threading.RLock()
         self._watches: dict[str, ObservedWatch] = {}
         self._handlers: dict[str, _Handler] = {}
         self._dirty: dict[str, tuple[float, bool]] = {}  # path -> (last event, closed)
@@ -152,7 +158,10 @@ class Watcher:
     def add_root(self, root: str, excludes: Iterable[str] = ()) -> bool:
         """Start watching ``root`` recursively; False if inotify could not watch all of
         it (see log): then none of it is watched."""
-        excludes = list(excludes)
+        with self._roots_lock:
+            return self._add_root(root, list(excludes))
+
+    def _add_root(self, root: str, excludes: list[str]) -> bool:
         if root in self._watches:
             with contextlib.suppress(KeyError):  # `watch add` again may change them
                 self._handlers[root].excludes = excludes
@@ -181,11 +190,16 @@ class Watcher:
         return False
 
     def remove_root(self, root: str) -> None:
-        watch = self._watches.pop(root, None)
-        self._handlers.pop(root, None)
-        if watch is not None:
-            with contextlib.suppress(KeyError, OSError):
-                self._observer.unschedule(watch)
+        """Stop watching ``root``; its handler ignores whatever its watch still reports,
+        and changes seen under it but not settled are forgotten."""
+        with self._roots_lock:
+            watch = self._watches.pop(root, None)
+            handler = self._handlers.pop(root, None)
+            if handler is not None:
+                handler.retired = True
+            if watch is not None:
+                with contextlib.suppress(KeyError, OSError):
+                    self._observer.unschedule(watch)
         with self._lock:
             self._forget(root)
 
@@ -220,9 +234,10 @@ class Watcher:
 
     def record_move(self, src: str, dst: str, *, is_dir: bool) -> None:
         with self._lock:
-            for path in [p for p in self._dirty if is_under(p, src)]:
+            pending = [p for p in self._dirty if is_under(p, src)]
+            for path in pending:
                 self._dirty[dst + path[len(src):]] = self._dirty.pop(path)
-            self._ready.append(Move(src, dst))
+            self._ready.append(Move(src, dst, settled=not pending))
         self._wake.set()
 
     def report_root_gone(self, root: str) -> None:
