@@ -8,6 +8,7 @@ handles to the store and the index.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -58,11 +59,12 @@ class Engine:
     def __init__(self, config: Config, extractor: FeatureExtractor | None = None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.store_path)
+        self.store = Store(config.store_path, busy_timeout=config.busy_timeout)
         self.extractor = extractor or create_extractor(config.extractor, config.model_threads)
         self.index_path = config.data_dir / f"index-{_slug(self.extractor.id)}.faiss"
         for leftover in config.data_dir.glob(self.index_path.name + ".*.tmp"):
-            leftover.unlink(missing_ok=True)  # a save that was killed half-way
+            with contextlib.suppress(OSError):  # (a read-only data dir keeps it)
+                leftover.unlink()  # a save that was killed half-way
         self._readers = threading.local()
         self._reader_stores: list[Store] = []
         self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
@@ -75,15 +77,34 @@ class Engine:
         self._indexer: Indexer | None = None
         self.store.set_setting("extractor", self.extractor.id)
         if self.repair.reason:
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:  # a read-only data dir: serve from memory meanwhile
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                log.error("the repaired index cannot be saved in %s (%s); it is kept in "
+                          "memory", config.data_dir, exc.strerror)
 
     def close(self) -> None:
+        """Save the index and close the store (also when the save fails: then raises)."""
         self.builder.stop()
-        self.save()
-        self.store.close()
-        for reader in self._reader_stores:
-            with contextlib.suppress(Exception):
-                reader.close()
+        try:
+            self.save()
+        finally:
+            self.store.close()
+            for reader in self._reader_stores:
+                with contextlib.suppress(Exception):
+                    reader.close()
+
+    def reopen_store(self) -> None:
+        """Open the writer connection anew (indexing thread): one opened while the store
+        was read-only stays read-only after its permissions are fixed."""
+        old, self.store = self.store, Store(self.config.store_path,
+                                            busy_timeout=self.config.busy_timeout)
+        if self._indexer is not None:
+            self._indexer.store = self.store
+        with contextlib.suppress(Exception):
+            old.close()
 
     @property
     def indexer(self) -> Indexer:

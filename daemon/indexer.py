@@ -203,6 +203,14 @@ class Indexer:
     def _process(self, todo: list[ScannedFile], known: dict[str, FileRecord],
                  moved_from: set[str | None], summary: IndexSummary,
                  progress: ProgressFn | None) -> None:
+        try:
+            self._pipeline(todo, known, moved_from, summary, progress)
+        finally:  # also when a commit fails (a locked store: the pass is run again)
+            self._close_worker_connections()
+
+    def _pipeline(self, todo: list[ScannedFile], known: dict[str, FileRecord],
+                  moved_from: set[str | None], summary: IndexSummary,
+                  progress: ProgressFn | None) -> None:
         batch: list[Prepared] = []
         rows: list[dict[str, object]] = []
         linked: set[int] = set()
@@ -242,7 +250,6 @@ class Indexer:
                     progress(done, len(todo))
         self._flush(batch, rows, summary)
         self._ensure_indexed(linked)
-        self._close_worker_connections()
 
     def _close_worker_connections(self) -> None:
         with self._conns_lock:

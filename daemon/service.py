@@ -19,6 +19,7 @@ file is left as it is); a full disk pauses indexing, not searching (see ``disksp
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -29,6 +30,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from findsimilar import __version__, systemd
@@ -44,6 +46,7 @@ from .indexer import IndexSummary
 from .logs import flush_repeats
 from .roots import Roots, availability, identify, mount_points
 from .server import SocketServer, bind_unix_socket
+from .storeaccess import StoreAccess
 from .watcher import Delete, Move, Op, Upsert, Watcher
 
 __all__ = ["AlreadyRunning", "Daemon"]
@@ -53,6 +56,11 @@ log = logging.getLogger(__name__)
 
 class AlreadyRunning(FindSimilarError):
     exit_code = 7
+
+
+class _Stopped(Exception):
+    """The daemon stops while a task waits for the store: the task is dropped (the
+    start-up reconcile of the next run catches up on it)."""
 
 
 @dataclass
@@ -100,6 +108,8 @@ class Daemon(Commands):
         self._owns_socket_file = False
         self.watcher: Watcher | None = None
         self.disk = DiskFull(config.data_dir)
+        self.access = StoreAccess(config.store_path)
+        self._held: Task | None = None  # the task waiting for the store to be writable
         self._fatal: StoreError | None = None  # the store is damaged: exit with it
 
     # -- lifecycle ---------------------------------------------------------------
@@ -161,7 +171,7 @@ class Daemon(Commands):
 
     def _take_lock(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.config.data_dir / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd, writable = _open_lock_file(self.config.data_dir / "daemon.lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -170,8 +180,9 @@ class Daemon(Commands):
             raise AlreadyRunning(
                 f"a findsimilar daemon (pid {pid or '?'}) already serves "
                 f"{self.config.data_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        if writable:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
     def _bind(self) -> socket.socket:
@@ -214,10 +225,11 @@ class Daemon(Commands):
         try:
             self.engine.close()
         except Exception as exc:  # the store is committed; the index is repaired from it
-            if not self.disk.caused(exc):
+            why = "the disk is full" if self.disk.caused(exc) else self.access.classify(exc)
+            if why is None:
                 raise
-            log.error("could not save the index: the disk is full; it is brought in step "
-                      "with the store at the next start")
+            log.error("could not save the index (%s); it is brought in step with the store "
+                      "at the next start", why)
         log.info("stopped")
         return 0
 
@@ -305,9 +317,16 @@ class Daemon(Commands):
         try:
             self.engine.save()
         except Exception as exc:
-            if not self.disk.caused(exc):
+            if self.disk.caused(exc):
+                self.disk.report("saving the index")
+                return
+            why = self.access.classify(exc)
+            if why is None:
                 raise
-            self.disk.report("saving the index")
+            self.access.report("save", f"{why} (the index is kept in memory and saved "
+                                       "once it can be)")
+            return
+        self.access.resume("save")
 
     # -- the indexing thread --------------------------------------------------------
     def _enqueue_ops(self, ops: list[Op]) -> None:
@@ -322,14 +341,51 @@ class Daemon(Commands):
                     return
                 continue
             try:
-                task.done.set_result(self._run_task(task))
+                task.done.set_result(self._run_waiting(task))
                 if task.kind != "precheck":
                     self._generation += 1  # the library may have changed
+            except _Stopped:
+                task.done.cancel()
             except Exception as exc:
                 task.done.set_exception(self._task_failed(task.kind, exc))
             finally:
                 self._progress.state = "idle" if self._tasks.empty() else "busy"
                 self._last_activity = self._last_work = time.monotonic()
+
+    def _run_waiting(self, task: Task) -> Any:
+        """Run ``task``; while the store cannot be written for a passing reason (locked
+        by another program, read-only), wait and run it again: the work is not lost."""
+        while True:
+            try:
+                result = self._run_task(task)
+            except Exception as exc:
+                problem = self.access.classify(exc) if task.kind != "precheck" else None
+                if problem is None or store_damage(self.config.store_path, exc):
+                    raise
+                self._wait_for_store(task, problem)
+                continue
+            if task.kind != "precheck":
+                self.access.resume("store")
+            return result
+
+    def _wait_for_store(self, task: Task, problem: str) -> None:
+        """Hold ``task`` (status: ``waiting``, the problem, its work queued) until a write
+        transaction can be started on the store; raises _Stopped if the daemon stops."""
+        assert self.engine is not None
+        self.access.report("store", problem)
+        self._held = task
+        self._progress = _Progress(state="waiting", started=time.monotonic())
+        delay = 1.0
+        try:
+            while not self.access.writable():
+                if self._stop.wait(delay):
+                    raise _Stopped
+                delay = min(2 * delay, 10.0)
+        finally:
+            self._held = None
+        if self.access.reopen_needed:  # a connection opened read-only stays read-only
+            self.access.reopen_needed = False
+            self.engine.reopen_store()
 
     def _task_failed(self, kind: str, exc: Exception) -> Exception:
         """Log a failed task in the words the user needs (once, for a full disk);
@@ -356,13 +412,12 @@ class Daemon(Commands):
         if task.kind == "reconcile":
             return self._reconcile(task.payload or Rescan())
         if task.kind == "ops":
-            ops = list(task.payload)
             while not self._tasks.empty():  # coalesce a storm of events into one pass
                 nxt = self._tasks.queue[0]
                 if nxt.kind != "ops":
                     break
-                ops.extend(self._tasks.get_nowait().payload)
-            return self._apply_ops(ops)
+                task.payload = [*task.payload, *self._tasks.get_nowait().payload]
+            return self._apply_ops(task.payload)  # (run again whole if it must wait)
         if task.kind == "index":
             job = task.payload
             return self._index(job.paths, "indexing", rehash=job.rehash).as_dict()
@@ -409,7 +464,7 @@ class Daemon(Commands):
         self._totals["extracted"] += summary.extracted
         self._totals["indexing_runs"] += 1
         if save:
-            self.engine.save()
+            self._save_index()  # a full disk or a read-only data dir is said, not fatal
         systemd.notify_status(self._status_line())
         return summary
 
@@ -536,7 +591,8 @@ class Daemon(Commands):
     def _queued(self) -> int:
         p = self._progress
         in_flight = max(0, p.total - p.done) if p.state != "idle" else 0
-        waiting = sum(len(t.payload) for t in list(self._tasks.queue)
+        held = [self._held] if self._held is not None else []
+        waiting = sum(len(t.payload) for t in [*held, *list(self._tasks.queue)]
                       if t.kind == "ops" and t.payload)
         return in_flight + waiting + (self.watcher.pending() if self.watcher else 0)
 
@@ -563,8 +619,9 @@ class Daemon(Commands):
             # "background": the daemon's own, see _precheck).
             "dupes_progress": [dict(p) for p in self._dupes_runs],
             "duplicates_checked": self._prechecked == self._generation,
-            # Why indexing cannot go on (the disk is full), or None.
-            "problem": self.disk.problem,
+            # Why indexing cannot go on (the disk is full, the store is locked or
+            # read-only, the data dir cannot be written), or None.
+            "problem": self.disk.problem or self.access.problem,
             "rate": round(rate, 2),
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [{"path": r["path"], "excludes": r.get("excludes", []),
@@ -582,6 +639,21 @@ class Daemon(Commands):
 # What a task was doing, for the log line of a full disk.
 _DOING = {"reconcile": "reconciling the watched folders", "ops": "indexing changed files",
           "index": "indexing", "precheck": "saving duplicate checks"}
+
+
+def _open_lock_file(path: Path) -> tuple[int, bool]:
+    """(descriptor to flock, whether the pid can be written in it). In a read-only data
+    dir the lock file is locked read-only (flock needs no write access), or, if it was
+    never made, the folder itself."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600), True
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    try:
+        return os.open(path, os.O_RDONLY), False
+    except FileNotFoundError:
+        return os.open(path.parent, os.O_RDONLY), False
 
 
 def _excludes_for(path: str, roots: list[dict[str, Any]]) -> tuple[str, ...]:

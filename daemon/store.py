@@ -123,12 +123,15 @@ _RECORD = "path, size, mtime_ns, status, content_hash, error, inode, ctime_ns"
 class Store:
     """Typed access to the store; every write method is one transaction."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, busy_timeout: float = 30.0) -> None:
+        """Open (creating or migrating) the store; a write waits ``busy_timeout`` seconds
+        for another connection's lock before it fails with ``database is locked``."""
         self.path = Path(path)
         conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
+                                   check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -140,7 +143,11 @@ class Store:
             if conn is not None:
                 conn.close()
             raise store_damage(self.path, exc) or StoreError(
-                f"cannot open the store {self.path}: {exc}") from exc
+                f"cannot open the store {self.path}: {exc}" + (
+                    " (it must be writable: check the permissions of the file and its "
+                    "folder, and that the disk is mounted read-write)"
+                    if "readonly" in str(exc) or "unable to open" in str(exc) else "")
+            ) from exc
 
     def close(self) -> None:
         self.db.close()

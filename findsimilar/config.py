@@ -53,6 +53,9 @@ class Config:
     # Past this many photos the index is compressed (PCA + IVF + 8-bit codes, ~270 bytes
     # a photo instead of 5 KB, results re-scored exactly); 0 = always exact.
     compress_above: int = 50_000
+    # Seconds a store write waits for another program's lock before the task waits
+    # (and retries) instead; SQLite's own wait.
+    busy_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.socket_path is None:
@@ -75,15 +78,18 @@ def _cpus() -> int:
 
 
 def standard_data_dir() -> Path:
-    """The XDG data dir for findsimilar, whatever FINDSIMILAR_DATA_DIR says."""
-    return _xdg("XDG_DATA_HOME", ".local/share") / "findsimilar"
+    """The XDG data dir for findsimilar, whatever FINDSIMILAR_DATA_DIR says (symlinks
+    resolved, as for every data dir)."""
+    return Path(os.path.realpath(_xdg("XDG_DATA_HOME", ".local/share") / "findsimilar"))
 
 
 def default_data_dir() -> Path:
+    """``FINDSIMILAR_DATA_DIR``, else the standard one; with symlinks resolved, so that
+    every spelling of one folder finds the same daemon (its socket name derives from it)."""
     override = os.environ.get("FINDSIMILAR_DATA_DIR")
     if override:
-        return Path(override).expanduser().absolute()
-    return _xdg("XDG_DATA_HOME", ".local/share") / "findsimilar"
+        return Path(os.path.realpath(Path(override).expanduser()))
+    return standard_data_dir()
 
 
 def runtime_dir() -> Path:
@@ -138,8 +144,9 @@ def load_config() -> Config:
     tune how long the watcher waits for a file to settle (tests shorten them);
     ``FINDSIMILAR_PRECHECK_AFTER`` (seconds idle, 0 = never) when the daemon checks
     new duplicate candidates in the background; ``FINDSIMILAR_COMPRESS_ABOVE`` (photos,
-    0 = never) when the index moves to its compressed layout. A value that is not a
-    non-negative number is ignored.
+    0 = never) when the index moves to its compressed layout; ``FINDSIMILAR_BUSY_TIMEOUT``
+    (seconds) how long a store write waits for another program's lock before the task
+    waits and retries. A value that is not a non-negative number is ignored.
     """
     data_dir = default_data_dir()
     kwargs: dict[str, object] = {"data_dir": data_dir,
@@ -149,7 +156,8 @@ def load_config() -> Config:
         kwargs["extractor"] = extractor
     for var, name in (("FINDSIMILAR_SETTLE_AFTER_CLOSE", "settle_after_close"),
                       ("FINDSIMILAR_SETTLE_QUIET", "settle_quiet"),
-                      ("FINDSIMILAR_PRECHECK_AFTER", "precheck_after")):
+                      ("FINDSIMILAR_PRECHECK_AFTER", "precheck_after"),
+                      ("FINDSIMILAR_BUSY_TIMEOUT", "busy_timeout")):
         seconds = _seconds(os.environ.get(var, ""))
         if seconds is not None:
             kwargs[name] = seconds
