@@ -247,8 +247,9 @@ class Daemon(Commands):
         self.folders.set_rescan(root, why)
 
     def _root_gone(self, root: str) -> None:
-        """watchdog saw the watched folder itself deleted (its watch is over)."""
-        self._roots_changed([root])
+        """watchdog saw the watched folder itself deleted (its watch is over): reconcile
+        the path, which watches whatever folder is there now."""
+        self._tasks.put(Task("reconcile", Rescan([root])))
 
     def _roots_changed(self, paths: list[str]) -> None:
         """These watched paths no longer hold the folder that is watched (or came back):
@@ -398,6 +399,10 @@ class Daemon(Commands):
             return exc
         if self.disk.caused(exc):
             return self.disk.report(_DOING.get(kind, kind))
+        problem = self.access.classify(exc)  # the background duplicate check: next time
+        if problem is not None:
+            log.warning("%s stopped: %s", _DOING.get(kind, kind), problem)
+            return exc
         log.exception("indexing task %s failed", kind)
         return exc
 

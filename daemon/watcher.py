@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 from watchdog.events import (
     DirCreatedEvent,
-    DirDeletedEvent,
     DirModifiedEvent,
     DirMovedEvent,
     FileAttribEvent,
@@ -103,13 +102,17 @@ class _Handler(FileSystemEventHandler):
             else:
                 self.watcher.record_move(src, dst, is_dir=isinstance(event, DirMovedEvent))
             return
+        if src.rstrip("/") == self.root.rstrip("/"):
+            # The watched folder itself (its own "." would count as hidden): deleted, its
+            # watch is over, even if a new folder (maybe with the same inode number) is
+            # already at the path.
+            if event.event_type == "deleted":
+                self.watcher.report_root_gone(self.root)
+            return
         if self._excluded(src):
             return
-        if event.event_type == "deleted" or isinstance(event, DirDeletedEvent):
-            if src.rstrip("/") == self.root.rstrip("/"):
-                self.watcher.report_root_gone(self.root)
-            else:
-                self.watcher.record_delete(src)
+        if event.event_type == "deleted":
+            self.watcher.record_delete(src)
         elif isinstance(event, DirCreatedEvent):
             self.watcher.record_change(src, closed=True)
         elif isinstance(event, FileAttribEvent):
@@ -136,6 +139,7 @@ class Watcher:
         self._watches: dict[str, ObservedWatch] = {}
         self._handlers: dict[str, _Handler] = {}
         self._dirty: dict[str, tuple[float, bool]] = {}  # path -> (last event, closed)
+        self._gone: set[str] = set()  # roots whose watched folder was deleted
         self._ready: list[Op] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -162,6 +166,10 @@ class Watcher:
             return self._add_root(root, list(excludes))
 
     def _add_root(self, root: str, excludes: list[str]) -> bool:
+        with self._lock:
+            gone = root in self._gone
+        if gone:  # its watch ended with the folder (a new one may have its inode number)
+            self.remove_root(root)
         if root in self._watches:
             with contextlib.suppress(KeyError):  # `watch add` again may change them
                 self._handlers[root].excludes = excludes
@@ -195,6 +203,8 @@ class Watcher:
         with self._roots_lock:
             watch = self._watches.pop(root, None)
             handler = self._handlers.pop(root, None)
+            with self._lock:
+                self._gone.discard(root)
             if handler is not None:
                 handler.retired = True
             if watch is not None:
@@ -241,7 +251,15 @@ class Watcher:
         self._wake.set()
 
     def report_root_gone(self, root: str) -> None:
-        log.warning("watched folder %s disappeared (unmounted?); its files are kept", root)
+        """watchdog's thread: the watched folder itself was deleted. Its handler takes no
+        more events; the watch is replaced at the next add_root (not from here: this
+        thread holds watchdog's lock, add_root takes ours and then watchdog's)."""
+        log.warning("watched folder %s was deleted (or unmounted)", root)
+        with self._lock:
+            self._gone.add(root)
+            handler = self._handlers.get(root)
+        if handler is not None:
+            handler.retired = True
         self.on_root_gone(root)
 
     def _forget(self, path: str) -> None:
