@@ -87,6 +87,22 @@ def logs(tmp_path: Path) -> Path:
     return tmp_path / "state" / "actions"
 
 
+@pytest.fixture
+def hard_links(pics: Path) -> None:
+    """For tests of hard links: skipped where tmp is on a filesystem with reflinks
+    (XFS, Btrfs), where `hardlink` makes reflinks instead (tested in
+    tests/integration/test_action_facts.py)."""
+    probe = write(pics / ".probe")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        if safefs.clone_into(fd, str(pics / ".probe-clone")):
+            pytest.skip("tmp is on a filesystem with reflinks: hardlink clones there")
+    finally:
+        os.close(fd)
+        for leftover in pics.glob(".probe*"):
+            leftover.unlink()
+
+
 def trash(home: Path) -> Path:
     return home / "data" / "Trash"
 
@@ -314,7 +330,8 @@ def test_a_file_swapped_after_its_check_is_left_alone(
 
 # -- hardlink --------------------------------------------------------------------------
 
-def test_hardlink_replaces_an_exact_copy_with_a_link_to_the_keeper(pics: Path, logs: Path):
+def test_hardlink_replaces_an_exact_copy_with_a_link_to_the_keeper(pics: Path, logs: Path,
+        hard_links: None):
     keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg", mode=0o600)
     result = apply_plan(plan_actions([group(keep, dupe)], "hardlink"), logs)
 
@@ -363,7 +380,8 @@ def test_hardlink_undo_gives_back_an_independent_file(pics: Path, logs: Path):
     assert dupe.read_bytes() == original
 
 
-def test_hardlink_undo_leaves_a_file_that_is_no_longer_the_link_alone(pics: Path, logs: Path):
+def test_hardlink_undo_leaves_a_file_that_is_no_longer_the_link_alone(pics: Path, logs: Path,
+        hard_links: None):
     keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
     apply_plan(plan_actions([group(keep, dupe)], "hardlink"), logs)
     dupe.unlink()
@@ -689,7 +707,7 @@ def test_undo_leaves_a_relocated_file_whose_bytes_changed_since(pics: Path, home
 
 
 def test_hardlink_undo_does_not_claim_to_restore_bytes_edited_through_the_keeper(
-        pics: Path, logs: Path):
+        pics: Path, logs: Path, hard_links: None):
     keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
     apply_plan(plan_actions([group(keep, dupe)], "hardlink"), logs)
     with keep.open("r+b") as f:
