@@ -194,7 +194,11 @@ def _lock(journal: Path, *, create: bool) -> int | None:
         if create:
             raise ActionError(f"cannot write the action log {journal}: {describe(error)}; "
                               "nothing was done") from error
-        fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)  # a read-only folder: read it
+        try:  # a read-only folder: read it as it is
+            fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as again:
+            raise ActionError(f"cannot read the action log {journal}: {describe(again)}") \
+                from again
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
