@@ -1,8 +1,11 @@
 """Safe actions on duplicate photos: plan (the dry run), apply with a JSON log, undo.
 
-The promises: a group's keeper and protected files are never acted on; a file changed since
-the listing is skipped; nothing is ever overwritten; every step is logged as it finishes, so
-it can be undone. Runs in the thin CLI: standard library only.
+The promises: a group's keeper and protected files are never acted on; each step checks
+again, when it acts, the facts its decision rests on (:mod:`.facts`: both files hashed
+again, the inode checked right before the rename or link) and skips a file that changed;
+nothing is ever overwritten; every step is journaled before and after it (:mod:`.actionlog`),
+so a run stopped anywhere can be undone; undo restores only the bytes its log recorded,
+and says so when it cannot. Runs in the thin CLI: standard library only.
 
 The freedesktop trash is implemented here, not through send2trash: send2trash does not say
 where a file went (and may hand off to gio, which says even less), reads XDG_DATA_HOME once
@@ -13,38 +16,41 @@ finding "our" entry again by Path= and DeletionDate is ambiguous.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import secrets
 import stat
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from findsimilar.safeio import open_regular
 from findsimilar.text import human_size, is_under, printable
 
-from .safefs import copy_bytes, move_file, numbered, tmp_name, unlink_quietly
+from .actionlog import (
+    LOG_VERSION,
+    ActionError,
+    Record,
+    describe,
+    latest_undoable,
+    list_logs,
+    new_log_path,
+    open_log,
+    read_log,
+)
+from .facts import Changed, FactChecker, Facts, identity, listed_problem
+from .safefs import clone_into, copy_bytes, move_file, numbered, tmp_name, unlink_quietly
 from .trash import send_to_trash
 
-__all__ = ["ACTIONS", "Action", "ActionError", "ActionLog", "PlannedStep", "UndoResult",
-           "apply_plan", "format_plan", "list_logs", "plan_actions", "undo"]
+__all__ = ["ACTIONS", "LOG_VERSION", "Action", "ActionError", "ActionLog", "PlannedStep",
+           "UndoResult", "apply_plan", "format_plan", "list_logs", "plan_actions", "undo"]
 
 Action = Literal["trash", "hardlink", "move"]
 ACTIONS: tuple[str, ...] = ("trash", "hardlink", "move")
-LOG_VERSION = 1
 NEEDS_SAME_BYTES = "hardlink needs identical bytes (use trash or move)"
-# Listings carry mtime as float seconds, which cannot hold every nanosecond exactly.
-_MTIME_TOLERANCE_NS = 1_000_000
-
-Record = dict[str, Any]
-
-
-class ActionError(Exception):
-    """A run cannot go ahead: bad options, or an action log that cannot be read or written."""
+ONE_FILE = ("hard-linked files are one file now: editing either changes both (undo cannot "
+            "bring back bytes edited since)")
+Intent = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,10 @@ class PlannedStep:
     skip: str | None = None  # why this file will not be acted on
     size: int = 0  # as listed; apply skips the file if it differs
     mtime: float = 0.0
-    hash: str = ""
-    keep_size: int | None = None  # the keeper as listed, when the group lists it
+    hash: str = ""  # as listed; apply re-hashes the file and skips it if it differs
+    keep_size: int | None = None  # the keeper as listed
     keep_mtime: float | None = None
+    keep_hash: str | None = None
 
 
 @dataclass
@@ -72,6 +79,7 @@ class ActionLog:
     skipped: int = 0
     failed: int = 0
     messages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user must know about the result
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path)}
@@ -120,7 +128,8 @@ def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = No
             target = keep if action == "hardlink" else dest and _move_target(dest, path)
             steps.append(PlannedStep(
                 action, path, keep, target, group.get("tier", ""), reason, member["size"],
-                member["mtime"], member.get("hash", ""), keeper.get("size"), keeper.get("mtime")))
+                member["mtime"], member.get("hash", ""), keeper.get("size"), keeper.get("mtime"),
+                keeper.get("hash")))
     return steps
 
 
@@ -182,7 +191,8 @@ def _total(steps: list[PlannedStep]) -> str:
     files += f" ({human_size(sum(s.size for s in acting))})"
     where = os.path.commonpath([os.path.dirname(s.target or "/") for s in acting] or ["/"])
     what = {"trash": f"would move {files} to the trash",
-            "hardlink": f"would replace {files} with hard links to their keepers",
+            "hardlink": f"would replace {files} with reflinks (separate files sharing storage) "
+                        "where the filesystem can, else hard links to their keepers",
             "move": f"would move {files} to {printable(where)}"}[steps[0].action]
     return f"{what}; {len(steps) - len(acting)} skipped"
 
@@ -190,37 +200,46 @@ def _total(steps: list[PlannedStep]) -> str:
 # -- applying --------------------------------------------------------------------------
 
 def apply_plan(steps: list[PlannedStep], log_dir: Path) -> ActionLog:
-    """Carry out ``steps``, re-checking each file first; return counts and per-file messages.
+    """Carry out ``steps``, re-verifying each at the moment it acts; return counts and
+    per-file messages.
 
-    Writes one JSON log in ``log_dir`` before the first step, and journals every step as it
-    finishes. A file problem is recorded and the run goes on; raises ActionError only when the
-    log cannot be written, since an unlogged change could not be undone.
+    Writes one JSON log in ``log_dir`` before the first step, and journals each step's
+    intent before it changes anything and its outcome after. A file problem is recorded
+    and the run goes on; raises ActionError only when the log cannot be written (then the
+    run stops: an unlogged change could not be undone).
     """
-    path = _new_log_path(Path(log_dir))
+    path = new_log_path(Path(log_dir))
     action = steps[0].action if steps else "none"
     log: Record = {"version": LOG_VERSION, "created": datetime.now(UTC).isoformat(),
                    "action": action, "steps": [_new_record(s) for s in steps], "undone": False}
     result = ActionLog(path, action)
-    with _LogWriter(path, log) as writer:
+    checker = FactChecker()
+    with open_log(path, log) as writer:
         for index, (step, record) in enumerate(zip(steps, log["steps"], strict=True)):
-            _apply_step(step, record)
+            def intent(_i: int = index, _r: Record = record, **pending: Any) -> None:
+                writer.intent(_i, _r, op="apply", **pending)
+
+            _apply_step(step, record, checker, intent)
             writer.step(index, record)
             _tally(result, record)
+    if any(r.get("method") == "hardlink" and r["done"] for r in log["steps"]):
+        result.notes.append(ONE_FILE)
     return result
 
 
 def _new_record(step: PlannedStep) -> Record:
     return {"action": step.action, "path": step.path, "keep": step.keep, "target": step.target,
             "tier": step.tier, "size": step.size, "mtime_ns": round(step.mtime * 1e9),
-            "hash": step.hash, "done": False, "skip": step.skip, "error": None,
-            "trash_info": None, "undone": False, "undo_error": None}
+            "hash": step.hash, "keep_hash": step.keep_hash, "done": False, "skip": step.skip,
+            "error": None, "trash_info": None, "method": None, "pending": None,
+            "undone": False, "undo_error": None}
 
 
 def _tally(result: ActionLog, record: Record) -> None:
     path = printable(record["path"])
     if record["done"]:
         result.done += 1
-        result.messages.append(f"{_DONE[record['action']]}: {path}")
+        result.messages.append(f"{_DONE[record.get('method') or record['action']]}: {path}")
     elif record["error"]:
         result.failed += 1
         result.messages.append(f"failed: {path}: {record['error']}")
@@ -229,117 +248,149 @@ def _tally(result: ActionLog, record: Record) -> None:
         result.messages.append(f"skipped: {path}: {record['skip']}")
 
 
-def _apply_step(step: PlannedStep, record: Record) -> None:
+@dataclass(frozen=True)
+class _Act:
+    """What a step acts on, as verified: the file, its keeper, and the journal's intent."""
+
+    here: Facts
+    keeper: Facts
+    intent: Intent
+
+    def check(self) -> None:
+        self.here.check()
+        self.keeper.check()
+
+
+def _apply_step(step: PlannedStep, record: Record, checker: FactChecker,
+                intent: Intent) -> None:
+    if step.skip:
+        return
     try:
-        record["skip"] = step.skip or _keeper_problem(step) or _file_problem(
-            step.path, step.size, round(step.mtime * 1e9))
-        if not record["skip"] and step.action == "hardlink":
-            record["skip"] = _link_problem(step)
-        if record["skip"]:
-            return
-        record["mtime_ns"] = os.lstat(step.path).st_mtime_ns  # exact, to recognise it on undo
-        _APPLY[step.action](step, record)
+        here, keeper = checker.verify(step)
+        if step.action == "hardlink":
+            record["skip"] = _link_problem(here, keeper)
+            if record["skip"]:
+                return
+        st = here.stat
+        # The exact mtime recognises the file on undo; mode and owner are given back to it.
+        record.update(hash=here.hash, keep_hash=keeper.hash, mtime_ns=st.st_mtime_ns,
+                      mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
+        _APPLY[step.action](step, record, _Act(here, keeper, intent))
         record["done"] = True
+    except Changed as change:
+        record["skip"] = str(change)
+    except ActionError:
+        raise  # the journal cannot be written: stop before anything else changes
     except Exception as error:  # one bad file must not stop the others (rule: log, go on)
-        record["error"] = _describe(error)
+        record["error"] = describe(error)
+    # A step that raised has undone its own partial work (each is all or nothing).
 
 
-def _keeper_problem(step: PlannedStep) -> str | None:
-    mtime_ns = None if step.keep_mtime is None else round(step.keep_mtime * 1e9)
-    problem = _file_problem(step.keep, step.keep_size, mtime_ns)
-    return None if problem is None else f"keeper {problem}; whole group skipped"
-
-
-def _file_problem(path: str, size: int | None, mtime_ns: int | None) -> str | None:
-    """Why ``path`` is not the regular file that was listed, or None if it still is."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return "no longer exists"
-    if stat.S_ISLNK(st.st_mode):
-        return "is now a symbolic link"
-    if not stat.S_ISREG(st.st_mode):
-        return "is no longer a regular file"
-    if size is not None and st.st_size != size:
-        return f"changed since listing (size {size} -> {st.st_size})"
-    if mtime_ns is not None and abs(st.st_mtime_ns - mtime_ns) >= _MTIME_TOLERANCE_NS:
-        return "changed since listing (modified time differs)"
-    return None
-
-
-def _link_problem(step: PlannedStep) -> str | None:
-    here, keep = os.lstat(step.path), os.lstat(step.keep)
-    if here.st_dev != keep.st_dev:
-        return "keeper is on another filesystem (hard links cannot cross filesystems)"
-    if here.st_ino == keep.st_ino:
+def _link_problem(here: Facts, keeper: Facts) -> str | None:
+    if here.stat.st_dev != keeper.stat.st_dev:
+        return "keeper is on another filesystem (links cannot cross filesystems)"
+    if here.inode == keeper.inode:
         return "already a hard link to the keeper"
-    if _content_hash(step.path) != step.hash:
-        return "bytes changed since listing"
-    if _content_hash(step.keep) != step.hash:
-        return "keeper's bytes differ from this file's"
     return None
 
 
-def _content_hash(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _trash_step(step: PlannedStep, record: Record, act: _Act) -> None:
+    def announce(target: str, info: str) -> None:
+        record["target"], record["trash_info"] = target, info
+        act.intent()
+
+    send_to_trash(step.path, announce=announce, check=act.check, same_inode=act.here.inode)
 
 
-def _trash_step(step: PlannedStep, record: Record) -> None:
-    record["target"], record["trash_info"] = send_to_trash(step.path)
+def _move_step(step: PlannedStep, record: Record, act: _Act) -> None:
+    wanted = step.target or ""
+    os.makedirs(os.path.dirname(wanted), exist_ok=True)
+    for dest in numbered(wanted):
+        if os.path.lexists(dest):
+            continue
+        record["target"], tmp = dest, tmp_name(dest)  # tmp: only across filesystems
+        act.intent(tmp=tmp)
+        with contextlib.suppress(FileExistsError):
+            move_file(step.path, dest, tmp=tmp, check=act.check, expected_hash=act.here.hash,
+                      same_inode=act.here.inode)
+            return
 
 
-def _hardlink_step(step: PlannedStep, record: Record) -> None:
-    st = os.lstat(step.path)
-    record.update(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
+def _hardlink_step(step: PlannedStep, record: Record, act: _Act) -> None:
     tmp = tmp_name(step.path)
-    os.link(step.keep, tmp, follow_symlinks=False)
+    act.intent(tmp=tmp, inode=list(act.here.inode))
     try:
+        record["method"] = _clone_or_link(act, tmp)
+        act.here.check()  # not the keeper: a new link changes its ctime
         os.replace(tmp, step.path)  # atomic: the path always holds either file
     except BaseException:
         unlink_quietly(tmp)
         raise
 
 
-def _move_step(step: PlannedStep, record: Record) -> None:
-    wanted = step.target or ""
-    os.makedirs(os.path.dirname(wanted), exist_ok=True)
-    for dest in numbered(wanted):
-        with contextlib.suppress(FileExistsError):
-            move_file(step.path, dest)
-            record["target"] = dest
-            return
+def _clone_or_link(act: _Act, tmp: str) -> str:
+    """Fill ``tmp`` with the keeper: a reflink copy carrying the file's own mode, owner
+    and times where the filesystem can ("reflink"), else a hard link ("hardlink")."""
+    keeper = act.keeper
+    src = open_regular(keeper.path, follow_symlinks=False)
+    try:
+        if identity(os.fstat(src)) != identity(keeper.stat):
+            raise Changed("keeper changed while being acted on; whole group skipped")
+        if clone_into(src, tmp):
+            if identity(os.fstat(src)) != identity(keeper.stat):  # written while cloned
+                raise Changed("keeper changed while being acted on; whole group skipped")
+            st = act.here.stat
+            _give_attributes(tmp, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                             (st.st_atime_ns, st.st_mtime_ns))
+            return "reflink"
+    finally:
+        os.close(src)
+    keeper.check()
+    os.link(keeper.path, tmp, follow_symlinks=False)
+    st = os.lstat(tmp)
+    if (st.st_dev, st.st_ino) != keeper.inode:
+        raise Changed("keeper was replaced while being acted on; whole group skipped")
+    return "hardlink"
 
 
-_APPLY: dict[str, Callable[[PlannedStep, Record], None]] = {
+def _give_attributes(path: str, mode: int, uid: int, gid: int, times_ns: tuple[int, int],
+                     ) -> None:
+    with contextlib.suppress(PermissionError):  # only root may give files away
+        os.chown(path, uid, gid, follow_symlinks=False)
+    os.chmod(path, mode)  # after chown, which may clear set-id bits
+    os.utime(path, ns=times_ns)
+
+
+_APPLY: dict[str, Callable[[PlannedStep, Record, _Act], None]] = {
     "trash": _trash_step, "hardlink": _hardlink_step, "move": _move_step}
-_DONE = {"trash": "trashed", "hardlink": "hard-linked to its keeper", "move": "moved"}
+_DONE = {"trash": "trashed", "move": "moved",
+         "hardlink": "hard-linked to its keeper (one file now: edit one, both change)",
+         "reflink": "reflinked to its keeper (a separate file sharing its storage)"}
 
 
 # -- undoing ---------------------------------------------------------------------------
 
 def undo(log_dir: Path, log_file: Path | None = None) -> UndoResult:
     """Reverse the done steps of ``log_file`` (default: the newest log with something left to
-    undo), last step first. Never overwrites a file: a step that cannot be undone is reported
-    with its reason and stays pending, so undo can be run again once it is fixed. Undoing an
-    undone log does nothing. Raises ActionError if the log cannot be read or written.
+    undo), last step first. Restores only the bytes the log recorded (checked by hash) and
+    never overwrites a file: a step that cannot be undone is reported with its reason and
+    stays pending, so undo can be run again once it is fixed. Undoing an undone log does
+    nothing. Raises ActionError if the log cannot be read or written, or is in use.
     """
-    log_file = log_file or _latest_undoable(Path(log_dir))
+    log_file = log_file or latest_undoable(Path(log_dir))
     if log_file is None:
         return UndoResult(None, complete=True, message=f"nothing to undo in {log_dir}")
-    log = _read_log(Path(log_file))
     result = UndoResult(Path(log_file))
-    pending = [(i, r) for i, r in reversed(list(enumerate(log["steps"])))
-               if r["done"] and not r["undone"]]
-    if not pending:
+    if not _to_undo(read_log(Path(log_file))):
         result.complete, result.message = True, f"already undone; nothing to do ({log_file})"
         return result
-    with _LogWriter(Path(log_file), log) as writer:
+    with open_log(Path(log_file)) as writer:
+        log, pending = writer.log, _to_undo(writer.log)
         for index, record in pending:
-            _undo_step(record, result)
+            def intent(_i: int = index, _r: Record = record, **what: Any) -> None:
+                writer.intent(_i, _r, op="undo", **what)
+
+            _undo_step(record, result, log["version"], intent)
             writer.step(index, record)
         log["undone"] = result.complete = all(r["undone"] for r in log["steps"] if r["done"])
     result.message = f"undid {result.undone} of {len(pending)} steps" + (
@@ -347,11 +398,20 @@ def undo(log_dir: Path, log_file: Path | None = None) -> UndoResult:
     return result
 
 
-def _undo_step(record: Record, result: UndoResult) -> None:
+def _to_undo(log: Record) -> list[tuple[int, Record]]:
+    return [(i, r) for i, r in reversed(list(enumerate(log["steps"])))
+            if r["done"] and not r["undone"]]
+
+
+def _undo_step(record: Record, result: UndoResult, version: int, intent: Intent) -> None:
     try:
-        problem = _UNDO[record["action"]](record)
+        problem = _UNDO[record["action"]](record, version, intent)
+    except Changed as change:
+        problem = str(change)
+    except ActionError:
+        raise
     except Exception as error:  # reported per file; the other steps still get undone
-        problem = _describe(error)
+        problem = describe(error)
     record["undo_error"] = problem
     if problem:
         result.failed += 1
@@ -362,33 +422,49 @@ def _undo_step(record: Record, result: UndoResult) -> None:
         result.messages.append(f"restored: {printable(record['path'])}")
 
 
-def _undo_relocation(record: Record) -> str | None:
-    """Bring a trashed or moved file back to where it was, if that place is still free."""
+def _undo_relocation(record: Record, version: int, intent: Intent) -> str | None:
+    """Bring a trashed or moved file back to where it was, if it holds the bytes the log
+    recorded and that place is still free."""
     where = record["target"]
-    problem = _file_problem(where, record["size"], record["mtime_ns"])
+    problem = listed_problem(where, record["size"], record["mtime_ns"])
     if problem:
         return f"the file at {printable(where)} {problem}"
+    facts = FactChecker().now(where)
+    # Version 1 logs recorded the listing's hash, which a stale store may have got wrong.
+    if version >= 2 and facts.hash != record["hash"]:
+        return (f"the file at {printable(where)} is not the one put there (its bytes differ "
+                "from those the log recorded); left as it is")
     if os.path.lexists(record["path"]):
         return "a file now exists at the original path; not overwriting it"
     os.makedirs(os.path.dirname(record["path"]), exist_ok=True)
-    move_file(where, record["path"])
+    tmp = tmp_name(record["path"])
+    intent(tmp=tmp)
+    move_file(where, record["path"], tmp=tmp, check=facts.check, expected_hash=facts.hash,
+              same_inode=facts.inode)
     if record.get("trash_info"):
         unlink_quietly(record["trash_info"])
     return None
 
 
-def _undo_hardlink(record: Record) -> str | None:
-    """Replace the link by an independent copy with the original mode and mtime."""
-    here, keep = os.lstat(record["path"]), os.lstat(record["keep"])
-    if (here.st_dev, here.st_ino) != (keep.st_dev, keep.st_ino):
+def _undo_replacement(record: Record, version: int, intent: Intent) -> str | None:
+    """Replace the hard link (or reflink) by an independent copy with the original mode,
+    owner and mtime, if it still holds the bytes the log recorded."""
+    here = os.lstat(record["path"])
+    linked = (here.st_dev, here.st_ino) == _inode(record["keep"])
+    reflinked = record.get("method") == "reflink"
+    if not linked and not reflinked:
         return "no longer a hard link to the keeper; left as it is"
     tmp = tmp_name(record["path"])
+    intent(tmp=tmp, inode=[here.st_dev, here.st_ino])
     try:
-        copy_bytes(record["keep"], tmp)
-        with contextlib.suppress(PermissionError):  # only root may give files away
-            os.chown(tmp, record["uid"], record["gid"])
-        os.chmod(tmp, record["mode"])  # after chown, which may clear set-id bits
-        os.utime(tmp, ns=(here.st_atime_ns, record["mtime_ns"]))
+        digest = copy_bytes(record["path"], tmp)
+        if record["hash"] and digest != record["hash"]:
+            unlink_quietly(tmp)
+            return _EDITED_LINK if linked else _EDITED_CLONE
+        _give_attributes(tmp, record["mode"], record["uid"], record["gid"],
+                         (here.st_atime_ns, record["mtime_ns"]))
+        if identity(os.lstat(record["path"])) != identity(here):
+            raise Changed("changed while being restored; left as it is")
         os.replace(tmp, record["path"])
     except BaseException:
         unlink_quietly(tmp)
@@ -396,108 +472,18 @@ def _undo_hardlink(record: Record) -> str | None:
     return None
 
 
-_UNDO: dict[str, Callable[[Record], str | None]] = {
-    "trash": _undo_relocation, "move": _undo_relocation, "hardlink": _undo_hardlink}
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
-    return f"{type(error).__name__}: {error}"
-
-
-# -- the log ---------------------------------------------------------------------------
-
-def _new_log_path(log_dir: Path) -> Path:
+def _inode(path: str) -> tuple[int, int] | None:
     try:
-        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as error:
-        raise ActionError(f"cannot create the action log folder {log_dir}: {error}; "
-                          "nothing was done") from error
-    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
-    return log_dir / f"{stamp}-{secrets.token_hex(3)}.json"
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
-def _write_log(path: Path, log: Record) -> None:
-    """Atomically replace the log (temp, fsync, rename), so a crash leaves the last version."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            json.dump(log, f, indent=1)  # ASCII-escaped: any file name survives, even bad UTF-8
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        raise ActionError(f"cannot write the action log {path}: {error}; stopped so that "
-                          "every change made stays undoable") from error
-
-
-class _LogWriter:
-    """The log, kept current at O(1) per step: rewriting the whole JSON after each step would
-    cost O(n^2) (minutes for 10 000 files), so each finished step is appended to NAME.journal
-    (fsynced) and the JSON is rewritten on entry and exit. If the process dies in between,
-    _read_log folds the journal back in, so nothing done is ever missing from the log."""
-
-    def __init__(self, path: Path, log: Record) -> None:
-        self.path, self.log, self.journal = path, log, path.with_suffix(".journal")
-
-    def __enter__(self) -> _LogWriter:
-        _write_log(self.path, self.log)
-        return self
-
-    def step(self, index: int, record: Record) -> None:
-        try:
-            with open(self.journal, "a", encoding="ascii") as f:
-                f.write(json.dumps({"index": index, "record": record}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as error:
-            raise ActionError(f"cannot write the action log {self.journal}: {error}; stopped "
-                              "so that every change made stays undoable") from error
-
-    def __exit__(self, *exc_info: object) -> None:
-        _write_log(self.path, self.log)  # also on Ctrl-C or a bug: keep what was done
-        self.journal.unlink(missing_ok=True)
-
-
-def _read_log(path: Path) -> Record:
-    try:
-        log = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ActionError(f"cannot read the action log {path}: {error}") from error
-    if not isinstance(log, dict) or log.get("version") != LOG_VERSION:
-        raise ActionError(f"{path} is not a version {LOG_VERSION} findsimilar action log")
-    with contextlib.suppress(FileNotFoundError):  # left by a run that was killed
-        for line in path.with_suffix(".journal").read_text(encoding="ascii").splitlines():
-            with contextlib.suppress(ValueError, LookupError, TypeError):  # a torn last line
-                entry = json.loads(line)
-                log["steps"][entry["index"]] = entry["record"]
-    return log
-
-
-def list_logs(log_dir: Path) -> list[dict]:
-    """Summaries of the action logs in ``log_dir``, newest first; an unreadable one is listed
-    with an ``error``. ``to_undo`` counts done steps not yet undone."""
-    summaries: list[dict[str, Any]] = []
-    for path in Path(log_dir).glob("*.json"):
-        try:
-            log = _read_log(path)
-        except ActionError as error:
-            summaries.append({"path": str(path), "created": "", "error": str(error)})
-            continue
-        steps = log["steps"]
-        summaries.append({
-            "path": str(path), "created": log["created"], "action": log["action"],
-            "steps": len(steps), "done": sum(s["done"] for s in steps),
-            "skipped": sum(bool(s["skip"]) for s in steps),
-            "failed": sum(bool(s["error"]) for s in steps), "undone": log["undone"],
-            "to_undo": sum(s["done"] and not s["undone"] for s in steps)})
-    # ISO times in UTC sort as text; the random suffix breaks same-second ties stably.
-    return sorted(summaries, key=lambda s: (s["created"], s["path"]), reverse=True)
-
-
-def _latest_undoable(log_dir: Path) -> Path | None:
-    for summary in list_logs(log_dir):
-        if summary.get("to_undo"):
-            return Path(summary["path"])
-    return None
+_EDITED_LINK = ("its bytes are no longer those the log recorded: it is one file with the "
+                "keeper (a hard link), so an edit of either changed both, and the original "
+                "bytes exist nowhere else; left as it is")
+_EDITED_CLONE = ("edited since it was reflinked (its bytes are no longer those the log "
+                 "recorded); left as it is")
+_UNDO: dict[str, Callable[[Record, int, Intent], str | None]] = {
+    "trash": _undo_relocation, "move": _undo_relocation, "hardlink": _undo_replacement}

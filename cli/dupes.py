@@ -184,6 +184,8 @@ def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], app
         click.echo("\n".join(log.messages))
         print(f"{action}: {log.done} done, {log.skipped} skipped, {log.failed} failed; "
               f"log {log.path}; `findsimilar dupes undo` reverses it", file=sys.stderr)
+        for note in log.notes:
+            print(f"note: {note}", file=sys.stderr)
     return {"applied": True, **log.to_json()}
 
 
@@ -244,8 +246,11 @@ def _summary(groups: list[dict]) -> str:
 def undo_cmd(log: str | None, as_json: bool) -> None:
     """Reverse an applied action: the latest one, or the given LOG file.
 
-    Files come back from the trash or the move folder; hard links become
-    independent copies again. Nothing existing is ever overwritten.
+    Files come back from the trash or the move folder; hard links and
+    reflinks become independent copies again. Only the bytes the log
+    recorded are restored (checked by hash): a step that cannot be undone
+    truly is reported, left as it is, and the exit status is 1. Nothing
+    existing is ever overwritten.
 
     \b
     Examples:
@@ -282,7 +287,8 @@ def logs_cmd(as_json: bool) -> None:
         click.echo(json.dumps(logs, indent=2))
         return
     for entry in logs:
-        state = "undone" if entry.get("undone") else f"{entry.get('to_undo', 0)} to undo"
+        state = ("in progress" if entry.get("in_progress") else "undone" if entry.get("undone")
+                 else f"{entry.get('to_undo', 0)} to undo")
         click.echo(f"{entry.get('created', '?')}  {entry.get('action', '?'):<8} "
                    f"{entry.get('done', 0)} done  {state}  {entry['path']}")
     if not logs:

@@ -6,6 +6,7 @@ never touched. Groups are built by hand the way the daemon returns them, with re
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -84,6 +85,22 @@ def pics(home: Path) -> Path:
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:
     return tmp_path / "state" / "actions"
+
+
+@pytest.fixture
+def hard_links(pics: Path) -> None:
+    """For tests of hard links: skipped where tmp is on a filesystem with reflinks
+    (XFS, Btrfs), where `hardlink` makes reflinks instead (tested in
+    tests/integration/test_action_facts.py)."""
+    probe = write(pics / ".probe")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        if safefs.clone_into(fd, str(pics / ".probe-clone")):
+            pytest.skip("tmp is on a filesystem with reflinks: hardlink clones there")
+    finally:
+        os.close(fd)
+        for leftover in pics.glob(".probe*"):
+            leftover.unlink()
 
 
 def trash(home: Path) -> Path:
@@ -245,9 +262,76 @@ def test_mtime_float_rounding_is_not_a_change(pics: Path, logs: Path):
     assert apply_plan(plan_actions([g], "trash"), logs).done == 1
 
 
+# -- the facts, checked again when acting (issue 12, case 2) ----------------------------------
+
+def replace_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    st = path.stat()
+    assert len(data) == st.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("action", ["trash", "move"])
+def test_bytes_replaced_behind_same_size_and_mtime_are_never_acted_on(
+        pics: Path, tmp_path: Path, logs: Path, action: str):
+    keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
+    steps = plan_actions([group(keep, dupe)], action, move_to=str(tmp_path / "d"))
+    unique = b"another picture".ljust(dupe.stat().st_size, b".")
+    replace_keeping_size_and_mtime(dupe, unique)
+
+    result = apply_plan(steps, logs)
+    assert result.messages == [f"skipped: {dupe}: bytes changed since listing"]
+    assert dupe.read_bytes() == unique
+
+
+def test_a_near_copy_is_kept_when_its_keeper_is_no_longer_the_file_compared(
+        pics: Path, logs: Path):
+    keep, near = write(pics / "keep.jpg"), write(pics / "near.jpg", b"a resized copy")
+    steps = plan_actions([group(keep, near, match="near")], "trash")
+    replace_keeping_size_and_mtime(keep, b"x" * keep.stat().st_size)
+
+    result = apply_plan(steps, logs)
+    assert result.messages == [
+        f"skipped: {near}: keeper changed since listing; whole group skipped"]
+    assert near.exists()
+
+
+def test_a_listing_without_hashes_is_not_acted_on(pics: Path, logs: Path):
+    keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
+    g = group(keep, dupe)
+    del g["members"][1]["hash"]
+
+    assert apply_plan(plan_actions([g], "trash"), logs).skipped == 1 and dupe.exists()
+
+
+@pytest.mark.parametrize("action", ["trash", "move", "hardlink"])
+def test_a_file_swapped_after_its_check_is_left_alone(
+        pics: Path, home: Path, tmp_path: Path, logs: Path, action: str,
+        monkeypatch: pytest.MonkeyPatch):
+    keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
+    steps = plan_actions([group(keep, dupe)], action, move_to=str(tmp_path / "d"))
+    real_verify = actions.FactChecker.verify
+
+    def verify_then_swap(self: actions.FactChecker, step: actions.PlannedStep) -> tuple:
+        facts = real_verify(self, step)
+        swapped = write(pics / "other.jpg", b"a different picture")
+        os.replace(swapped, dupe)  # another program saves over it, right now
+        return facts
+
+    monkeypatch.setattr(actions.FactChecker, "verify", verify_then_swap)
+    result = apply_plan(steps, logs)
+    assert result.messages == [f"skipped: {dupe}: {dupe} changed while being acted on; "
+                               "left as it is"]
+    assert dupe.read_bytes() == b"a different picture" and keep.exists()
+    assert sorted(p.name for p in pics.iterdir()) == ["copy.jpg", "keep.jpg"]  # no temp
+    assert not [p for p in trash(home).rglob("*") if p.is_file()]  # nor a .trashinfo
+    assert not [p for p in tmp_path.glob("d/**/*") if p.is_file()]
+
+
 # -- hardlink --------------------------------------------------------------------------
 
-def test_hardlink_replaces_an_exact_copy_with_a_link_to_the_keeper(pics: Path, logs: Path):
+def test_hardlink_replaces_an_exact_copy_with_a_link_to_the_keeper(pics: Path, logs: Path,
+        hard_links: None):
     keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg", mode=0o600)
     result = apply_plan(plan_actions([group(keep, dupe)], "hardlink"), logs)
 
@@ -296,7 +380,8 @@ def test_hardlink_undo_gives_back_an_independent_file(pics: Path, logs: Path):
     assert dupe.read_bytes() == original
 
 
-def test_hardlink_undo_leaves_a_file_that_is_no_longer_the_link_alone(pics: Path, logs: Path):
+def test_hardlink_undo_leaves_a_file_that_is_no_longer_the_link_alone(pics: Path, logs: Path,
+        hard_links: None):
     keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
     apply_plan(plan_actions([group(keep, dupe)], "hardlink"), logs)
     dupe.unlink()
@@ -460,7 +545,7 @@ def test_log_is_one_private_json_file_with_every_step(pics: Path, logs: Path):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-[0-9a-f]{6}\.json", result.path.name)
     assert stat.S_IMODE(logs.stat().st_mode) == 0o700
     log = read_log(result.path)
-    assert (log["version"], log["action"], log["undone"]) == (1, "trash", False)
+    assert (log["version"], log["action"], log["undone"]) == (2, "trash", False)
     done, skipped = log["steps"]
     assert {"action", "path", "keep", "target", "tier", "size", "mtime_ns", "hash", "done",
             "error", "trash_info", "undone"} <= done.keys()
@@ -477,11 +562,11 @@ def test_log_written_after_each_step_even_when_interrupted(pics: Path, logs: Pat
     dupes = [write(pics / f"copy{i}.jpg") for i in range(3)]
     real_trash, calls = actions._APPLY["trash"], []
 
-    def crash_on_second(step: actions.PlannedStep, record: dict) -> None:
+    def crash_on_second(step: actions.PlannedStep, record: dict, act: object) -> None:
         calls.append(step.path)
         if len(calls) == 2:
             raise KeyboardInterrupt  # the process dies mid-run
-        real_trash(step, record)
+        real_trash(step, record, act)
 
     monkeypatch.setitem(actions._APPLY, "trash", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
@@ -500,11 +585,11 @@ import json, os, sys
 from pathlib import Path
 from findsimilar.cli import actions, safefs
 real, calls = actions._APPLY["trash"], []
-def die_on_second(step, record):
+def die_on_second(step, record, act):
     calls.append(step)
     if len(calls) == 2:
         os._exit(9)  # no cleanup at all, as with SIGKILL or a power cut
-    real(step, record)
+    real(step, record, act)
 actions._APPLY["trash"] = die_on_second
 actions.apply_plan(actions.plan_actions(json.loads(sys.argv[1]), "trash"), Path(sys.argv[2]))
 """
@@ -521,6 +606,152 @@ def test_a_killed_run_leaves_a_journal_that_list_and_undo_read(pics: Path, logs:
     assert (summary["done"], summary["to_undo"]) == (1, 1)
     assert undo(logs).complete and dupes[0].exists()
     assert [p.suffix for p in logs.iterdir()] == [".json"]  # the journal folded in and gone
+
+
+KILLED_AT = """
+import json, os, sys
+from pathlib import Path
+from findsimilar.cli import actionlog, actions, safefs, trash
+point, groups, action, logs, move_to, victim = sys.argv[1:7]
+real_link, real_replace, real_unlink = os.link, os.replace, os.unlink
+def die(*args, **kwargs):
+    os._exit(9)  # no cleanup at all, as with SIGKILL
+if point.startswith("across filesystems"):
+    safefs.same_device = lambda path, folder: False
+if point == "intent journaled":
+    real_intent = actionlog.LogWriter.intent
+    def intent(self, *args, **kwargs):
+        real_intent(self, *args, **kwargs)
+        die()
+    actionlog.LogWriter.intent = intent
+elif point == "trashinfo reserved":
+    trash.rename_no_clobber = die
+elif point == "linked, not yet unlinked":
+    def link(src, dst, **kwargs):
+        real_link(src, dst, **kwargs)
+        die()
+    os.link = link
+elif point == "done, outcome not journaled":
+    actionlog.LogWriter.step = die
+elif point == "temp file made, not yet in place":
+    def replace(src, dst, *args, **kwargs):
+        die() if dst == victim else real_replace(src, dst, *args, **kwargs)
+    os.replace = replace
+elif point == "across filesystems: copy in the temp file":
+    safefs.rename_no_clobber = die
+elif point == "across filesystems: copy in place, original still there":
+    def unlink(path, *args, **kwargs):
+        die() if path == victim else real_unlink(path, *args, **kwargs)
+    os.unlink = unlink
+steps = actions.plan_actions(json.loads(groups), action, move_to=move_to)
+actions.apply_plan(steps, Path(logs))
+"""
+
+KILL_POINTS = [
+    ("trash", "intent journaled", 0), ("trash", "trashinfo reserved", 0),
+    ("trash", "linked, not yet unlinked", 0), ("trash", "done, outcome not journaled", 1),
+    ("move", "intent journaled", 0), ("move", "linked, not yet unlinked", 0),
+    ("move", "done, outcome not journaled", 1),
+    ("move", "across filesystems: copy in the temp file", 0),
+    ("move", "across filesystems: copy in place, original still there", 0),
+    ("hardlink", "intent journaled", 0), ("hardlink", "temp file made, not yet in place", 0),
+    ("hardlink", "done, outcome not journaled", 1)]
+
+
+@pytest.mark.parametrize(("action", "point", "done"), KILL_POINTS)
+def test_a_run_killed_at_any_point_of_a_step_is_settled_and_undone(
+        pics: Path, home: Path, tmp_path: Path, logs: Path, action: str, point: str,
+        done: int):
+    keep = write(pics / "keep.jpg")
+    dupes = [write(pics / f"copy{i}.jpg", mode=0o600) for i in range(2)]
+    original = {p: v[1:] for p, v in snapshot(pics).items()}
+    dest = tmp_path / "dest"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, point,
+                             json.dumps([group(keep, *dupes)]), action, str(logs), str(dest),
+                             str(dupes[0])])
+    assert killed.returncode == 9
+
+    (summary,) = list_logs(logs)  # reading settles the interrupted step from the disk
+    assert (summary["done"], summary["to_undo"], summary["in_progress"]) == (done, done, False)
+    assert undo(logs, Path(summary["path"])).undone == done
+    assert {p: v[1:] for p, v in snapshot(pics).items()} == original  # bytes, mtime, mode
+    assert dupes[0].stat().st_ino != keep.stat().st_ino
+    leftovers = [p for root in (trash(home), dest) for p in root.rglob("*") if p.is_file()]
+    assert leftovers == []  # no .trashinfo, no second name, no copy, no temp file
+    assert [p.suffix for p in logs.iterdir()] == [".json"]
+
+
+def test_a_log_whose_run_is_still_going_is_neither_settled_nor_undone(pics: Path,
+                                                                       logs: Path):
+    keep, dupe = write(pics / "keep.jpg"), write(pics / "x.jpg")
+    result = apply_plan(plan_actions([group(keep, dupe)], "trash"), logs)
+    with open(result.path.with_suffix(".journal"), "w") as journal:
+        fcntl.flock(journal, fcntl.LOCK_EX)  # as a run (or undo) of it in another process
+
+        assert list_logs(logs)[0]["in_progress"] is True
+        with pytest.raises(ActionError, match="in use by another findsimilar process"):
+            undo(logs, result.path)
+    assert undo(logs, result.path).complete and dupe.exists()
+
+
+def test_undo_leaves_a_relocated_file_whose_bytes_changed_since(pics: Path, home: Path,
+                                                                logs: Path):
+    keep, dupe = write(pics / "keep.jpg"), write(pics / "x.jpg")
+    apply_plan(plan_actions([group(keep, dupe)], "trash"), logs)
+    in_trash = trash(home) / "files" / "x.jpg"
+    replace_keeping_size_and_mtime(in_trash, b"z" * in_trash.stat().st_size)
+
+    outcome = undo(logs)
+    assert outcome.failed == 1 and "is not the one put there" in outcome.messages[0]
+    assert not dupe.exists() and in_trash.exists()
+
+
+def test_hardlink_undo_does_not_claim_to_restore_bytes_edited_through_the_keeper(
+        pics: Path, logs: Path, hard_links: None):
+    keep, dupe = write(pics / "keep.jpg"), write(pics / "copy.jpg")
+    apply_plan(plan_actions([group(keep, dupe)], "hardlink"), logs)
+    with keep.open("r+b") as f:
+        f.write(b"EDITED")
+    edited = snapshot(pics)
+
+    outcome = undo(logs)
+    assert (outcome.undone, outcome.failed, outcome.complete) == (0, 1, False)
+    assert "the original bytes exist nowhere else" in outcome.messages[0]
+    assert snapshot(pics) == edited
+
+
+def test_version_1_logs_still_undo(pics: Path, home: Path, logs: Path):
+    """A log as the previous release wrote it: a trashed file (whose listed hash may be a
+    stale store's) and a hard link."""
+    keep = write(pics / "keep.jpg")
+    trashed, linked = write(pics / "a.jpg"), write(pics / "b.jpg", mode=0o640)
+    files = trash(home) / "files"
+    files.mkdir(parents=True)
+    (trash(home) / "info").mkdir()
+    os.rename(trashed, files / "a.jpg")
+    info = trash(home) / "info" / "a.jpg.trashinfo"
+    info.write_text(f"[Trash Info]\nPath={trashed}\nDeletionDate=2025-01-01T00:00:00\n")
+    digest = member(keep, "keep")["hash"]
+    os.link(keep, pics / "link")
+    os.replace(pics / "link", linked)
+    record = {"keep": str(keep), "tier": "exact", "size": keep.stat().st_size,
+              "mtime_ns": OLD_MTIME_NS, "done": True, "skip": None, "error": None,
+              "undone": False, "undo_error": None}
+    log = {"version": 1, "created": "2025-01-01T00:00:00+00:00", "action": "trash",
+           "undone": False, "steps": [
+               {**record, "action": "trash", "path": str(trashed), "hash": "0" * 32,
+                "target": str(files / "a.jpg"), "trash_info": str(info)},
+               {**record, "action": "hardlink", "path": str(linked), "hash": digest,
+                "target": str(keep), "trash_info": None, "mode": 0o640, "uid": os.getuid(),
+                "gid": os.getgid()}]}
+    logs.mkdir(parents=True)
+    (logs / "old.json").write_text(json.dumps(log))
+
+    outcome = undo(logs, logs / "old.json")
+    assert (outcome.undone, outcome.complete) == (2, True)
+    assert trashed.read_bytes() == keep.read_bytes() and not info.exists()
+    assert linked.stat().st_ino != keep.stat().st_ino
+    assert stat.S_IMODE(linked.stat().st_mode) == 0o640
 
 
 def test_a_failing_step_is_logged_and_the_run_continues(pics: Path, tmp_path: Path,
