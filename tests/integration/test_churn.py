@@ -162,7 +162,8 @@ def test_changes_made_while_stopped_that_keep_size_and_mtime_are_seen_at_start(
     other = bmp("mate/Storm.jpg", tmp_path / "other.bmp")
     other2 = bmp("skimage/coffee.png", tmp_path / "other2.bmp")
     edited = exif_jpeg(lib / "edited.jpg", (200, 40, 90))
-    watch(daemon, lib, [rewritten, upgraded, edited])
+    left_failed = Path(shutil.copyfile(shared("mate/Aqua.jpg"), lib / "left-failed.jpg"))
+    watch(daemon, lib, [rewritten, upgraded, edited, left_failed])
     assert daemon.terminate() == 0
 
     rewrite_keeping_size_and_mtime(rewritten, other.read_bytes())
@@ -171,8 +172,13 @@ def test_changes_made_while_stopped_that_keep_size_and_mtime_are_seen_at_start(
         subprocess.run([EXIFTOOL, "-q", "-P", "-overwrite_original_in_place",
                         "-DateTimeOriginal=2001:02:03 04:05:06", str(edited)], check=True)
     conn = sqlite3.connect(daemon.data_dir / "store.db")
+    with conn:  # as a rename mid-scan left rows before: failed, with the real size and mtime
+        conn.execute("update files set status = 'failed', error = 'cannot open: No such "
+                     "file or directory', content_hash = null where path = ?",
+                     [str(left_failed)])
     with conn, contextlib.suppress(sqlite3.OperationalError):  # (no such column before)
-        conn.execute("update files set ctime_ns = null where path = ?", [str(upgraded)])
+        conn.execute("update files set ctime_ns = null where path in (?, ?)",
+                     [str(upgraded), str(left_failed)])
     conn.close()
 
     daemon.start()
@@ -181,6 +187,7 @@ def test_changes_made_while_stopped_that_keep_size_and_mtime_are_seen_at_start(
     assert rows[str(rewritten)]["content_hash"] == blake(rewritten)
     assert str(rewritten) in top_paths(daemon.search(other))
     assert rows[str(edited)]["content_hash"] == blake(edited)
+    assert rows[str(left_failed)]["status"] == "ok"  # a failure of a file there is retried
     # The upgraded store's row is taken as it was (re-reading every photo at an upgrade
     # would cost hours); a re-hash reads it.
     assert rows[str(upgraded)]["content_hash"] != blake(upgraded)
