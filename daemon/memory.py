@@ -1,7 +1,7 @@
 """Give memory back to the system once big pictures are done with.
 
 Why the daemon kept ~1.5 GB after a few big pictures (measured on 2 cores, glibc 2.36,
-27 Nov 2026; ~600 MB before them: the loaded model and libraries):
+30 Nov 2026; ~600 MB before them: the loaded model and libraries):
 
 * The pixels of a big picture (Pillow's 16 MB blocks, the bands of ``decode._shrink``,
   NumPy copies) are freed at once, but glibc's malloc keeps them. Its mmap threshold is
