@@ -17,13 +17,13 @@ Four pixel floods (225 MP 16-bit grey, 100 MP RGBA, two 144 MP RGB PNGs) indexed
 watched folder, then three rounds of searches by copies of them: RSS 591 MB before,
 1,932 MB at the peak, 1,144 MB once idle, for good. In the test
 (``tests/integration/test_memory_return.py``): 636 MB before, 1,470-1,880 MB after the
-searches; 80 camera JPEGs indexed: ~590 MB before, 705-728 MB after.
+searches; 80 camera JPEGs indexed: ~590 MB before, 705-729 MB after.
 
 ``malloc_trim(0)`` walks every arena and returns each free page, not only the top of a
 heap: in-process it took RSS from 1,033 MB back to 560 MB (558 before) in 48 ms, and
-0.1 ms when there is nothing to return. With it the test's daemon is back at 604-632 MB
-(610-632 before), and at 646-656 MB after the 80 JPEGs; its peak went down too
-(1,480-2,033 MB), since one thread's arena no longer keeps what the next one needs.
+0.1 ms when there is nothing to return. With it the test's daemon is back at 601-632 MB
+(610-639 before), and at 622-657 MB after the 80 JPEGs; its peak is no higher
+(1,480-2,033 MB; it was 1,687-2,247).
 
 When: after each picture above :data:`BIG_PICTURE_PIXELS`, whichever thread decoded it
 (a search's big query is followed by no indexing), and when the indexing thread runs
