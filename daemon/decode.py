@@ -36,6 +36,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from findsimilar.errors import ImageDecodeError
 
+from .memory import BIG_PICTURE_PIXELS, give_back_soon
 from .scanner import signature_format
 
 __all__ = [
@@ -296,6 +297,8 @@ def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
     if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK"):
         im.draft(im.mode if im.mode != "YCbCr" else "RGB", draft or target)
     held.enter_context(_budget.reserve(im.size[0] * im.size[1]))
+    if im.size[0] * im.size[1] > BIG_PICTURE_PIXELS:  # once its pixels are freed
+        held.callback(give_back_soon, "a big picture decoded")
     im.load()  # first frame only for animations and multi-page files
     # Read after load: Pillow's TIFF loader turns the pixels itself and then drops
     # the tag (its size is reported upright already), so it must not be turned twice.

@@ -44,6 +44,7 @@ from .dupes import DupesOptions
 from .engine import Engine
 from .indexer import IndexSummary
 from .logs import flush_repeats
+from .memory import give_back_if_quiet, give_back_soon
 from .roots import Roots, availability, identify, mount_points
 from .server import SocketServer, bind_unix_socket
 from .storeaccess import StoreAccess
@@ -291,6 +292,7 @@ class Daemon(Commands):
         resume indexing once disk space is freed; exit when idle with nothing to watch
         (if asked to)."""
         now = time.monotonic()
+        give_back_if_quiet()  # what big pictures or an indexing pass left free
         if self.disk.space_back():
             self.disk.resume()
             self._tasks.put(Task("reconcile", Rescan()))  # catches up on what was skipped
@@ -351,6 +353,8 @@ class Daemon(Commands):
                 task.done.set_exception(self._task_failed(task.kind, exc))
             finally:
                 self._progress.state = "idle" if self._tasks.empty() else "busy"
+                if self._progress.state == "idle":
+                    give_back_soon("indexing done")
                 self._last_activity = self._last_work = time.monotonic()
 
     def _run_waiting(self, task: Task) -> Any:
