@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,11 @@ def all_indexed(daemon: DaemonProcess, folder: Path, wanted: set[str]) -> None:
     daemon.wait_idle()
 
 
+def figure(what: str, since: float) -> None:
+    """Print a measured figure for RELIABILITY.md (pytest -s shows it)."""
+    print(f"\nfigure: {what}: {time.monotonic() - since:.2f} s")
+
+
 def mid_pass(daemon: DaemonProcess, at_least: int) -> bool:
     """True once the folder's first scan has committed ``at_least`` files and has at
     least 100 more to go: the moment to pull the rug."""
@@ -147,9 +153,11 @@ def test_a_rewrite_keeping_size_and_mtime_is_seen_while_watching(daemon, lib, tm
     watch(daemon, lib, [target])
 
     rewrite_keeping_size_and_mtime(target, other.read_bytes())
+    began = time.monotonic()
 
     wait_until(lambda: store_rows(daemon.data_dir)[str(target)]["content_hash"] == blake(target),
                20, message="the rewrite was never noticed")
+    figure("a rewrite keeping size and mtime, re-indexed", began)
     assert str(target) in top_paths(daemon.search(other))
 
 
@@ -213,8 +221,10 @@ def test_a_folder_renamed_during_the_first_scan_is_indexed_under_its_new_name(
     wait_until(lambda: mid_pass(daemon, 20), 60, 0.01, "no mid-scan moment caught")
 
     os.rename(sub, lib / "renamed")
+    began = time.monotonic()
 
     all_indexed(daemon, lib, {str(lib / "renamed" / p.name) for p in generated})
+    figure(f"{len(generated)} photos, folder renamed mid-scan, all indexed", began)
 
 
 def test_files_renamed_one_by_one_during_the_first_scan_are_all_indexed(
@@ -226,8 +236,10 @@ def test_files_renamed_one_by_one_during_the_first_scan_are_all_indexed(
 
     for photo in generated:
         os.rename(lib / photo.name, lib / f"r-{photo.name}")
+    began = time.monotonic()
 
     all_indexed(daemon, lib, {str(lib / f"r-{p.name}") for p in generated})
+    figure(f"{len(generated)} photos renamed one by one mid-scan, all indexed", began)
 
 
 # --- case 4: a watched folder renamed away, deleted, recreated ---------------------------
@@ -244,10 +256,12 @@ def test_a_watched_folder_renamed_away_and_recreated_is_watched_again(daemon, li
               for r in ("opencv/building.jpg", "mate/LadyBird.jpg")]
     # The same name in both folders: an event in lib.old must not touch lib/'s row.
     same = Path(shutil.copyfile(shared("sklearn/china.jpg"), lib / "fruits.jpg"))
+    began = time.monotonic()
 
     wanted = {str(p) for p in [*second, same]}
     wait_until(lambda: {p for p, r in rows_under(daemon, lib).items() if r["status"] == "ok"}
                == wanted, 20, message=lambda: f"{sorted(rows_under(daemon, lib))}")
+    figure("folder renamed away and recreated, new photos indexed", began)
     assert mode_of(daemon, lib)["mode"] == "watch"
     os.unlink(old / "fruits.jpg")
     os.unlink(old / "Aqua.jpg")
@@ -267,8 +281,10 @@ def test_a_watched_folder_renamed_away_is_unavailable_and_its_events_are_ignored
 
     old = tmp_path / "elsewhere"
     os.rename(lib, old)
+    began = time.monotonic()
     wait_until(lambda: mode_of(daemon, lib)["mode"] == "unavailable", 10,
                message="the folder renamed away is still said to be watched")
+    figure("folder renamed away, unavailable", began)
     os.unlink(old / "butterfly.jpg")  # reported by the old watch as lib/butterfly.jpg
     shutil.copyfile(shared("opencv/fruits.jpg"), old / "new.jpg")
     daemon.barrier(tmp_path / "empty")
@@ -289,9 +305,11 @@ def test_a_watched_folder_deleted_and_recreated_is_picked_up_within_seconds(
     shutil.rmtree(lib)
     lib.mkdir()
     new = Path(shutil.copyfile(shared("skimage/coffee.png"), lib / "b.png"))
+    began = time.monotonic()
 
     wait_until(lambda: set(rows_under(daemon, lib)) == {str(new)}, 15,
                message=lambda: f"{rows_under(daemon, lib)}")
+    figure("folder deleted and recreated, new photo indexed", began)
     assert mode_of(daemon, lib)["mode"] == "watch"
 
 
@@ -341,8 +359,10 @@ def test_a_remounted_disk_is_noticed_and_its_new_photos_indexed(daemon, mount_po
         watch(daemon, mount_point, first)
 
         subprocess.run(["umount", str(mount_point)], check=True)
+        began = time.monotonic()
         wait_until(lambda: mode_of(daemon, mount_point)["mode"] == "unavailable", 10,
                    message="the unmounted disk is still said to be watched")
+        figure("disk unmounted, unavailable", began)
         daemon.barrier(tmp_path / "empty")
         assert set(rows_under(daemon, mount_point)) == {str(p) for p in first}  # kept
 
@@ -352,10 +372,12 @@ def test_a_remounted_disk_is_noticed_and_its_new_photos_indexed(daemon, mount_po
             shutil.copyfile(shared("opencv/fruits.jpg" if "fruits" in p.name
                                    else "mate/LadyBird.jpg"), p)
         new = Path(shutil.copyfile(shared("skimage/astronaut.png"), mount_point / "new.png"))
+        began = time.monotonic()
         wanted = {str(p) for p in [*first, new]}
         wait_until(lambda: {p for p, r in rows_under(daemon, mount_point).items()
                             if r["status"] == "ok"} == wanted, 20,
                    message=lambda: f"{rows_under(daemon, mount_point)}")
+        figure("disk mounted again (new device number), photos indexed", began)
         assert mode_of(daemon, mount_point)["mode"] == "watch"
         assert str(new) in top_paths(daemon.search(shared("skimage/astronaut.png")))
     finally:
