@@ -36,7 +36,7 @@ CLIENTS = 8
 # STOPPED_WITHIN many times over (measured: ~40 ms a search by content, ~30 ms a pixel
 # check, on 2 cores shared by all clients).
 SEARCHES = 400
-STOPPED_WITHIN = 20.0  # seconds; the deadline of a poll, not a measure of speed
+STOPPED_WITHIN = 10.0  # seconds; the deadline of a poll, not a measure of speed
 
 
 @pytest.fixture(scope="module")
