@@ -98,7 +98,7 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 def hung_up(conn: socket.socket) -> Callable[[], bool]:
-    """A check, cheap enough to call between any two units of work (one ``poll``, ~2 µs)
+    """A check, cheap enough to call between any two units of work (one ``poll``: 1.6 µs)
     and from any thread, of whether the client of ``conn`` has gone away.
 
     It asks the kernel for POLLHUP, which a Unix socket shows once the peer has closed
@@ -260,8 +260,8 @@ class SocketServer:
             gone = hung_up(conn)
             reply = self._answer(message, gone)
             if gone():
-                self._note(logging.INFO, "hung-up", "a client hung up before its answer; "
-                           "its %s work was stopped", _command(message))
+                self._note(logging.INFO, "hung-up", "a client hung up while its %s request "
+                           "ran; its answer was dropped", _command(message))
                 return
             self._reply(conn, reply)
 
