@@ -13,13 +13,27 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from findsimilar.config import Config, standard_data_dir
-from findsimilar.errors import FindSimilarError, store_damage
+from findsimilar.errors import (
+    EXIT_MISSING_FILE,
+    EXIT_UNREADABLE_IMAGE,
+    FindSimilarError,
+    store_damage,
+)
+from findsimilar.protocol import MAX_MESSAGE
+from findsimilar.safeio import FileTooBig, NotRegularFile, megabytes, read_regular
 
 from .client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
 
 __all__ = ["Backend", "DaemonBackend", "LocalBackend", "choose_backend", "offline_status"]
 
 ProgressFn = Callable[[int, int], None]
+# The daemon's error types for a query it could not see or open, which this process
+# may be able to read (its bytes are then sent).
+_DAEMON_CANNOT_READ = frozenset({"MissingFileError", "FileAccessError"})
+# The most bytes a search_bytes request can carry: base64 makes 3 bytes 4, and 64 KB
+# leave room for the rest of the request (the name is at most 4 KB of path, 6 bytes a
+# character once JSON-escaped).
+MAX_SEND_BYTES = (MAX_MESSAGE - 65536) // 4 * 3
 # A daemon with nothing of its own to watch exits after this long idle; the next
 # command (or the systemd socket) starts it again.
 AUTOSTART_IDLE_EXIT = 600.0
@@ -125,25 +139,31 @@ class DaemonBackend:
         return [self._retry_with_bytes(r, k, min_score) for r in results]
 
     def _retry_with_bytes(self, result: dict, k: int, min_score: float | None) -> dict:
-        """A file we can read but the daemon cannot (permissions, private mounts)."""
+        """A file we can read but the daemon cannot (permissions, private mounts) is sent
+        as bytes: only when the daemon said it could not see or open it (by the error's
+        type), only a regular file (safeio: a FIFO or device is never opened for a
+        blocking read), and only what fits in one message."""
         err = result.get("error")
-        if not err or err.get("type") not in ("MissingFileError", "ImageDecodeError"):
+        if not err or err.get("type") not in _DAEMON_CANNOT_READ:
             return result
-        if "cannot" not in err.get("message", "") and err["type"] != "MissingFileError":
+        query = result["query"]
+        try:
+            data = read_regular(query, MAX_SEND_BYTES)
+        except NotRegularFile as exc:
+            return _error_entry(query, "NotRegularFileError", f"{exc.strerror}: {query}",
+                                EXIT_MISSING_FILE)
+        except FileTooBig as exc:
+            return _error_entry(query, "FileTooBig", _too_big_to_send(err["message"], exc),
+                                int(err.get("exit_code", EXIT_UNREADABLE_IMAGE)))
+        except OSError:  # we cannot read it either: the daemon's reason stands
             return result
         import base64
 
         try:
-            with open(result["query"], "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return result
-        try:
-            found = self.client.call("search_bytes", data=base64.b64encode(data).decode(),
-                                     name=result["query"], k=k, min_score=min_score)
+            return self.client.call("search_bytes", data=base64.b64encode(data).decode(),
+                                    name=query, k=k, min_score=min_score)
         except RemoteError as exc:
-            return _error_entry(result["query"], exc.kind, str(exc), exc.exit_code)
-        return found
+            return _error_entry(query, exc.kind, str(exc), exc.exit_code)
 
     def status(self) -> dict[str, Any]:
         return self.client.call("status")
@@ -164,6 +184,12 @@ def _listing_progress(info: dict[str, Any]) -> dict[str, Any]:
     background check)."""
     runs = [p for p in info.get("dupes_progress") or [] if not p.get("background")]
     return runs[-1] if runs else {}
+
+
+def _too_big_to_send(daemon_said: str, exc: FileTooBig) -> str:
+    return (f"{daemon_said}; and at {megabytes(exc.size)} the file is too big to send to "
+            f"the daemon instead (the limit is {megabytes(exc.limit)}): make it readable to "
+            "the daemon's user, or search with --no-daemon")
 
 
 def _error_entry(path: str, kind: str, message: str, exit_code: int) -> dict[str, Any]:

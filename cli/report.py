@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from findsimilar import __version__
+from findsimilar.safeio import read_head
 from findsimilar.text import human_size
 from findsimilar.thumbnails import thumbnail, thumbnail_uri
 
@@ -200,8 +201,7 @@ def _link_or_copy(source: Path, dest: Path) -> None:
 
 
 def _png_size(png: Path) -> tuple[int, int] | None:
-    with open(png, "rb") as f:
-        head = f.read(24)
+    head = read_head(png, 24)
     if len(head) < 24 or head[12:16] != b"IHDR":
         return None
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")

@@ -22,6 +22,7 @@ import click
 
 from findsimilar.config import load_config
 from findsimilar.errors import EXIT_MISSING_FILE, EXIT_STORE, FindSimilarError
+from findsimilar.safeio import hash_regular
 
 from .backends import Backend, choose_backend, no_daemon_requested
 from .client import EXIT_NO_DAEMON
@@ -211,15 +212,13 @@ def _size(path: str) -> int | None:
         return None
 
 
-def _digest(path: str) -> bytes | None:
-    digest = hashlib.blake2b(digest_size=16)
+def _digest(path: str) -> str | None:
+    """The content hash of the regular file at ``path`` (safeio: a FIFO or device is
+    never read), or None if it cannot be read."""
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        return hash_regular(path, follow_symlinks=True)[0]
     except OSError:
         return None
-    return digest.digest()
 
 
 # --- writing, opening, telling ----------------------------------------------------------

@@ -19,7 +19,13 @@ from typing import Any
 
 from findsimilar import __version__
 from findsimilar.config import Config
-from findsimilar.errors import FindSimilarError, MissingFileError, StoreError, store_damage
+from findsimilar.errors import (
+    Cancelled,
+    FindSimilarError,
+    MissingFileError,
+    StoreError,
+    store_damage,
+)
 from findsimilar.protocol import error_reply, ok_reply
 
 from .diskspace import DiskFull
@@ -29,6 +35,10 @@ from .roots import Roots, identify
 from .watcher import Watcher
 
 __all__ = ["Commands", "Task"]
+
+StopFn = Callable[[], bool]
+# The commands whose work stops when their client hangs up (given ``should_stop``).
+_CANCELLABLE = frozenset({"search", "search_bytes", "same_picture", "dupes"})
 
 
 @dataclass
@@ -71,7 +81,11 @@ class Commands:
     def _store_damaged(self, error: StoreError) -> None:
         raise NotImplementedError
 
-    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, message: dict[str, Any],
+               client_gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """The reply to ``message``. The commands in ``_CANCELLABLE`` are also given
+        ``client_gone`` (the server's check that the client hung up) as ``should_stop``,
+        and stop their work between units of it once it says so."""
         self._last_activity = time.monotonic()
         data_dir = message.get("data_dir")
         if data_dir and Path(data_dir) != self.config.data_dir:
@@ -88,8 +102,10 @@ class Commands:
         args = message.get("args") or {}
         if not isinstance(args, dict):
             return error_reply("ProtocolError", "'args' must be an object")
+        # A client's own "should_stop" collides with this one: a TypeError, refused below.
+        stop = {"should_stop": client_gone} if message["command"] in _CANCELLABLE else {}
         try:
-            return ok_reply(handler(**args))
+            return ok_reply(handler(**args, **stop))
         except FindSimilarError as exc:
             return error_reply(type(exc).__name__, str(exc), exc.exit_code)
         except TypeError as exc:
@@ -110,28 +126,36 @@ class Commands:
     def cmd_status(self) -> dict[str, Any]:
         return self.status()
 
-    def cmd_search(self, paths: list[str], k: int = 10,
-                   min_score: float | None = None) -> list[dict[str, Any]]:
+    def cmd_search(self, paths: list[str], k: int = 10, min_score: float | None = None, *,
+                   should_stop: StopFn) -> list[dict[str, Any]]:
+        """One result (or error entry) per path; stops between paths (and before each
+        model call) once ``should_stop`` says the client hung up."""
         assert self.engine is not None
         out = []
         for path in paths:
             try:
-                out.append(self.engine.search(path, k=int(k), min_score=min_score).as_dict())
+                out.append(self.engine.search(path, k=int(k), min_score=min_score,
+                                              should_stop=should_stop).as_dict())
+            except Cancelled:
+                raise
             except FindSimilarError as exc:
                 out.append({"query": os.path.abspath(path), "error": {
                     "type": type(exc).__name__, "message": str(exc),
                     "exit_code": exc.exit_code}})
+            if should_stop():
+                raise Cancelled(f"the client hung up after {len(out)} of {len(paths)} queries")
         return out
 
     def cmd_search_bytes(self, data: str, name: str = "<bytes>", k: int = 10,
-                         min_score: float | None = None) -> dict[str, Any]:
+                         min_score: float | None = None, *,
+                         should_stop: StopFn) -> dict[str, Any]:
         assert self.engine is not None
         try:
             raw = base64.b64decode(data.encode("ascii"), validate=True)
         except (ValueError, UnicodeEncodeError):
             raise TypeError("'data' must be base64-encoded image bytes") from None
-        return self.engine.search_bytes(raw, k=int(k), min_score=min_score,
-                                        name=name).as_dict()
+        return self.engine.search_bytes(raw, k=int(k), min_score=min_score, name=name,
+                                        should_stop=should_stop).as_dict()
 
     def cmd_index(self, paths: list[str], wait: bool = True,
                   rehash: bool = False) -> dict[str, Any]:
@@ -144,10 +168,12 @@ class Commands:
             return {"queued": True}
         return task.done.result()
 
-    def cmd_dupes(self, **args: Any) -> dict[str, Any]:
-        """Duplicate groups; runs in this client's thread, beside indexing. Its pixel
-        checks show in ``status`` under ``dupes_progress``."""
-        return self._duplicates(options_from(**args), self._stop.is_set)
+    def cmd_dupes(self, *, should_stop: StopFn, **args: Any) -> dict[str, Any]:
+        """Duplicate groups; runs in this client's thread, beside indexing, until the
+        daemon stops or the client hangs up. Its pixel checks show in ``status`` under
+        ``dupes_progress``."""
+        return self._duplicates(options_from(**args),
+                                lambda: self._stop.is_set() or should_stop())
 
     def _duplicates(self, options: DupesOptions, should_stop: Callable[[], bool], *,
                     background: bool = False) -> dict[str, Any]:
@@ -165,11 +191,13 @@ class Commands:
         finally:
             self._dupes_runs.remove(progress)
 
-    def cmd_same_picture(self, query: str, paths: list[str]) -> dict[str, Any]:
+    def cmd_same_picture(self, query: str, paths: list[str], *,
+                         should_stop: StopFn) -> dict[str, Any]:
         """Pixel-check scores of ``query`` against ``paths`` (``show`` marks duplicates)."""
         assert self.engine is not None
         return self.engine.same_picture(os.path.abspath(query),
-                                        [os.path.abspath(p) for p in paths])
+                                        [os.path.abspath(p) for p in paths],
+                                        should_stop=should_stop)
 
     def cmd_not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, Any]:
         assert self.engine is not None

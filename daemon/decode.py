@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from findsimilar.errors import ImageDecodeError
+from findsimilar.safeio import NotRegularFile, open_regular, read_head
 
 from .memory import BIG_PICTURE_PIXELS, give_back_soon
 from .scanner import signature_format
@@ -139,30 +140,16 @@ def _open(source: bytes | Path | BinaryIO, files: contextlib.ExitStack) -> Image
     if isinstance(source, bytes):
         return Image.open(io.BytesIO(source))
     if isinstance(source, (str, os.PathLike)):
-        return Image.open(files.enter_context(_open_regular(source)))
+        return Image.open(files.enter_context(_open_file(source)))
     return Image.open(source)
 
 
-def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """``path`` opened for reading, refused unless it is a regular file: opening a FIFO
-    without O_NONBLOCK waits for a writer for ever, and a device may never end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading (safeio: never waits on a FIFO, refuses devices)."""
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ImageDecodeError(f"not a regular file but a {_file_kind(mode)}")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _file_kind(mode: int) -> str:
-    kinds = [(stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
-             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-             (stat.S_ISSOCK, "socket")]
-    return next((name for test, name in kinds if test(mode)), "special file")
+        return os.fdopen(open_regular(path), "rb")
+    except NotRegularFile as exc:
+        raise ImageDecodeError(exc.strerror) from None
 
 
 def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> DecodedImage:
@@ -253,7 +240,7 @@ def _reason(exc: BaseException) -> str:
 def _unidentified(source: bytes | Path) -> str:
     """Pillow knows no format for ``source``: say so, or that its header is damaged."""
     try:
-        head = source[:16] if isinstance(source, bytes) else _read_head(source)
+        head = source[:16] if isinstance(source, bytes) else read_head(source, 16)
     except OSError:
         head = b""
     fmt = signature_format(head)
@@ -261,14 +248,6 @@ def _unidentified(source: bytes | Path) -> str:
         return "not a recognised image format"
     return f"truncated or damaged image data (it starts like a {fmt} file, but its header " \
            "cannot be read)"
-
-
-def _read_head(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never wait on a FIFO
-    try:
-        return os.read(fd, 16)
-    finally:
-        os.close(fd)
 
 
 def _bomb(exc: BaseException, max_pixels: int) -> str:

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from findsimilar.config import Config
-from findsimilar.errors import EmptyIndexError, ImageDecodeError, MissingFileError
+from findsimilar.errors import (
+    Cancelled,
+    EmptyIndexError,
+    FileAccessError,
+    ImageDecodeError,
+    MissingFileError,
+    NotRegularFileError,
+)
+from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
 
 from .decode import decode_for_model
@@ -35,6 +43,12 @@ from .verdicts import OUTSIDE, Verdicts
 __all__ = ["Engine", "Match", "SearchResult"]
 
 log = logging.getLogger(__name__)
+
+StopFn = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -166,24 +180,25 @@ class Engine:
         finally:
             self.save()
 
-    def search(self, path: str, k: int = 10, min_score: float | None = None) -> SearchResult:
+    def search(self, path: str, k: int = 10, min_score: float | None = None, *,
+               should_stop: StopFn = _never) -> SearchResult:
         """The ``k`` most similar indexed photos to the photo at ``path``.
 
         The query need not be indexed; if it is, it is not returned as its own
         match (byte-identical copies at other paths are).
-        Raises MissingFileError, ImageDecodeError or EmptyIndexError.
+        Raises MissingFileError (NotRegularFileError for a FIFO, device, socket or
+        folder), ImageDecodeError (FileAccessError if it may not be read),
+        EmptyIndexError, or Cancelled once ``should_stop`` says so.
         """
         query = os.path.abspath(path)
-        vector = self._query_vector(query)
+        vector = self._query_vector(query, should_stop)
         return self._neighbours(query, vector, k, min_score)
 
     def search_bytes(self, data: bytes, k: int = 10, min_score: float | None = None,
-                     name: str = "<bytes>") -> SearchResult:
-        """Search with an image given as bytes (e.g. a file only the client can read)."""
-        decoded = decode_for_model(data, self.extractor.input_size,
-                                   max_pixels=self.config.max_pixels)
-        vector = self.extractor.embed(decoded.pixels[None])[0]
-        return self._neighbours(name, vector, k, min_score)
+                     name: str = "<bytes>", *, should_stop: StopFn = _never) -> SearchResult:
+        """Search with an image given as bytes (e.g. a file only the client can read).
+        Raises ImageDecodeError (naming ``name``), EmptyIndexError or Cancelled."""
+        return self._neighbours(name, self._embed(name, data, should_stop), k, min_score)
 
     def duplicates(self, options: DupesOptions, progress: ProgressFn | None = None,
                    should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
@@ -194,10 +209,12 @@ class Engine:
                                    workers=self.config.decode_workers, progress=progress,
                                    should_stop=should_stop)
 
-    def same_picture(self, query: str, paths: list[str]) -> dict[str, object]:
+    def same_picture(self, query: str, paths: list[str], *,
+                     should_stop: StopFn = _never) -> dict[str, object]:
         """The pixel-check score of ``query`` against each of ``paths`` (None where a file
-        cannot be read), with the near threshold: which results are duplicates of it.
-        Indexed files reuse (and fill) the verdict cache; others are compared directly."""
+        cannot be read, or once ``should_stop`` says so), with the near threshold: which
+        results are duplicates of it. Indexed files reuse (and fill) the verdict cache;
+        others are compared directly."""
         from .verify import NEAR_SCORE
 
         with self._side_store() as store:
@@ -211,7 +228,7 @@ class Engine:
             verdicts = Verdicts(store, lambda k: [k[len(OUTSIDE):]] if k.startswith(OUTSIDE)
                                 else [p for p, r in known.items() if r and r.content_hash == k],
                                 max_pixels=self.config.max_pixels,
-                                workers=self.config.decode_workers)
+                                workers=self.config.decode_workers, should_stop=should_stop)
             q = key(query)
             pair_of = {p: (q, key(p)) if q <= key(p) else (key(p), q) for p in paths}
             found = verdicts.many([pr for pr in pair_of.values() if pr[0] != pr[1]])
@@ -250,28 +267,48 @@ class Engine:
         }
 
     # -- helpers ---------------------------------------------------------------
-    def _query_vector(self, query: str) -> np.ndarray:
-        try:
-            st = os.stat(query)
-        except FileNotFoundError:
-            raise MissingFileError(f"no such file: {query}") from None
-        except OSError as exc:
-            raise MissingFileError(f"cannot access {query}: {exc.strerror}") from None
-        except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL: no such name
-            raise MissingFileError(f"no such file: {printable(query)}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise MissingFileError(f"not a regular file: {query}")
+    def _query_vector(self, query: str, should_stop: StopFn = _never) -> np.ndarray:
+        st = _query_stat(query)
         stored = self._stored_vector(query, st)
         if stored is not None:
             return stored
         if len(self.index) == 0:
             raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
+        return self._embed(query, self._query_source(query), should_stop)
+
+    def _query_source(self, query: str) -> bytes | Path:
+        """The query's bytes, or its path if it is too big to hold in memory (decoding
+        then reads only what it needs: a 1 TB sparse file costs nothing). Read through
+        safeio: a file swapped for a FIFO or a device since the stat is refused."""
         try:
-            data = Path(query).read_bytes()
+            fd = open_regular(query)
+        except NotRegularFile as exc:
+            raise NotRegularFileError(f"{exc.strerror}: {query}") from None
+        except FileNotFoundError:
+            raise MissingFileError(f"no such file: {query}") from None
         except OSError as exc:
-            raise ImageDecodeError(f"cannot read {query}: {exc.strerror}") from None
-        decoded = decode_for_model(data, self.extractor.input_size,
-                                   max_pixels=self.config.max_pixels)
+            raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
+        try:
+            return read_fd(fd, self.config.max_in_memory_bytes, query)
+        except FileTooBig:
+            return Path(query)
+        except OSError as exc:
+            raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def _embed(self, name: str, source: bytes | Path, should_stop: StopFn) -> np.ndarray:
+        """The model's descriptor of ``source``; ``should_stop`` is asked before each
+        costly step (a client that hung up gets no model call)."""
+        if should_stop():
+            raise Cancelled(f"the client hung up: {name} was not searched")
+        try:
+            decoded = decode_for_model(source, self.extractor.input_size,
+                                       max_pixels=self.config.max_pixels)
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"{name}: {exc}") from None
+        if should_stop():
+            raise Cancelled(f"the client hung up: {name} was not searched")
         return self.extractor.embed(decoded.pixels[None])[0]
 
     def _stored_vector(self, query: str, st: os.stat_result) -> np.ndarray | None:
@@ -310,6 +347,23 @@ class Engine:
             fetch = min(len(self.index), fetch * 4)
         result.results = result.results[:k]
         return result
+
+
+def _query_stat(query: str) -> os.stat_result:
+    """``stat`` of a query path, which must name a regular file (it follows symlinks)."""
+    try:
+        st = os.stat(query)
+    except FileNotFoundError:
+        raise MissingFileError(f"no such file: {query}") from None
+    except PermissionError as exc:
+        raise FileAccessError(f"cannot access {query}: {exc.strerror}") from None
+    except OSError as exc:
+        raise MissingFileError(f"cannot access {query}: {exc.strerror}") from None
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL: no such name
+        raise MissingFileError(f"no such file: {printable(query)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(f"not a regular file but a {file_kind(st.st_mode)}: {query}")
+    return st
 
 
 def _slug(text: str) -> str:

@@ -7,7 +7,9 @@ folder and 0600 socket. A client gets ``FINDSIMILAR_CLIENT_TIMEOUT`` seconds
 (default 60) to start a request, as long again to finish sending it however it
 trickles the bytes, and as long to take each reply; then it is dropped. Every
 request gets a reply, and so does every failure where one can still be sent:
-failures come back as data.
+failures come back as data. A client that hangs up while its request runs has its
+work stopped: the handler is given a check (:func:`hung_up`) to ask between units of
+work.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import stat
 import struct
@@ -34,11 +37,12 @@ from findsimilar.protocol import (
 )
 
 __all__ = ["DEFAULT_CLIENT_TIMEOUT", "SocketServer", "bind_unix_socket", "client_timeout",
-           "peer_uid"]
+           "hung_up", "peer_uid"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+# A handler gets the request and a check that says whether its client has hung up.
+Handler = Callable[[dict[str, Any], Callable[[], bool]], dict[str, Any]]
 
 DEFAULT_CLIENT_TIMEOUT = 60.0
 
@@ -91,6 +95,28 @@ def peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid
+
+
+def hung_up(conn: socket.socket) -> Callable[[], bool]:
+    """A check, cheap enough to call between any two units of work (one ``poll``: 1.6 µs)
+    and from any thread, of whether the client of ``conn`` has gone away.
+
+    It asks the kernel for POLLHUP, which a Unix socket shows once the peer has closed
+    its end (or the process holding it died): nobody can take the reply any more. It
+    reads nothing, so a next request the client pipelined stays queued; and a client
+    that only half-closed (``shutdown(SHUT_WR)`` after its request, POLLRDHUP) still
+    waits for its answer and gets it.
+    """
+    def gone() -> bool:
+        fd = conn.fileno()
+        if fd < 0:
+            return True
+        poller = select.poll()  # one per call: a poll object refuses concurrent use
+        poller.register(fd, select.POLLHUP)
+        return any(event & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                   for _, event in poller.poll(0))
+
+    return gone
 
 
 class _ThrottledLog:
@@ -231,7 +257,13 @@ class SocketServer:
                     "Timeout", f"no complete request within {self.timeout:g} s: "
                                "closing the connection"))
                 return
-            self._reply(conn, self._answer(message))
+            gone = hung_up(conn)
+            reply = self._answer(message, gone)
+            if gone():
+                self._note(logging.INFO, "hung-up", "a client hung up while its %s request "
+                           "ran; its answer was dropped", _command(message))
+                return
+            self._reply(conn, reply)
 
     def _read_request(self, conn: socket.socket) -> Any:
         """The next request: ``timeout`` for its first byte, then ``timeout`` for the rest
@@ -251,7 +283,7 @@ class SocketServer:
         conn.settimeout(self.timeout)  # sendall: the total time, however slow the reader
         conn.sendall(data)
 
-    def _answer(self, message: Any) -> dict[str, Any]:
+    def _answer(self, message: Any, gone: Callable[[], bool]) -> dict[str, Any]:
         if not isinstance(message, dict) or not isinstance(message.get("command"), str):
             return error_reply("ProtocolError", "a request is an object with a 'command'")
         if message.get("v") != PROTOCOL_VERSION:
@@ -262,11 +294,16 @@ class SocketServer:
             if message.get(key) is not None and not isinstance(message[key], str):
                 return error_reply("ProtocolError", f"'{key}' must be a string")
         try:
-            return self.handler(message)
+            return self.handler(message, gone)
         except Exception as exc:  # a bug in one command must not cost the connection
             self._note(logging.ERROR, _where(exc), "command %r failed", message["command"],
                        exc_info=True)
             return error_reply("InternalError", f"{type(exc).__name__}: {exc}")
+
+
+def _command(message: Any) -> str:
+    command = message.get("command") if isinstance(message, dict) else None
+    return repr(command) if isinstance(command, str) else "unnamed"
 
 
 def _where(exc: BaseException) -> str:

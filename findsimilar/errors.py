@@ -8,14 +8,17 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "Cancelled",
     "EXIT_EMPTY_INDEX",
     "EXIT_MISSING_FILE",
     "EXIT_UNREADABLE_IMAGE",
     "EXIT_USAGE",
     "EmptyIndexError",
+    "FileAccessError",
     "FindSimilarError",
     "ImageDecodeError",
     "MissingFileError",
+    "NotRegularFileError",
     "StoreError",
     "damaged_store",
     "store_damage",
@@ -43,6 +46,19 @@ class ImageDecodeError(FindSimilarError):
     """A file could not be turned into pixels; the message is the reason."""
 
     exit_code = EXIT_UNREADABLE_IMAGE
+
+
+class NotRegularFileError(MissingFileError):
+    """The path names a FIFO, a device, a socket or a folder: nothing to read as a photo."""
+
+
+class FileAccessError(ImageDecodeError):
+    """The file is there but this process may not open or read it (permissions): a client
+    that can read it may send its bytes instead."""
+
+
+class Cancelled(FindSimilarError):
+    """The client that asked hung up, so its work was stopped."""
 
 
 class EmptyIndexError(FindSimilarError):

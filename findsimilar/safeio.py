@@ -15,7 +15,7 @@ import os
 import stat
 
 __all__ = ["FileTooBig", "NotRegularFile", "file_kind", "hash_fd", "hash_regular",
-           "open_regular", "read_regular"]
+           "megabytes", "open_regular", "read_fd", "read_head", "read_regular"]
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 22
@@ -26,7 +26,11 @@ class NotRegularFile(OSError):
 
 
 class FileTooBig(OSError):
-    """The file holds more bytes than the caller will read."""
+    """The file holds more bytes than the caller will read: ``size`` (as far as it was
+    read) against ``limit``."""
+
+    size: int = 0
+    limit: int = 0
 
 
 def file_kind(mode: int) -> str:
@@ -46,12 +50,21 @@ def open_regular(path: str | os.PathLike[str], *, follow_symlinks: bool = True) 
     open (FileNotFoundError, PermissionError, ...). The caller closes the descriptor.
     """
     flags = _FLAGS if follow_symlinks else _FLAGS | os.O_NOFOLLOW
-    fd = os.open(path, flags)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno not in (errno.ENXIO, errno.ENODEV):
+            raise
+        # A socket, or a device with no driver behind it, cannot be opened at all:
+        # say what it is rather than "No such device or address".
+        mode = os.stat(path, follow_symlinks=follow_symlinks).st_mode
+        if stat.S_ISREG(mode):
+            raise
+        raise _not_regular(path, mode) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFile(errno.EINVAL, f"not a regular file but a {file_kind(mode)}",
-                                 os.fspath(path))
+            raise _not_regular(path, mode)
         os.set_blocking(fd, True)
         return fd
     except BaseException:
@@ -68,16 +81,32 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
     """
     fd = open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        if size > limit:
-            raise _too_big(path, size, limit)
-        chunks, total = [], 0
-        while chunk := os.read(fd, min(_CHUNK, limit + 1 - total)):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise _too_big(path, total, limit)
-        return b"".join(chunks)
+        return read_fd(fd, limit, path)
+    finally:
+        os.close(fd)
+
+
+def read_fd(fd: int, limit: int, path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the descriptor ``fd`` (from :func:`open_regular`) from its position to
+    its end, at most ``limit`` of them; ``path`` only names the file in a FileTooBig."""
+    size = os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR)
+    if size > limit:
+        raise _too_big(path, size, limit)
+    chunks, total = [], 0
+    while chunk := os.read(fd, min(_CHUNK, limit + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise _too_big(path, total, limit)
+    return b"".join(chunks)
+
+
+def read_head(path: str | os.PathLike[str], size: int) -> bytes:
+    """The first ``size`` bytes (fewer if the file is shorter) of the regular file at
+    ``path``: a header to sniff. Raises like :func:`open_regular`."""
+    fd = open_regular(path)
+    try:
+        return os.read(fd, size)
     finally:
         os.close(fd)
 
@@ -103,6 +132,20 @@ def hash_regular(path: str | os.PathLike[str], *,
         os.close(fd)
 
 
+def _not_regular(path: str | os.PathLike[str], mode: int) -> NotRegularFile:
+    return NotRegularFile(errno.EINVAL, f"not a regular file but a {file_kind(mode)}",
+                          os.fspath(path))
+
+
 def _too_big(path: str | os.PathLike[str], size: int, limit: int) -> FileTooBig:
-    return FileTooBig(errno.EFBIG, f"too big to read ({size // 1048576} MB; the limit is "
-                      f"{limit // 1048576} MB)", os.fspath(path))
+    exc = FileTooBig(errno.EFBIG, f"too big to read ({megabytes(size)}; the limit is "
+                     f"{megabytes(limit)})", os.fspath(path))
+    exc.size, exc.limit = size, limit
+    return exc
+
+
+def megabytes(size: int) -> str:
+    """``size`` bytes in words: "48 MB", "1,048,576 MB", "512 KB", "10 bytes"."""
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):,.0f} MB"
+    return f"{size / 1024:,.0f} KB" if size >= 1024 else f"{size} bytes"

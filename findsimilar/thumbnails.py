@@ -25,10 +25,11 @@ import threading
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 from urllib.parse import quote
 
 from findsimilar import __version__
+from findsimilar.safeio import open_regular
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -140,7 +141,7 @@ def png_text(png: str | os.PathLike[str]) -> dict[str, str] | None:
     not a PNG, or cut short (no IEND chunk): a torn file is never a valid thumbnail."""
     text: dict[str, str] = {}
     try:
-        with open(png, "rb") as f:
+        with os.fdopen(open_regular(png), "rb") as f:  # a FIFO there: no wait
             if f.read(8) != _PNG_SIGNATURE:
                 return None
             while len(header := f.read(8)) == 8:
@@ -203,13 +204,15 @@ def _render(source: str, edge: int) -> tuple[Image.Image, dict[str, str]] | None
     describe the original, or None if the file cannot be decoded."""
     _register_heif()
     try:
-        with _open_quietly(source) as im:
+        # safeio: a file swapped for a FIFO or a device since the caller's stat is
+        # refused, never waited on or read without end.
+        with os.fdopen(open_regular(source), "rb") as fh, _open_quietly(fh) as im:
             return _shrink(im, edge)
     except Exception:  # noqa: BLE001 - bombs and every way a damaged file fails to decode
         return None
 
 
-def _open_quietly(source: str) -> ImageFile.ImageFile:
+def _open_quietly(fh: BinaryIO) -> ImageFile.ImageFile:
     from PIL import Image
 
     # Pillow warns (at open) between its pixel limit and twice that, and raises
@@ -217,7 +220,7 @@ def _open_quietly(source: str) -> ImageFile.ImageFile:
     # catch_warnings swaps process-wide state, and callers may make thumbnails in threads.
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(source)
+        return Image.open(fh)
 
 
 def _shrink(im: ImageFile.ImageFile, edge: int) -> tuple[Image.Image, dict[str, str]]:

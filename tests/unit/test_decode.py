@@ -453,7 +453,7 @@ def test_text_file_named_jpg_is_refused_as_not_an_image(tmp_path):
 def test_missing_file_and_folder_are_refused_with_a_reason(tmp_path):
     with pytest.raises(ImageDecodeError, match="No such file"):
         decode(tmp_path / "gone.jpg")
-    with pytest.raises(ImageDecodeError, match="directory"):
+    with pytest.raises(ImageDecodeError, match="folder"):
         decode(tmp_path)
 
 

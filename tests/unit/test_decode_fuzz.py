@@ -71,7 +71,7 @@ def test_a_fifo_or_device_path_is_refused_without_waiting_for_a_writer(tmp_path)
         decode_for_model(tmp_path / "photo.jpg", 32, max_pixels=LIMIT)
     with pytest.raises(ImageDecodeError, match=r"not a regular file but a character device"):
         decode_preview(Path("/dev/zero"), 32, max_pixels=LIMIT)
-    with pytest.raises(ImageDecodeError, match=r"not a regular file but a directory"):
+    with pytest.raises(ImageDecodeError, match=r"not a regular file but a folder"):
         decode_for_model(tmp_path, 32, max_pixels=LIMIT)
 
 
