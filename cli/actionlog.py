@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from findsimilar.safeio import read_regular
+
 from .recovery import settle
 
 __all__ = ["LOG_VERSION", "ActionError", "LogWriter", "Record", "describe", "latest_undoable",
@@ -32,6 +34,8 @@ __all__ = ["LOG_VERSION", "ActionError", "LogWriter", "Record", "describe", "lat
 LOG_VERSION = 2
 _READABLE = (1, 2)
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+# A log holds about 1 KB a step: this is a million steps and more.
+_LOG_LIMIT = 1 << 30
 
 Record = dict[str, Any]
 
@@ -262,7 +266,8 @@ def write_log(path: Path, log: Record) -> None:
 
 def _read_json(path: Path) -> Record:
     try:
-        log = json.loads(path.read_text(encoding="utf-8"))
+        # Read as any path a user names: a FIFO or /dev/zero given as LOG must not hang.
+        log = json.loads(read_regular(path, _LOG_LIMIT).decode("utf-8"))
     except (OSError, ValueError) as error:
         raise ActionError(f"cannot read the action log {path}: {error}") from error
     if not isinstance(log, dict) or log.get("version") not in _READABLE:

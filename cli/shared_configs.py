@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
+from findsimilar.safeio import read_regular
+
 from .integration_files import (
     LUARC_CREATED,
     LUARC_LINE,
@@ -21,6 +23,9 @@ from .integration_files import (
     uca_path,
     write_atomic,
 )
+
+# A file manager's own config file: a few KB; more is not one.
+_CONFIG_LIMIT = 16 * 1024 * 1024
 
 __all__ = ["add_luarc_line", "install_thunar", "luarc_lines", "parse_uca", "remove_luarc_line",
            "thunar_state", "uninstall_thunar"]
@@ -87,7 +92,7 @@ def _uca_block(command: list[str]) -> bytes:
 
 def _read_uca(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        return read_regular(path, _CONFIG_LIMIT)  # a FIFO or a device there must not hang us
     except FileNotFoundError:
         return None
     except OSError as exc:
