@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,27 +266,24 @@ class Daemon(Commands):
         """Thread fs-roots: compare each watched path with the folder it holds, twice a
         second (a stat per folder; a hung network mount stalls only this thread)."""
         while not self._stop.wait(0.5):
-            try:
-                self.folders.check()
-            except Exception as exc:
-                damage = store_damage(self.config.store_path, exc)
-                if damage is not None:
-                    self._store_damaged(damage)
-                else:
-                    log.exception("checking the watched folders failed")
+            self._survive(self.folders.check, "checking the watched folders")
 
     def _tick(self) -> None:
-        """The main thread's periodic work; a failure is logged, never fatal (but for a
-        damaged store)."""
+        """The main thread's periodic work."""
+        self._survive(self._periodic, "periodic work")
+        flush_repeats()
+
+    def _survive(self, work: Callable[[], object], what: str) -> None:
+        """Run ``work``; a failure is logged, never fatal, but for a damaged store, which
+        stops the daemon."""
         try:
-            self._periodic()
+            work()
         except Exception as exc:
             damage = store_damage(self.config.store_path, exc)
             if damage is not None:
                 self._store_damaged(damage)
             else:
-                log.exception("periodic work failed")
-        flush_repeats()
+                log.exception("%s failed", what)
 
     def _periodic(self) -> None:
         """Rescan roots that inotify could not watch; pick up roots that came back;

@@ -5,8 +5,9 @@ what must become of it: indexed, or failed with a reason matching a pattern.
 ``make_special_files`` adds what is not a plain file or has a hostile name: FIFOs, a
 device node, a socket, symlink loops, an unreadable file and folder, names with a
 newline or with bytes that are not UTF-8. ``make_empty_tree`` makes the 10-level tree of
-100k empty files. Nothing here is stored in the repository: the bytes come from
-Pillow, from a real photo and from a seeded random generator.
+100k empty files; ``endless_writer`` keeps a FIFO fed for ever. Nothing here is stored in
+the repository: the bytes come from Pillow, from a real photo and from a seeded random
+generator.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import socket
 import stat
 import struct
+import subprocess
+import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,6 +30,24 @@ import numpy as np
 from PIL import Image
 
 from findsimilar.daemon.decode import register_plugins
+
+# A script that writes zeros into the FIFO it is given for as long as anyone reads,
+# reopening it each time a reader goes away: a writer that never stops.
+_ENDLESS_WRITER = """
+import sys
+while True:
+    try:
+        with open(sys.argv[1], "wb") as fifo:
+            while True:
+                fifo.write(bytes(1 << 20))
+    except BrokenPipeError:
+        pass
+"""
+
+
+def endless_writer(fifo: Path) -> subprocess.Popen[bytes]:
+    """Start feeding ``fifo`` zeros for ever (the caller kills the process)."""
+    return subprocess.Popen([sys.executable, "-c", _ENDLESS_WRITER, str(fifo)])
 
 __all__ = ["INDEXED", "Hostile", "Special", "hostile_files", "make_empty_tree",
            "make_special_files", "pixel_flood_png"]

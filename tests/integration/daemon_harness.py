@@ -25,9 +25,11 @@ from findsimilar.cli.client import DaemonClient, DaemonUnavailable
 from findsimilar.config import Config
 
 __all__ = ["DaemonProcess", "TwinLibrary", "daemon_env", "indexed_paths", "make_photos",
-           "saved_index_ids", "store_rows", "top_paths", "twin_library_daemon", "wait_until"]
+           "module_daemon", "saved_index_ids", "store_rows", "top_paths",
+           "twin_library_daemon", "wait_until"]
 
 T = TypeVar("T")
+D = TypeVar("D", bound="DaemonProcess")
 
 # Settle times for tests: a closed file is taken at once; a file still open and quiet
 # is left alone for long enough that "wait ~1 s with the file open" is unambiguous.
@@ -274,6 +276,26 @@ class TwinLibrary(DaemonProcess):
 
 
 @contextlib.contextmanager
+def module_daemon(base: Path, command: list[str] | None = None, *,
+                  cls: type[D] = DaemonProcess, **env: str) -> Iterator[D]:  # type: ignore[assignment]
+    """A daemon (a ``cls``) for a whole test module, started with ``command`` (default:
+    `findsimilar daemon run`): data dir and log under ``base``, socket under /tmp (Unix
+    socket paths are short). Stopped, its log printed, at the end."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
+    sock = sock_dir / "d.sock"
+    daemon = cls(base / "data", sock, base / "daemon.log",
+                 env=daemon_env(base / "data", sock, **env))
+    try:
+        daemon.spawn(command)
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.cleanup()
+        print(f"--- daemon log\n{daemon.log()}")
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def twin_library_daemon(base: Path, sources: list[Path], **env: str) -> Iterator[TwinLibrary]:
     """Start a :class:`TwinLibrary` daemon under ``base`` (socket under /tmp) with
     ``sources`` indexed; stopped, its log printed, at the end."""
@@ -283,16 +305,7 @@ def twin_library_daemon(base: Path, sources: list[Path], **env: str) -> Iterator
     for src in sources:
         for dest in (photos / src.name, photos / f"twin-{src.name}", outside / src.name):
             shutil.copyfile(src, dest)
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    sock = sock_dir / "d.sock"
-    daemon = TwinLibrary(base / "data", sock, base / "daemon.log",
-                         env=daemon_env(base / "data", sock, **env))
-    daemon.photos, daemon.outside = photos, outside
-    try:
-        daemon.start()
+    with module_daemon(base, cls=TwinLibrary, **env) as daemon:
+        daemon.photos, daemon.outside = photos, outside
         assert daemon.call("index", paths=[str(photos)])["new"] == 2 * len(sources)
         yield daemon
-    finally:
-        daemon.cleanup()
-        print(f"--- daemon log\n{daemon.log()}")
-        shutil.rmtree(sock_dir, ignore_errors=True)

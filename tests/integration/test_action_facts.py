@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from PIL import Image
 
 from tests.conftest import shared
 
-from .daemon_harness import DaemonProcess, daemon_env, wait_until
+from .daemon_harness import DaemonProcess, daemon_env, module_daemon, wait_until
 
 OLD_NS = 1_600_000_000_123_456_789  # keepers: the oldest file of each group keeps
 NEWER_NS = OLD_NS + 86_400 * 10**9
@@ -39,16 +38,8 @@ Cli = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    base = tmp_path_factory.mktemp("action-facts")
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    data, sock = base / "data", sock_dir / "d.sock"
-    proc = DaemonProcess(data, sock, base / "daemon.log", env=daemon_env(data, sock))
-    try:
-        yield proc.start()
-    finally:
-        proc.cleanup()
-        print(f"--- daemon log\n{proc.log()}")
-        shutil.rmtree(sock_dir, ignore_errors=True)
+    with module_daemon(tmp_path_factory.mktemp("action-facts")) as daemon:
+        yield daemon
 
 
 def _cli_with(env: dict[str, str]) -> Cli:

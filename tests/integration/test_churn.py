@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from .daemon_harness import (
     DaemonProcess,
     daemon_env,
     make_photos,
+    module_daemon,
     store_rows,
     top_paths,
     wait_until,
@@ -40,15 +40,8 @@ EXIFTOOL = shutil.which("exiftool")
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    base = tmp_path_factory.mktemp("churn")
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    d = DaemonProcess(base / "data", sock_dir / "d.sock", base / "daemon.log")
-    try:
-        yield d.start()
-    finally:
-        d.cleanup()
-        print(f"--- daemon log\n{d.log()}")
-        shutil.rmtree(sock_dir, ignore_errors=True)
+    with module_daemon(tmp_path_factory.mktemp("churn")) as daemon:
+        yield daemon
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,8 @@ import pytest
 from findsimilar.errors import EXIT_MISSING_FILE, EXIT_UNREADABLE_IMAGE
 
 from ..conftest import shared
-from .daemon_harness import DaemonProcess, daemon_env, top_paths
+from ..hostile_corpus import endless_writer
+from .daemon_harness import DaemonProcess, module_daemon, top_paths
 
 PHOTOS = ["opencv/butterfly.jpg", "skimage/coffee.png", "mate/Storm.jpg"]
 CLI_TIMEOUT = 30  # seconds; answers take well under one, a hang takes for ever
@@ -38,18 +38,6 @@ CLI_TIMEOUT = 30  # seconds; answers take well under one, a hang takes for ever
 CLI_MEMORY = 4 << 30
 PRIVILEGED = os.geteuid() == 0
 SETPRIV = shutil.which("setpriv")
-# Writes zeros into the FIFO it is given for as long as anyone reads, reopening it each
-# time a reader goes away: a writer that never stops.
-ENDLESS_WRITER = """
-import sys
-while True:
-    try:
-        with open(sys.argv[1], "wb") as fifo:
-            while True:
-                fifo.write(bytes(1 << 20))
-    except BrokenPipeError:
-        pass
-"""
 
 
 class Library(DaemonProcess):
@@ -68,23 +56,13 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
     for rel in PHOTOS:
         for name in (Path(rel).name, f"twin-{Path(rel).name}"):
             shutil.copyfile(shared(rel), photos / name)
-    sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    sock = sock_dir / "d.sock"
-    daemon = Library(base / "data", sock, base / "daemon.log",
-                     env=daemon_env(base / "data", sock, FINDSIMILAR_PRECHECK_AFTER="0"))
-    daemon.photos, daemon.queries = photos, queries
     command = [sys.executable, "-m", "findsimilar", "daemon", "run"]
     if PRIVILEGED and SETPRIV:
         command = [SETPRIV, "--bounding-set=-dac_override,-dac_read_search", "--", *command]
-    try:
-        daemon.spawn(command)
-        daemon.wait_ready()
+    with module_daemon(base, command, cls=Library, FINDSIMILAR_PRECHECK_AFTER="0") as daemon:
+        daemon.photos, daemon.queries = photos, queries
         assert daemon.call("index", paths=[str(photos)])["new"] == 2 * len(PHOTOS)
         yield daemon
-    finally:
-        daemon.cleanup()
-        print(f"--- daemon log\n{daemon.log()}")
-        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +71,7 @@ def specials(library: Library) -> Iterator[dict[str, tuple[Path, str]]]:
     q = library.queries
     os.mkfifo(q / "fifo.jpg")
     os.mkfifo(q / "streaming.jpg")
-    writer = subprocess.Popen([sys.executable, "-c", ENDLESS_WRITER, str(q / "streaming.jpg")])
+    writer = endless_writer(q / "streaming.jpg")
     (q / "zero.jpg").symlink_to("/dev/zero")
     (q / "folder.jpg").mkdir()
     listener = socket.socket(socket.AF_UNIX)

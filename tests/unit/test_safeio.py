@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,28 +21,18 @@ from findsimilar.safeio import (
     read_regular,
 )
 
+from ..hostile_corpus import endless_writer
+
 pytestmark = pytest.mark.timeout(30)  # a read that blocks fails the test, not the run
 
 MB = 1 << 20
-# Writes zeros into the FIFO it is given for as long as anyone reads, reopening it each
-# time a reader goes away: a writer that never stops.
-ENDLESS_WRITER = """
-import sys
-while True:
-    try:
-        with open(sys.argv[1], "wb") as fifo:
-            while True:
-                fifo.write(bytes(1 << 20))
-    except BrokenPipeError:
-        pass
-"""
 
 
 @pytest.fixture
 def endless_fifo(tmp_path: Path):
     fifo = tmp_path / "streaming.jpg"
     os.mkfifo(fifo)
-    writer = subprocess.Popen([sys.executable, "-c", ENDLESS_WRITER, str(fifo)])
+    writer = endless_writer(fifo)
     yield fifo
     writer.kill()
     writer.wait(10)
