@@ -103,11 +103,20 @@ def availability(root: dict[str, Any], now: Identity | None, mounts: set[str]) -
         return (f"the disk that was mounted at {recorded} is not mounted; its photos are "
                 "kept until it is back")
     if recorded is None and root.get("dev") is not None and now[0] != root["dev"] \
-            and now[2] != os.path.realpath(root["path"]):
-        # A root from before mount points were recorded: another device than it was on,
-        # and not itself a mount point now: most likely the empty mount point of a disk.
+            and _empty(root["path"]):
+        # A root from before mount points were recorded, on another device than it was,
+        # and empty: most likely the mount point of a disk that is not mounted. (A disk
+        # mounted again with a new device number has its photos in it.)
         return "not the disk it was on (not mounted?); its photos are kept until it is back"
     return None
+
+
+def _empty(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True
 
 
 @dataclass
