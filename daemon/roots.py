@@ -10,7 +10,10 @@ is remounted comes back with a new device number.
 
 So :class:`Roots` keeps, for each path, the identity of the folder its watch was set up
 on, and :meth:`Roots.check` (twice a second, from a thread of its own: a hung network
-mount must not stall the daemon) compares it with what the path holds now. A folder
+mount must not stall the daemon) compares it with what the path holds now. A stat per
+folder every half second sees every way a path changes hands, mounts included, which an
+inotify watch on the parent folder would not (and a parent may be unwatchable); the
+deletion of the folder itself also comes at once as watchdog's own event. A folder
 renamed away, deleted, replaced, unmounted or remounted is noticed within a second: its
 watch is dropped at once (its events no longer reach the path) and the path is
 reconciled again, which decides what it holds now (:func:`availability`):
