@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from findsimilar.cli.actions import apply_plan, plan_actions, undo
+from findsimilar.cli.actions.actions import apply_plan, plan_actions, undo
 from findsimilar.safeio import hash_regular
 
 

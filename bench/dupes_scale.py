@@ -33,10 +33,10 @@ DIM = 1280
 
 
 def build(workdir: Path, n: int) -> tuple[int, int]:
-    from findsimilar.daemon.index import VectorIndex
-    from findsimilar.daemon.neighbours import neighbour_pairs
-    from findsimilar.daemon.store import Store
-    from findsimilar.daemon.verify import VERIFIER_ID
+    from findsimilar.daemon.dupes.neighbours import neighbour_pairs
+    from findsimilar.daemon.model.verify import VERIFIER_ID
+    from findsimilar.daemon.storage.index import VectorIndex
+    from findsimilar.daemon.storage.store import Store
 
     rng = np.random.default_rng(7)
     topics = rng.standard_normal((2000, DIM)).astype(np.float32)
@@ -79,7 +79,7 @@ def build(workdir: Path, n: int) -> tuple[int, int]:
 def measure(workdir: Path, tiers: list[str]) -> dict[str, float]:
     """Run in a fresh process so that peak memory is this run's own."""
     from findsimilar.config import load_config
-    from findsimilar.daemon.dupes import options_from
+    from findsimilar.daemon.dupes.grouping import options_from
     from findsimilar.daemon.engine import Engine
 
     os.environ["FINDSIMILAR_DATA_DIR"] = str(workdir)

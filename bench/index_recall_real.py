@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from findsimilar.daemon.index import COMPRESSED, VectorIndex
-from findsimilar.daemon.index_build import Plan, build_index, lists_for
-from findsimilar.daemon.store import Store
+from findsimilar.daemon.storage.index import COMPRESSED, VectorIndex
+from findsimilar.daemon.storage.index_build import Plan, build_index, lists_for
+from findsimilar.daemon.storage.store import Store
 
 K = 10
 

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from index_options import base_vectors, ground_truth, query_vectors  # noqa: E402
 
 from findsimilar.config import Config  # noqa: E402
-from findsimilar.daemon.index_build import open_index  # noqa: E402
-from findsimilar.daemon.store import Store  # noqa: E402
+from findsimilar.daemon.storage.index_build import open_index  # noqa: E402
+from findsimilar.daemon.storage.store import Store  # noqa: E402
 
 DIM = 1280
 EXTRACTOR = "efficientnet-lite0-gem/v1"  # the default extractor's id (name/version)

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import shared_photos  # noqa: E402
 
 from findsimilar.config import Config  # noqa: E402
-from findsimilar.daemon.decode import decode_for_model  # noqa: E402
 from findsimilar.daemon.engine import Engine  # noqa: E402
-from findsimilar.daemon.features import EfficientNetLiteGeM  # noqa: E402
+from findsimilar.daemon.model.decode import decode_for_model  # noqa: E402
+from findsimilar.daemon.model.features import EfficientNetLiteGeM  # noqa: E402
 
 
 def make_camera_jpegs(folder: Path, count: int) -> list[Path]:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from findsimilar.cli.client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
 from findsimilar.config import Config, standard_data_dir
 from findsimilar.errors import (
     EXIT_MISSING_FILE,
@@ -21,8 +22,6 @@ from findsimilar.errors import (
 )
 from findsimilar.protocol import MAX_MESSAGE
 from findsimilar.safeio import FileTooBig, NotRegularFile, megabytes, read_regular
-
-from .client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
 
 __all__ = ["Backend", "DaemonBackend", "LocalBackend", "choose_backend", "offline_status"]
 
@@ -77,7 +76,7 @@ class LocalBackend:
              progress: ProgressFn | None = None) -> Any:
         """A socket command run here: the same arguments and results as the daemon's."""
         if command == "dupes":
-            from findsimilar.daemon.dupes import options_from
+            from findsimilar.daemon.dupes.grouping import options_from
 
             return self.engine.duplicates(options_from(**args), progress)
         if command == "not_duplicates":

@@ -14,13 +14,12 @@ from typing import Any
 
 import click
 
+from findsimilar.cli.backends import ProgressFn, choose_backend
+from findsimilar.cli.main import NO_DAEMON, _fail
+from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
 from findsimilar.errors import FindSimilarError, MissingFileError
 from findsimilar.text import human_size, printable
-
-from .backends import ProgressFn, choose_backend
-from .main import NO_DAEMON, _fail
-from .progress import ProgressBar
 
 __all__ = ["dupes_group"]
 
@@ -137,7 +136,7 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         if bar:
             bar.finish()
     if html:
-        from .report import write_report
+        from findsimilar.cli.pages.report import write_report
 
         page = write_report(result, Path(html))
         print(f"review page: {page}", file=sys.stderr)
@@ -164,7 +163,7 @@ def _call(no_daemon: bool, command: str, args: dict[str, Any],
 
 def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], apply_: bool,
          as_json: bool) -> dict[str, Any]:
-    from .actions import ActionError, apply_plan, format_plan, plan_actions
+    from findsimilar.cli.actions.actions import ActionError, apply_plan, format_plan, plan_actions
 
     # Only duplicates are ever acted on: "similar" photos are different pictures.
     groups = [g for g in result["groups"] if g["tier"] in ("exact", "near")]
@@ -257,7 +256,7 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
       findsimilar dupes undo
       findsimilar dupes undo ~/.local/share/findsimilar/actions/2026-11-27T21-30-05-a1b2c3.json
     """
-    from .actions import ActionError, undo
+    from findsimilar.cli.actions.actions import ActionError, undo
 
     try:
         result = undo(_log_dir(), Path(log) if log else None)
@@ -280,7 +279,7 @@ def logs_cmd(as_json: bool) -> None:
     Example:
       findsimilar dupes logs --json | jq '.[0].path'
     """
-    from .actions import list_logs
+    from findsimilar.cli.actions.actions import list_logs
 
     logs = list_logs(_log_dir())
     if as_json:

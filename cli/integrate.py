@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from .integration_files import (
+from findsimilar.cli.install.integration_files import (
     INTEGRATIONS,
     LUARC_LINE,
     MARKER,
@@ -38,8 +38,7 @@ from .integration_files import (
     with_marker,
     write_atomic,
 )
-from .service import daemon_command
-from .shared_configs import (
+from findsimilar.cli.install.shared_configs import (
     add_luarc_line,
     install_thunar,
     luarc_lines,
@@ -47,6 +46,7 @@ from .shared_configs import (
     thunar_state,
     uninstall_thunar,
 )
+from findsimilar.cli.service import daemon_command
 
 __all__ = ["INTEGRATIONS", "IntegrationError", "MARKER", "PLACEHOLDER", "UCA_ID",
            "install", "integrate_group", "plugin_root", "render", "status", "uninstall"]

@@ -17,13 +17,12 @@ from typing import Any
 import click
 
 from findsimilar import __version__
+from findsimilar.cli.backends import Backend, choose_backend, no_daemon_requested, offline_status
+from findsimilar.cli.client import DaemonClient, DaemonUnavailable, start_daemon
+from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
 from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError, StoreError
 from findsimilar.text import human_size
-
-from .backends import Backend, choose_backend, no_daemon_requested, offline_status
-from .client import DaemonClient, DaemonUnavailable, start_daemon
-from .progress import ProgressBar
 
 __all__ = ["cli", "main"]
 
@@ -363,8 +362,8 @@ def daemon_run(idle_exit: float | None, verbose: bool) -> None:
       findsimilar daemon run
     """
     from findsimilar import systemd
-    from findsimilar.daemon.logs import setup_logging
-    from findsimilar.daemon.service import Daemon
+    from findsimilar.daemon.service.daemon import Daemon
+    from findsimilar.daemon.service.logs import setup_logging
 
     setup_logging(verbose)
     inherited = systemd.first_unix_listener(systemd.listen_fds())

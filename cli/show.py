@@ -20,14 +20,13 @@ from typing import Any
 
 import click
 
+from findsimilar.cli.backends import Backend, choose_backend, no_daemon_requested
+from findsimilar.cli.client import EXIT_NO_DAEMON
+from findsimilar.cli.main import NO_DAEMON, result_options
+from findsimilar.cli.pages.showpage import QueryView, ResultView, prune_old_results, write_results
 from findsimilar.config import load_config
 from findsimilar.errors import EXIT_MISSING_FILE, EXIT_STORE, FindSimilarError
 from findsimilar.safeio import hash_regular
-
-from .backends import Backend, choose_backend, no_daemon_requested
-from .client import EXIT_NO_DAEMON
-from .main import NO_DAEMON, result_options
-from .showpage import QueryView, ResultView, prune_old_results, write_results
 
 __all__ = ["show_cmd"]
 

@@ -21,6 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from findsimilar.config import Config
+from findsimilar.daemon.dupes.grouping import DupesOptions, find_duplicates, mark_not_duplicates
+from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts
+from findsimilar.daemon.indexing.indexer import Indexer, IndexSummary, ProgressFn
+from findsimilar.daemon.model.decode import decode_for_model
+from findsimilar.daemon.model.features import FeatureExtractor, create_extractor
+from findsimilar.daemon.storage.index_build import IndexBuilder, open_index
+from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import (
     Cancelled,
     EmptyIndexError,
@@ -31,14 +38,6 @@ from findsimilar.errors import (
 )
 from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
-
-from .decode import decode_for_model
-from .dupes import DupesOptions, find_duplicates, mark_not_duplicates
-from .features import FeatureExtractor, create_extractor
-from .index_build import IndexBuilder, open_index
-from .indexer import Indexer, IndexSummary, ProgressFn
-from .store import Store
-from .verdicts import OUTSIDE, Verdicts
 
 __all__ = ["Engine", "Match", "SearchResult"]
 
@@ -215,7 +214,7 @@ class Engine:
         cannot be read, or once ``should_stop`` says so), with the near threshold: which
         results are duplicates of it. Indexed files reuse (and fill) the verdict cache;
         others are compared directly."""
-        from .verify import NEAR_SCORE
+        from findsimilar.daemon.model.verify import NEAR_SCORE
 
         with self._side_store() as store:
             known = {p: store.file(p) for p in [query, *paths]}

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from findsimilar.daemon.decode import register_plugins
+from findsimilar.daemon.model.decode import register_plugins
 
 # A script that writes zeros into the FIFO it is given for as long as anyone reads,
 # reopening it each time a reader goes away: a writer that never stops.

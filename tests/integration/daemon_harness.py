@@ -217,8 +217,8 @@ def indexed_paths(data_dir: Path) -> set[str]:
 def saved_index_ids(data_dir: Path) -> tuple[list[int], list[int], str]:
     """For a stopped daemon's data dir: (ids in the saved FAISS file as it is, unrepaired;
     feature ids the store says belong in it; the store's PRAGMA integrity_check)."""
-    from findsimilar.daemon.index import VectorIndex
-    from findsimilar.daemon.store import Store
+    from findsimilar.daemon.storage.index import VectorIndex
+    from findsimilar.daemon.storage.store import Store
 
     [index_file] = data_dir.glob("index-*.faiss")
     store = Store(data_dir / "store.db")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from findsimilar.daemon.server import hung_up
+from findsimilar.daemon.service.server import hung_up
 from findsimilar.protocol import encode_message, request, send_message
 
 from ..conftest import shared

@@ -271,7 +271,7 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_fatal(cli, photo_dir):
 
 def test_moved_files_keep_their_picture_details(local_cli, photo_dir, data_dir):
     cli = local_cli
-    from findsimilar.daemon.store import Store
+    from findsimilar.daemon.storage.store import Store
 
     index_json(cli, photo_dir)
     (photo_dir / "fruits.jpg").rename(photo_dir / "fruits-moved.jpg")

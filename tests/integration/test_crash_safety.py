@@ -68,7 +68,7 @@ def ok_count(data_dir: Path) -> int:
 def saved_ids_are_known(data_dir: Path) -> None:
     """The index file as a kill left it (if any) loads, holds no id twice and no id the
     store does not know: an old save, never a damaged or invented one."""
-    from findsimilar.daemon.index import VectorIndex
+    from findsimilar.daemon.storage.index import VectorIndex
 
     files = list(data_dir.glob("index-*.faiss"))
     if not files:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from findsimilar.daemon.index import VectorIndex
+from findsimilar.daemon.storage.index import VectorIndex
 
 from .daemon_harness import (
     DaemonProcess,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from findsimilar.daemon.scanner import IMAGE_EXTENSIONS
+from findsimilar.daemon.indexing.scanner import IMAGE_EXTENSIONS
 
 from ..conftest import REPO, shared
 

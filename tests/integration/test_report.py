@@ -18,7 +18,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageStat
 
-from findsimilar.cli.report import write_report
+from findsimilar.cli.pages.report import write_report
 from findsimilar.thumbnails import thumbnail_uri
 
 from ..conftest import shared

@@ -19,7 +19,7 @@ import pytest
 from edits import apply_edit
 from PIL import Image, ImageStat
 
-from findsimilar.cli.showpage import QueryView, ResultView, write_results
+from findsimilar.cli.pages.showpage import QueryView, ResultView, write_results
 from findsimilar.thumbnails import thumbnail_uri
 
 from ..conftest import PHOTO_SET, CliFn, _invoker, shared, stop_daemon

@@ -20,8 +20,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from findsimilar.cli import actions, safefs
-from findsimilar.cli.actions import (
+from findsimilar.cli.actions import actions, safefs
+from findsimilar.cli.actions.actions import (
     NEEDS_SAME_BYTES,
     ActionError,
     apply_plan,
@@ -583,7 +583,7 @@ def test_log_written_after_each_step_even_when_interrupted(pics: Path, logs: Pat
 KILLED_MID_RUN = """
 import json, os, sys
 from pathlib import Path
-from findsimilar.cli import actions, safefs
+from findsimilar.cli.actions import actions, safefs
 real, calls = actions._APPLY["trash"], []
 def die_on_second(step, record, act):
     calls.append(step)
@@ -611,7 +611,7 @@ def test_a_killed_run_leaves_a_journal_that_list_and_undo_read(pics: Path, logs:
 KILLED_AT = """
 import json, os, sys
 from pathlib import Path
-from findsimilar.cli import actionlog, actions, safefs, trash
+from findsimilar.cli.actions import actionlog, actions, safefs, trash
 point, groups, action, logs, move_to, victim = sys.argv[1:7]
 real_link, real_replace, real_unlink = os.link, os.replace, os.unlink
 def die(*args, **kwargs):
@@ -835,7 +835,7 @@ def test_list_logs_shows_newest_first_with_counts(pics: Path, logs: Path):
 
 
 def test_the_module_imports_no_heavy_libraries():
-    code = ("import sys, findsimilar.cli.actions; "
+    code = ("import sys, findsimilar.cli.actions.actions; "
             "print(sorted({'numpy', 'torch', 'faiss', 'PIL', 'cv2'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

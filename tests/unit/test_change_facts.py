@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 import os
 
-from findsimilar.daemon.indexer import Prepared, _same_file, _unopened
-from findsimilar.daemon.scanner import ScannedFile
-from findsimilar.daemon.store import FileRecord
+from findsimilar.daemon.indexing.indexer import Prepared, _same_file, _unopened
+from findsimilar.daemon.indexing.scanner import ScannedFile
+from findsimilar.daemon.storage.store import FileRecord
 
 SCANNED = ScannedFile("/p/a.jpg", size=100, mtime_ns=5, inode=7, ctime_ns=9)
 

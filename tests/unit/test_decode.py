@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from findsimilar.daemon.decode import (
+from findsimilar.daemon.model.decode import (
     DecodedImage,
     decode_for_model,
     probe_format,
@@ -483,7 +483,7 @@ def test_picture_at_the_limit_is_accepted():
 def test_solid_bars_are_not_counted_as_picture(tmp_path):
     from edits import apply_edit
 
-    from findsimilar.daemon.decode import content_fraction
+    from findsimilar.daemon.model.decode import content_fraction
 
     original = shared("opencv/fruits.jpg")
     boxed = apply_edit("letterbox border", original, tmp_path / "boxed")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from findsimilar.daemon.decode import DecodedImage, decode_for_model, decode_preview
+from findsimilar.daemon.model.decode import DecodedImage, decode_for_model, decode_preview
 from findsimilar.errors import ImageDecodeError
 from tests.conftest import REPO, shared
 from tests.hostile_corpus import INDEXED, encode, hostile_files, pixel_flood_png
@@ -80,7 +80,7 @@ def test_a_fifo_or_device_path_is_refused_without_waiting_for_a_writer(tmp_path)
 PEAK_CODE = """
 import json, sys, threading
 from pathlib import Path
-from findsimilar.daemon.decode import decode_for_model
+from findsimilar.daemon.model.decode import decode_for_model
 
 def hwm_mb():  # VmHWM, not ru_maxrss: that one keeps the parent's peak across exec
     for line in open("/proc/self/status"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-from findsimilar.daemon import diskspace
-from findsimilar.daemon.diskspace import DiskFull, DiskFullError
+from findsimilar.daemon.storage import diskspace
+from findsimilar.daemon.storage.diskspace import DiskFull, DiskFullError
 
 
 def sqlite_full_error(tmp_path) -> sqlite3.OperationalError:

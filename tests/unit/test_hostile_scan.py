@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from findsimilar.daemon.scanner import scan, signature_format
+from findsimilar.daemon.indexing.scanner import scan, signature_format
 from tests.hostile_corpus import encode, hostile_files
 
 from ..conftest import shared

@@ -12,9 +12,9 @@ import faiss
 import numpy as np
 import pytest
 
-from findsimilar.daemon.index import VectorIndex
-from findsimilar.daemon.index_build import IndexRepair, open_index
-from findsimilar.daemon.store import Store
+from findsimilar.daemon.storage.index import VectorIndex
+from findsimilar.daemon.storage.index_build import IndexRepair, open_index
+from findsimilar.daemon.storage.store import Store
 
 DIM = 1280
 LITE0 = "efficientnet-lite0"
@@ -178,7 +178,7 @@ CRASHING_SAVE = textwrap.dedent("""
     import resource, signal, sys
     from pathlib import Path
     import numpy as np
-    from findsimilar.daemon.index import VectorIndex
+    from findsimilar.daemon.storage.index import VectorIndex
 
     index = VectorIndex(1280)
     index.add(np.arange(400), np.ones((400, 1280), np.float32))

@@ -13,8 +13,8 @@ import threading
 import numpy as np
 import pytest
 
-from findsimilar.daemon.index import COMPRESSED, EXACT, VectorIndex
-from findsimilar.daemon.index_build import (
+from findsimilar.daemon.storage.index import COMPRESSED, EXACT, VectorIndex
+from findsimilar.daemon.storage.index_build import (
     IndexBuilder,
     Plan,
     build_index,
@@ -22,7 +22,7 @@ from findsimilar.daemon.index_build import (
     open_index,
     plan_layout,
 )
-from findsimilar.daemon.store import Store
+from findsimilar.daemon.storage.store import Store
 
 DIM = 1280
 LITE0 = "efficientnet-lite0"
@@ -244,9 +244,9 @@ def test_a_cancelled_rebuild_keeps_the_live_index_as_it_was(tmp_path, store, lib
 KILLED_MID_BUILD = textwrap.dedent("""
     import sys, threading
     import numpy as np
-    from findsimilar.daemon.index import VectorIndex
-    from findsimilar.daemon.index_build import IndexBuilder, open_index
-    from findsimilar.daemon.store import Store
+    from findsimilar.daemon.storage.index import VectorIndex
+    from findsimilar.daemon.storage.index_build import IndexBuilder, open_index
+    from findsimilar.daemon.storage.store import Store
 
     data = sys.argv[1]
     store = Store(data + "/store.db")

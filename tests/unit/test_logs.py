@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from findsimilar.daemon.logs import RepeatFilter
+from findsimilar.daemon.service.logs import RepeatFilter
 
 
 class Clock:

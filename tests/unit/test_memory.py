@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from findsimilar.daemon import memory
+from findsimilar.daemon.model import memory
 
 
 @pytest.fixture

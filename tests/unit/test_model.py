@@ -9,9 +9,13 @@ import pytest
 import torch
 from torchvision.models import ResNet50_Weights
 
-from findsimilar.daemon.decode import decode_for_model
-from findsimilar.daemon.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite, weights_path
-from findsimilar.daemon.features import EfficientNetLiteGeM, create_extractor
+from findsimilar.daemon.model.decode import decode_for_model
+from findsimilar.daemon.model.efficientnet_lite import (
+    LITE_VARIANTS,
+    load_efficientnet_lite,
+    weights_path,
+)
+from findsimilar.daemon.model.features import EfficientNetLiteGeM, create_extractor
 
 from ..conftest import shared
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from findsimilar.daemon.roots import (
+from findsimilar.daemon.indexing.roots import (
     Roots,
     availability,
     identify,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from findsimilar.daemon.decode import register_plugins
-from findsimilar.daemon.scanner import ScanProblem, looks_like_image, scan
+from findsimilar.daemon.indexing.scanner import ScanProblem, looks_like_image, scan
+from findsimilar.daemon.model.decode import register_plugins
 from tests.conftest import SHARED  # honours FINDSIMILAR_SHARED_PHOTOS
 
 PHOTOS = SHARED
@@ -213,7 +213,7 @@ def scan_as_unprivileged(root: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Scan in a child process that file permissions apply to, even when tests run as root."""
     code = (
         "import json, sys\n"
-        "from findsimilar.daemon.scanner import scan\n"
+        "from findsimilar.daemon.indexing.scanner import scan\n"
         "problems = []\n"
         "paths = [f.path for f in scan([sys.argv[1]], problems=problems)]\n"
         "print(json.dumps([paths, [vars(p) for p in problems]]))\n"

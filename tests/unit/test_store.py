@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from findsimilar.daemon.store import Store, migrations
+from findsimilar.daemon.storage.store import Store, migrations
 from findsimilar.errors import StoreError
 
 LITE0 = "efficientnet-lite0"

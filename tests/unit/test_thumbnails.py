@@ -360,6 +360,6 @@ def test_unwritable_cache_gives_none_instead_of_crashing(tmp_path: Path,
 
 def test_importing_the_module_does_not_import_pillow() -> None:
     """The thin CLI imports this module; Pillow may load only when a thumbnail is made."""
-    code = ("import sys, findsimilar.thumbnails, findsimilar.cli.report; "
+    code = ("import sys, findsimilar.thumbnails, findsimilar.cli.pages.report; "
             "sys.exit('PIL' in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

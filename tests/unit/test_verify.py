@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from edits import apply_edit
 
-from findsimilar.daemon import neighbours
-from findsimilar.daemon.neighbours import neighbour_pairs
-from findsimilar.daemon.verify import NEAR_SCORE, compare, load_preview
+from findsimilar.daemon.dupes import neighbours
+from findsimilar.daemon.dupes.neighbours import neighbour_pairs
+from findsimilar.daemon.model.verify import NEAR_SCORE, compare, load_preview
 from findsimilar.errors import ImageDecodeError
 from tests.conftest import shared
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from findsimilar.daemon.watcher import Delete, Move, Upsert, Watcher
+from findsimilar.daemon.indexing.watcher import Delete, Move, Upsert, Watcher
 
 
 def make() -> Watcher:

@@ -26,8 +26,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .index import COMPRESSED, EXACT, FetchFn, VectorIndex, exact_index
-from .store import Store
+from findsimilar.daemon.storage.index import COMPRESSED, EXACT, FetchFn, VectorIndex, exact_index
+from findsimilar.daemon.storage.store import Store
 
 __all__ = ["IndexBuilder", "IndexRepair", "Plan", "build_index", "lists_for", "open_index",
            "plan_layout"]

@@ -13,7 +13,13 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote, unquote_to_bytes
 
-from .safefs import Check, numbered, rename_no_clobber, same_device, unlink_quietly
+from findsimilar.cli.actions.safefs import (
+    Check,
+    numbered,
+    rename_no_clobber,
+    same_device,
+    unlink_quietly,
+)
 
 __all__ = ["remove_orphaned_info", "send_to_trash", "trash_dir"]
 

@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from findsimilar.cli.actions.recovery import settle
 from findsimilar.safeio import read_regular
-
-from .recovery import settle
 
 __all__ = ["LOG_VERSION", "ActionError", "LogWriter", "Record", "describe", "latest_undoable",
            "list_logs", "new_log_path", "open_log", "read_log"]

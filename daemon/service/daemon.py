@@ -36,20 +36,19 @@ from typing import Any
 
 from findsimilar import __version__, systemd
 from findsimilar.config import Config, default_pictures_dir, standard_data_dir
+from findsimilar.daemon.dupes.grouping import DupesOptions
+from findsimilar.daemon.engine import Engine
+from findsimilar.daemon.indexing.indexer import IndexSummary
+from findsimilar.daemon.indexing.roots import Roots, availability, identify, mount_points
+from findsimilar.daemon.indexing.watcher import Delete, Move, Op, Upsert, Watcher
+from findsimilar.daemon.model.memory import give_back_if_quiet, give_back_soon
+from findsimilar.daemon.service.commands import Commands, Rescan, Task
+from findsimilar.daemon.service.logs import flush_repeats
+from findsimilar.daemon.service.server import SocketServer, bind_unix_socket
+from findsimilar.daemon.storage.diskspace import DiskFull, DiskFullError
+from findsimilar.daemon.storage.storeaccess import StoreAccess
 from findsimilar.errors import FindSimilarError, StoreError, store_damage
 from findsimilar.text import is_under
-
-from .commands import Commands, Rescan, Task
-from .diskspace import DiskFull, DiskFullError
-from .dupes import DupesOptions
-from .engine import Engine
-from .indexer import IndexSummary
-from .logs import flush_repeats
-from .memory import give_back_if_quiet, give_back_soon
-from .roots import Roots, availability, identify, mount_points
-from .server import SocketServer, bind_unix_socket
-from .storeaccess import StoreAccess
-from .watcher import Delete, Move, Op, Upsert, Watcher
 
 __all__ = ["AlreadyRunning", "Daemon"]
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from findsimilar.cli.actions.safefs import unlink_quietly
+from findsimilar.cli.actions.trash import remove_orphaned_info
 from findsimilar.safeio import hash_regular
 from findsimilar.text import printable
-
-from .safefs import unlink_quietly
-from .trash import remove_orphaned_info
 
 __all__ = ["settle"]
 

@@ -34,11 +34,10 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from findsimilar.daemon.indexing.scanner import signature_format
+from findsimilar.daemon.model.memory import BIG_PICTURE_PIXELS, give_back_soon
 from findsimilar.errors import ImageDecodeError
 from findsimilar.safeio import NotRegularFile, open_regular, read_head
-
-from .memory import BIG_PICTURE_PIXELS, give_back_soon
-from .scanner import signature_format
 
 __all__ = [
     "DecodedImage", "content_fraction", "decode_for_model", "decode_preview", "probe_format",

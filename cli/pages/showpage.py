@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from findsimilar import __version__
-from findsimilar.thumbnails import thumbnail_uri
 
 # One look and one atomic writer for both review pages.
-from .report import _CSS as _REPORT_CSS
-from .report import (
+from findsimilar.cli.pages.report import _CSS as _REPORT_CSS
+from findsimilar.cli.pages.report import (
     _HEAD,
     _SCRIPT,
     Preview,
@@ -44,6 +43,7 @@ from .report import (
     _safe_thumbnail,
     _write_atomically,
 )
+from findsimilar.thumbnails import thumbnail_uri
 
 __all__ = ["QueryView", "ResultView", "link_name", "prune_old_results", "write_results"]
 

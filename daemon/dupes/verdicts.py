@@ -14,10 +14,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from findsimilar.daemon.model.verify import VERIFIER_ID, Preview, compare, load_preview
+from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import ImageDecodeError
-
-from .store import Store
-from .verify import VERIFIER_ID, Preview, compare, load_preview
 
 __all__ = ["OUTSIDE", "Verdicts"]
 

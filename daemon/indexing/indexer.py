@@ -34,14 +34,13 @@ from urllib.parse import quote
 import numpy as np
 
 from findsimilar.config import Config
+from findsimilar.daemon.indexing.scanner import ScannedFile, ScanProblem, scan
+from findsimilar.daemon.model.decode import DecodedImage, decode_for_model, probe_format
+from findsimilar.daemon.model.features import FeatureExtractor
+from findsimilar.daemon.storage.index import VectorIndex
+from findsimilar.daemon.storage.store import FileRecord, Store
 from findsimilar.errors import ImageDecodeError
 from findsimilar.text import is_under
-
-from .decode import DecodedImage, decode_for_model, probe_format
-from .features import FeatureExtractor
-from .index import VectorIndex
-from .scanner import ScannedFile, ScanProblem, scan
-from .store import FileRecord, Store
 
 __all__ = ["IndexSummary", "Indexer", "Prepared", "hash_file"]
 

@@ -30,9 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from findsimilar.daemon.model.decode import decode_preview
 from findsimilar.errors import ImageDecodeError
-
-from .decode import decode_preview
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
 

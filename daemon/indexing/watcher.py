@@ -41,9 +41,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
+from findsimilar.daemon.indexing.scanner import is_excluded_dir
 from findsimilar.text import is_under
-
-from .scanner import is_excluded_dir
 
 __all__ = ["Delete", "Move", "Op", "Upsert", "Watcher"]
 

@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from findsimilar.daemon.dupes.neighbours import neighbour_pairs
+from findsimilar.daemon.dupes.verdicts import Verdicts
+from findsimilar.daemon.model.verify import NEAR_SCORE
+from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
 from findsimilar.text import is_under
-
-from .neighbours import neighbour_pairs
-from .store import Store
-from .verdicts import Verdicts
-from .verify import NEAR_SCORE
 
 __all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions",
            "find_duplicates", "mark_not_duplicates", "options_from"]

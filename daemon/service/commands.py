@@ -19,6 +19,11 @@ from typing import Any
 
 from findsimilar import __version__
 from findsimilar.config import Config
+from findsimilar.daemon.dupes.grouping import DupesOptions, options_from
+from findsimilar.daemon.engine import Engine
+from findsimilar.daemon.indexing.roots import Roots, identify
+from findsimilar.daemon.indexing.watcher import Watcher
+from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.errors import (
     Cancelled,
     FindSimilarError,
@@ -27,12 +32,6 @@ from findsimilar.errors import (
     store_damage,
 )
 from findsimilar.protocol import error_reply, ok_reply
-
-from .diskspace import DiskFull
-from .dupes import DupesOptions, options_from
-from .engine import Engine
-from .roots import Roots, identify
-from .watcher import Watcher
 
 __all__ = ["Commands", "Task"]
 

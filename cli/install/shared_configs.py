@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
-from findsimilar.safeio import read_regular
-
-from .integration_files import (
+from findsimilar.cli.install.integration_files import (
     LUARC_CREATED,
     LUARC_LINE,
     UCA_CREATED,
@@ -23,6 +21,7 @@ from .integration_files import (
     uca_path,
     write_atomic,
 )
+from findsimilar.safeio import read_regular
 
 # A file manager's own config file: a few KB; more is not one.
 _CONFIG_LIMIT = 16 * 1024 * 1024

@@ -23,9 +23,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from findsimilar.daemon.model.efficientnet_lite import (
+    LITE_VARIANTS,
+    EfficientNetLite,
+    load_efficientnet_lite,
+)
 from findsimilar.errors import FindSimilarError
-
-from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite, load_efficientnet_lite
 
 __all__ = ["EXTRACTORS", "EfficientNetLiteGeM", "FeatureExtractor", "ResNet50GeM",
            "create_extractor", "gem"]

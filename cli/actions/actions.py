@@ -24,10 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from findsimilar.safeio import open_regular
-from findsimilar.text import human_size, is_under, printable
-
-from .actionlog import (
+from findsimilar.cli.actions.actionlog import (
     LOG_VERSION,
     ActionError,
     Record,
@@ -38,9 +35,18 @@ from .actionlog import (
     open_log,
     read_log,
 )
-from .facts import Changed, FactChecker, Facts, identity, listed_problem
-from .safefs import clone_into, copy_bytes, move_file, numbered, tmp_name, unlink_quietly
-from .trash import send_to_trash
+from findsimilar.cli.actions.facts import Changed, FactChecker, Facts, identity, listed_problem
+from findsimilar.cli.actions.safefs import (
+    clone_into,
+    copy_bytes,
+    move_file,
+    numbered,
+    tmp_name,
+    unlink_quietly,
+)
+from findsimilar.cli.actions.trash import send_to_trash
+from findsimilar.safeio import open_regular
+from findsimilar.text import human_size, is_under, printable
 
 __all__ = ["ACTIONS", "LOG_VERSION", "Action", "ActionError", "ActionLog", "PlannedStep",
            "UndoResult", "apply_plan", "format_plan", "list_logs", "plan_actions", "undo"]
