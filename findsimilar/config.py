@@ -56,6 +56,9 @@ class Config:
     # Seconds a store write waits for another program's lock before the task waits
     # (and retries) instead; SQLite's own wait.
     busy_timeout: float = 30.0
+    # The model runs in a worker process that ends after this many seconds without work
+    # (0 = never): the daemon that stays up all day does not hold torch.
+    model_idle: float = 300.0
 
     def __post_init__(self) -> None:
         if self.socket_path is None:
@@ -157,7 +160,8 @@ def load_config() -> Config:
     for var, name in (("FINDSIMILAR_SETTLE_AFTER_CLOSE", "settle_after_close"),
                       ("FINDSIMILAR_SETTLE_QUIET", "settle_quiet"),
                       ("FINDSIMILAR_PRECHECK_AFTER", "precheck_after"),
-                      ("FINDSIMILAR_BUSY_TIMEOUT", "busy_timeout")):
+                      ("FINDSIMILAR_BUSY_TIMEOUT", "busy_timeout"),
+                      ("FINDSIMILAR_MODEL_IDLE", "model_idle")):
         seconds = _seconds(os.environ.get(var, ""))
         if seconds is not None:
             kwargs[name] = seconds
