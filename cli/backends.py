@@ -1,7 +1,10 @@
 """Where a command runs: in the daemon (default) or in this process (``--no-daemon``).
 
-Both backends return plain dicts shaped like the socket protocol's results, so
-the commands print the same thing either way.
+One command path: both backends run the daemon's own verbs (``daemon/service/api.py``)
+by name with the same arguments, the daemon's over its socket, ``--no-daemon``'s in this
+process (``LocalVerbs``), so the commands print the same thing either way and a bug is
+fixed once. What differs is only how progress is seen (polled from the daemon's status,
+or called back here) and the daemon's retry of a search with the file's bytes.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any, Protocol
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
 from findsimilar.config import Config, standard_data_dir
 from findsimilar.errors import (
-    EXIT_MISSING_FILE,
-    EXIT_UNREADABLE_IMAGE,
+    FileAccessError,
     FindSimilarError,
+    NotRegularFileError,
+    error_data,
     store_damage,
 )
 from findsimilar.protocol import MAX_MESSAGE
@@ -49,42 +53,30 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Runs the engine in this process: loads the model for every command."""
+    """Runs the daemon's verbs in this process: loads the model for every command."""
 
     def __init__(self, config: Config) -> None:
         from findsimilar.daemon.engine import Engine
+        from findsimilar.daemon.service.api import LocalVerbs
 
         self.engine = Engine(config)
+        self.verbs = LocalVerbs(self.engine)
 
     def index(self, paths: list[str], progress: ProgressFn | None,
               rehash: bool = False) -> dict[str, Any]:
-        return self.engine.index_paths(paths, progress, rehash=rehash).as_dict()
+        return self.call("index", {"paths": paths, "rehash": rehash}, progress)
 
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
-        out = []
-        for path in paths:
-            try:
-                out.append(self.engine.search(path, k=k, min_score=min_score).as_dict())
-            except FindSimilarError as exc:
-                out.append(_error_entry(path, type(exc).__name__, str(exc), exc.exit_code))
-        return out
+        return self.call("search", {"paths": paths, "k": k, "min_score": min_score})
 
     def status(self) -> dict[str, Any]:
-        return {**self.engine.status(), "queued": 0, "daemon": None}
+        return self.call("status", {})
 
     def call(self, command: str, args: dict[str, Any],
              progress: ProgressFn | None = None) -> Any:
-        """A socket command run here: the same arguments and results as the daemon's."""
-        if command == "dupes":
-            from findsimilar.daemon.dupes.grouping import options_from
-
-            return self.engine.duplicates(options_from(**args), progress)
-        if command == "not_duplicates":
-            return self.engine.not_duplicates(**args)
-        if command == "same_picture":
-            return self.engine.same_picture(os.path.abspath(args["query"]),
-                                            [os.path.abspath(p) for p in args["paths"]])
-        raise FindSimilarError(f"{command!r} is not available without the daemon")
+        """Verb ``command`` run here: the same arguments and results as the daemon's."""
+        self.verbs.progress = progress
+        return self.verbs.call(command, args)
 
     def close(self) -> None:
         self.engine.close()
@@ -149,11 +141,9 @@ class DaemonBackend:
         try:
             data = read_regular(query, MAX_SEND_BYTES)
         except NotRegularFile as exc:
-            return _error_entry(query, "NotRegularFileError", f"{exc.strerror}: {query}",
-                                EXIT_MISSING_FILE)
+            return _error_entry(query, NotRegularFileError(f"{exc.strerror}: {query}"))
         except FileTooBig as exc:
-            return _error_entry(query, "FileTooBig", _too_big_to_send(err["message"], exc),
-                                int(err.get("exit_code", EXIT_UNREADABLE_IMAGE)))
+            return _error_entry(query, FileAccessError(_too_big_to_send(err["message"], exc)))
         except OSError:  # we cannot read it either: the daemon's reason stands
             return result
         import base64
@@ -162,7 +152,7 @@ class DaemonBackend:
             return self.client.call("search_bytes", data=base64.b64encode(data).decode(),
                                     name=query, k=k, min_score=min_score)
         except RemoteError as exc:
-            return _error_entry(query, exc.kind, str(exc), exc.exit_code)
+            return {"query": os.path.abspath(query), "error": exc.as_data()}
 
     def status(self) -> dict[str, Any]:
         return self.client.call("status")
@@ -191,9 +181,9 @@ def _too_big_to_send(daemon_said: str, exc: FileTooBig) -> str:
             "the daemon's user, or search with --no-daemon")
 
 
-def _error_entry(path: str, kind: str, message: str, exit_code: int) -> dict[str, Any]:
-    return {"query": os.path.abspath(path),
-            "error": {"type": kind, "message": message, "exit_code": exit_code}}
+def _error_entry(path: str, exc: FindSimilarError) -> dict[str, Any]:
+    """A search's error entry, as the daemon's verbs make them (``error_data``)."""
+    return {"query": os.path.abspath(path), "error": error_data(exc)}
 
 
 def no_daemon_requested(flag: bool) -> bool:

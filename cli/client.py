@@ -38,6 +38,10 @@ class RemoteError(FindSimilarError):
         self.kind = kind
         self.exit_code = exit_code
 
+    def as_data(self) -> dict[str, object]:
+        """The error as the daemon sent it (its type is the daemon's, not ours)."""
+        return {"type": self.kind, "message": str(self), "exit_code": self.exit_code}
+
 
 class DaemonClient:
     """One connection to the daemon; ``call`` sends a request and returns its result."""

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from findsimilar.config import Config
 from findsimilar.daemon.dupes.grouping import DupesOptions, find_duplicates, mark_not_duplicates
 from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts
 from findsimilar.daemon.indexing.indexer import Indexer, IndexSummary, ProgressFn
+from findsimilar.daemon.indexing.roots import identify
 from findsimilar.daemon.model.decode import decode_for_model
 from findsimilar.daemon.model.features import FeatureExtractor, create_extractor
 from findsimilar.daemon.storage.index_build import IndexBuilder, open_index
@@ -264,6 +265,60 @@ class Engine:
             "index": self.builder.status(),
             "recent_failures": self.reader().failures(20),
         }
+
+    # -- the daemon's façade: what its parts ask of the engine ---------------------------
+    def warm_up(self) -> None:
+        """Load the model now, so the first query does not pay for it."""
+        size = self.extractor.input_size
+        self.extractor.embed(np.zeros((1, size, size, 3), np.uint8))
+
+    def reindex(self, paths: list[str], progress: ProgressFn | None = None, *,
+                should_stop: StopFn = _never, exclude: Iterable[str] = (),
+                explicit_files: bool = True, rehash: bool = False) -> IndexSummary:
+        """Bring the store and the index in step with ``paths`` (see Indexer.index_paths);
+        the daemon's indexing thread only. Unlike ``index_paths`` it does not save."""
+        return self.indexer.index_paths(paths, progress, should_stop=should_stop,
+                                        exclude=exclude, explicit_files=explicit_files,
+                                        rehash=rehash)
+
+    def move(self, src: str, dst: str, *, keep_facts: bool) -> int:
+        """A file or folder was renamed: re-point its rows (no model call); with
+        ``keep_facts`` a renamed file keeps its stored facts. Returns the rows moved."""
+        moved = self.indexer.move_path(src, dst)
+        if moved and keep_facts:
+            self.indexer.keep_facts_of_renamed(dst)
+        return moved
+
+    def forget(self, paths: list[str]) -> int:
+        """Files or folders deleted: their rows go; returns how many."""
+        return self.indexer.remove_paths(paths)
+
+    @property
+    def dirty(self) -> bool:
+        """The index has changes not saved yet."""
+        return self.index.dirty
+
+    def watched_roots(self) -> list[dict[str, object]]:
+        return self.reader().roots()
+
+    def setting(self, key: str) -> str | None:
+        return self.reader().get_setting(key)
+
+    def add_root(self, path: str, excludes: list[str]) -> None:
+        """Watch ``path`` from now on (persisted with the identity of its folder)."""
+        store = self.reader()
+        store.add_root(path, identify(path), excludes)
+        store.set_setting("roots_configured", "1")
+
+    def remove_root(self, path: str) -> bool:
+        """Stop watching ``path`` (its photos stay indexed); False if it was not."""
+        store = self.reader()
+        found = store.remove_root(path)
+        store.set_setting("roots_configured", "1")
+        return found
+
+    def set_root_identity(self, path: str, identity: tuple[int, int, str]) -> None:
+        self.store.set_root_identity(path, identity)
 
     # -- helpers ---------------------------------------------------------------
     def _query_vector(self, query: str, should_stop: StopFn = _never) -> np.ndarray:

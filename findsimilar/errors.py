@@ -21,6 +21,7 @@ __all__ = [
     "NotRegularFileError",
     "StoreError",
     "damaged_store",
+    "error_data",
     "store_damage",
 ]
 
@@ -107,3 +108,10 @@ def store_damage(path: object, exc: BaseException) -> StoreError | None:
             or "malformed" in text or "not a database" in text:
         return damaged_store(path, text)
     return None
+
+
+def error_data(exc: FindSimilarError) -> dict[str, object]:
+    """An error as it travels as data (a socket reply, a search's error entry): its type,
+    which is what a program decides on (e.g. whether to retry a search with the file's
+    bytes), its message for people, and the exit code the command line ends with."""
+    return {"type": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code}
