@@ -26,6 +26,7 @@ from typing import Any
 
 from findsimilar.atomic import write_atomic
 from findsimilar.cli.actions.recovery import settle
+from findsimilar.errors import FindSimilarError
 from findsimilar.safeio import read_regular
 
 __all__ = ["LOG_VERSION", "ActionError", "LogWriter", "Record", "describe", "latest_undoable",
@@ -40,8 +41,9 @@ _LOG_LIMIT = 1 << 30
 Record = dict[str, Any]
 
 
-class ActionError(Exception):
-    """A run cannot go ahead: bad options, or an action log that cannot be read or written."""
+class ActionError(FindSimilarError):
+    """A run cannot go ahead: bad options, or an action log that cannot be read or written
+    (the command line reports it and exits with 1)."""
 
 
 class _InUse(Exception):
