@@ -12,9 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from edits import apply_edit
 
 from tests.conftest import CliFn, shared
+
+from ..photo_edits import apply_edit
 
 ORIGINALS = ["opencv/fruits.jpg", "mate/LadyBird.jpg"]
 EDIT_NAMES = ["resize 30%", "JPEG quality 15", "centre crop 75%", "mirror", "caption bar",
