@@ -1,6 +1,6 @@
 """`findsimilar dupes` on real photos: tiers, keepers, actions and undo, the ignore list.
 
-Edited copies come from bench/edits.py; same-scene pairs are GROUPS.json's, which a
+Edited copies come from tests/photo_edits.py; same-scene pairs are GROUPS.json's, which a
 duplicate finder must NOT call duplicates.
 """
 
