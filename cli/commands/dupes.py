@@ -18,7 +18,7 @@ from findsimilar.cli.backends import ProgressFn, choose_backend
 from findsimilar.cli.commands.options import NO_DAEMON
 from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
-from findsimilar.errors import MissingFileError
+from findsimilar.errors import FindSimilarError, MissingFileError
 from findsimilar.text import human_size, printable
 
 __all__ = ["dupes_group"]
@@ -138,7 +138,10 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
     if html:
         from findsimilar.cli.pages.report import write_report
 
-        page = write_report(result, Path(html))
+        try:
+            page = write_report(result, Path(html))
+        except OSError as exc:  # e.g. its thumbnail folder holds files not its own
+            raise FindSimilarError(f"cannot write the review page {html}: {exc}") from None
         print(f"review page: {page}", file=sys.stderr)
     if action:
         result["actions"] = _act(result, action, move_to, list(request["keep_in"]), apply_,

@@ -302,6 +302,13 @@ def test_html_report_is_written_with_thumbnails(local_cli: CliFn, data_dir: Path
     thumbs = list((tmp_path / "review_files").iterdir())
     members = sum(len(g["files"]) for g in result["groups"])
     assert len(thumbs) == members
+    # A file of the user's in the thumbnail folder: refused with a message, not a trace.
+    (tmp_path / "review_files" / "mine.txt").write_text("keep me")
+    refused = local_cli("dupes", "--all", "--html", str(page))
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("findsimilar: error: cannot write the review page")
+    assert "did not make" in refused.stderr and "Traceback" not in refused.output
+    assert (tmp_path / "review_files" / "mine.txt").read_text() == "keep me"
 
 
 
