@@ -1,8 +1,8 @@
 """Cost per step of `findsimilar dupes --action ... --apply` and of `dupes undo`.
 
 Each step hashes the file and its keeper again (BLAKE2b-128, the store's content hash)
-and journals an fsynced intent before it acts (cli/facts.py, cli/actionlog.py), so a
-step costs what the old size-and-mtime check did plus reading both files. Prints, for
+and journals an fsynced intent before it acts (cli/actions/facts.py and actionlog.py), so
+a step costs what the old size-and-mtime check did plus reading both files. Prints, for
 N pairs of identical random files of each SIZE, the milliseconds per step of apply and
 undo for trash and hardlink (in a temp folder on the filesystem of --workdir), and the
 hashing rate alone. Results depend on the disk's fsync latency (ext4 on a VM: 0.1-4 ms).

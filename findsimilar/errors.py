@@ -1,6 +1,7 @@
 """Typed exceptions shared by the engine and the command line.
 
-The library raises these; only the CLI turns them into messages and exit codes.
+The library raises these; only the CLI turns them into messages and exit codes (in one
+place, findsimilar/cli/failure.py), from the one table of exit codes below.
 """
 
 from __future__ import annotations
@@ -9,8 +10,14 @@ import os
 
 __all__ = [
     "Cancelled",
+    "EXIT_CODES",
+    "EXIT_DAEMON_RUNNING",
     "EXIT_EMPTY_INDEX",
+    "EXIT_FAILURE",
     "EXIT_MISSING_FILE",
+    "EXIT_NO_DAEMON",
+    "EXIT_OK",
+    "EXIT_STORE",
     "EXIT_UNREADABLE_IMAGE",
     "EXIT_USAGE",
     "EmptyIndexError",
@@ -25,18 +32,36 @@ __all__ = [
     "store_damage",
 ]
 
-# Exit codes (documented in the README; scripts may rely on them).
+# Exit codes: scripts rely on them. EXIT_CODES is the README's "Exit codes" table, word
+# for word (tests/unit/test_errors.py compares the two).
+EXIT_OK = 0
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_MISSING_FILE = 3
 EXIT_UNREADABLE_IMAGE = 4
 EXIT_EMPTY_INDEX = 5
 EXIT_STORE = 6
+EXIT_DAEMON_RUNNING = 7
+EXIT_NO_DAEMON = 8
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success (for `index`: even when some files could not be read — see the summary)",
+    EXIT_FAILURE: "any other failure: the message on stderr says what",
+    EXIT_USAGE: "bad usage (click)",
+    EXIT_MISSING_FILE: "a file or folder does not exist, or a query is not a regular file (a "
+                       "FIFO, a device, a socket, a folder)",
+    EXIT_UNREADABLE_IMAGE: "the query is not a readable image: not an image, damaged, or not "
+                           "readable (the reason is printed)",
+    EXIT_EMPTY_INDEX: "the index is empty: run `findsimilar index FOLDER` first",
+    EXIT_STORE: "the store cannot be opened (damaged file: the message says what to do)",
+    EXIT_DAEMON_RUNNING: "a daemon already serves this data dir (`daemon run`)",
+    EXIT_NO_DAEMON: "no daemon answers (`daemon status`), or it could not be started",
+}
 
 
 class FindSimilarError(Exception):
-    """Base class; ``exit_code`` is what the CLI exits with."""
+    """Base class; ``exit_code`` (one of ``EXIT_CODES``) is what the CLI exits with."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
 
 class MissingFileError(FindSimilarError):

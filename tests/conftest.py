@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from .photo_edits import SHARED
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FINDSIMILAR_SHARED_PHOTOS", REPO.parent / "shared" / "photos"))
-sys.path.insert(0, str(REPO / "bench"))  # bench/edits.py: the photo edits we test against
 
 # A small, varied set of real photos (relative to SHARED).
 PHOTO_SET = [

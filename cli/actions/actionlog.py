@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from findsimilar.atomic import write_atomic
 from findsimilar.cli.actions.recovery import settle
+from findsimilar.errors import FindSimilarError
 from findsimilar.safeio import read_regular
 
 __all__ = ["LOG_VERSION", "ActionError", "LogWriter", "Record", "describe", "latest_undoable",
@@ -39,8 +41,9 @@ _LOG_LIMIT = 1 << 30
 Record = dict[str, Any]
 
 
-class ActionError(Exception):
-    """A run cannot go ahead: bad options, or an action log that cannot be read or written."""
+class ActionError(FindSimilarError):
+    """A run cannot go ahead: bad options, or an action log that cannot be read or written
+    (the command line reports it and exits with 1)."""
 
 
 class _InUse(Exception):
@@ -250,15 +253,11 @@ def new_log_path(log_dir: Path) -> Path:
 def write_log(path: Path, log: Record) -> None:
     """Atomically replace the log (temp, fsync, rename), so a crash leaves the last version.
     Raises ActionError (and leaves no temp file) if it cannot be written."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    # ASCII-escaped JSON: any file name survives, even bad UTF-8.
+    data = json.dumps(log, indent=1).encode("ascii")
     try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            json.dump(log, f, indent=1)  # ASCII-escaped: any file name survives, even bad UTF-8
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data, mode=0o600)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise ActionError(f"cannot write the action log {path}: {describe(error)}; stopped "
                           "so that every change made stays undoable") from error
 

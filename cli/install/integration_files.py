@@ -1,28 +1,24 @@
-"""The integrations' templates and the files they become: where each goes, how the
-@FINDSIMILAR@ placeholder is filled for each file type, the marker line that tells our
-files from the user's, and atomic writes (used by ``integrate``)."""
+"""The integrations' templates: where each file goes and how the @FINDSIMILAR@
+placeholder is filled for each file type (the marker line and the writing are the one
+installer's, :mod:`.installer`)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
-import tempfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["INTEGRATIONS", "LUARC_CREATED", "LUARC_LINE", "MARKER", "PLACEHOLDER", "UCA_CREATED",
-           "UCA_ID", "Integration", "IntegrationError", "Target", "available", "config_home",
-           "data_home", "file_state", "luarc_path", "plugin_root", "render", "uca_path",
-           "with_marker", "write_atomic"]
+from findsimilar.cli.install.installer import PLACEHOLDER
 
-PLACEHOLDER = "@FINDSIMILAR@"
-MARKER = "Installed by findsimilar"
+__all__ = ["INTEGRATIONS", "LUARC_CREATED", "LUARC_LINE", "UCA_CREATED",
+           "UCA_ID", "Integration", "IntegrationError", "Target", "available", "config_home",
+           "data_home", "luarc_path", "plugin_root", "render", "uca_path"]
+
 UCA_ID = "findsimilar-find-similar-photos"
 LUARC_LINE = 'require "contrib/findsimilar"'
-_MARKER_RE = re.compile(r"^(#|--) Installed by findsimilar .*checksum ([0-9a-f]{8})\)")
 # What uca.xml / luarc hold when this command created them; uninstall deletes them again
 # only if that is all that is left (Thunar rewriting the file drops the comment).
 UCA_CREATED = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -192,63 +188,3 @@ def render(source: str, command: list[str]) -> str:
     if source.endswith(".desktop"):
         return text.replace(PLACEHOLDER, _desktop_exec(command))
     return text.replace(PLACEHOLDER, shlex.join(command))  # a shell script
-
-
-def _checksum(body: str) -> str:
-    return f"{zlib.crc32(body.encode('utf-8', 'surrogateescape')):08x}"
-
-
-def with_marker(name: str, source: str, body: str) -> str:
-    """BODY with the marker line first (after a ``#!`` line)."""
-    comment = "--" if source.endswith(".lua") else "#"
-    line = (f"{comment} {MARKER} (`findsimilar integrate install {name}`, checksum "
-            f"{_checksum(body)}); `findsimilar integrate uninstall {name}` removes it.\n")
-    if body.startswith("#!"):
-        first, _, rest = body.partition("\n")
-        return f"{first}\n{line}{rest}"
-    return line + body
-
-
-def _split_marker(text: str) -> tuple[str | None, str]:
-    """Returns (checksum in the marker line or None, the text without that line)."""
-    lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines[:2]):
-        match = _MARKER_RE.match(line)
-        if match:
-            return match.group(2), "".join(lines[:i] + lines[i + 1:])
-    return None, text
-
-
-# --- one installed file ---------------------------------------------------------------
-
-def file_state(path: Path, expected: str | None) -> str:
-    """Returns "missing", "foreign" (no marker: not ours), "modified" (ours, edited since),
-    "outdated" (ours, but this findsimilar would write something else) or "installed"."""
-    if not path.exists() and not path.is_symlink():
-        return "missing"
-    try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError:
-        return "foreign"
-    checksum, body = _split_marker(text)
-    if checksum is None:
-        return "foreign"
-    if checksum != _checksum(body):
-        return "modified"
-    return "installed" if expected is None or body == expected else "outdated"
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Writes DATA to PATH through a temp file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
+from findsimilar.atomic import write_atomic
 from findsimilar.cli.install.integration_files import (
     LUARC_CREATED,
     LUARC_LINE,
@@ -19,7 +20,6 @@ from findsimilar.cli.install.integration_files import (
     luarc_path,
     render,
     uca_path,
-    write_atomic,
 )
 from findsimilar.safeio import read_regular
 
@@ -103,7 +103,8 @@ def install_thunar(command: list[str]) -> str:
     data = _read_uca(path)
     block = _uca_block(command)
     if data is None:
-        write_atomic(path, UCA_CREATED + block + b"</actions>\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, UCA_CREATED + block + b"</actions>\n", mode=0o644)
         return f"created {path} with the action"
     try:
         uca = parse_uca(data)
@@ -124,7 +125,7 @@ def install_thunar(command: list[str]) -> str:
     backup = path.with_name(path.name + ".findsimilar-backup")
     if not backup.exists() and not data.startswith(UCA_CREATED):
         shutil.copy2(path, backup)  # the user's own file, as it was before we touched it
-    write_atomic(path, new, path.stat().st_mode & 0o777)
+    write_atomic(path, new, mode=path.stat().st_mode & 0o777)
     kept = f" (your original: {backup})" if backup.exists() else ""
     return f"{'updated' if uca.ours else 'added'} the action in {path}{kept}"
 
@@ -157,7 +158,7 @@ def uninstall_thunar() -> str:
         path.unlink()
         return f"removed {path} (findsimilar had created it)"
     parse_uca(new)
-    write_atomic(path, new, path.stat().st_mode & 0o777)
+    write_atomic(path, new, mode=path.stat().st_mode & 0o777)
     return f"removed the action from {path}"
 
 
@@ -192,7 +193,8 @@ def add_luarc_line() -> str:
         lines = [LUARC_CREATED]
     elif lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    write_atomic(path, "".join([*lines, LUARC_LINE + "\n"]).encode("utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "".join([*lines, LUARC_LINE + "\n"]), mode=0o644)
     return f"added `{LUARC_LINE}` to {path}"
 
 
@@ -204,5 +206,5 @@ def remove_luarc_line() -> str | None:
     if kept in ([], [LUARC_CREATED]):
         path.unlink()
         return f"removed {path} (findsimilar had created it)"
-    write_atomic(path, "".join(kept).encode("utf-8"), path.stat().st_mode & 0o777)
+    write_atomic(path, "".join(kept), mode=path.stat().st_mode & 0o777)
     return f"removed `{LUARC_LINE}` from {path}"

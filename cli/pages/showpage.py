@@ -11,7 +11,8 @@
 
 A page for the same folder is replaced atomically: new thumbnails are added under
 their own names, the page is renamed over the old one, and only then are thumbnails
-the new page does not use removed. Page look and file writing follow ``report.py``.
+the new page does not use removed. The look and the file writing are shared with the
+duplicates review (``common.py``).
 """
 
 from __future__ import annotations
@@ -27,21 +28,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from findsimilar import __version__
-
-# One look and one atomic writer for both review pages.
-from findsimilar.cli.pages.report import _CSS as _REPORT_CSS
-from findsimilar.cli.pages.report import (
-    _HEAD,
-    _SCRIPT,
+from findsimilar.atomic import write_atomic
+from findsimilar.cli.pages.common import (
+    PAGE_CSS,
+    PAGE_HEAD,
+    PAGE_SCRIPT,
     Preview,
-    _chmod_default,
-    _display,
-    _esc,
-    _link_or_copy,
-    _picture,
-    _png_size,
-    _safe_thumbnail,
-    _write_atomically,
+    display,
+    esc,
+    link_or_copy,
+    make_folder_default,
+    picture,
+    png_size,
+    swap_dir,
+    thumbnails_of,
 )
 from findsimilar.thumbnails import thumbnail_uri
 
@@ -87,7 +87,7 @@ def write_results(queries: Sequence[QueryView], out: Path) -> Path:
         previews = _add_thumbnails(queries, out / "thumbs")
         _replace_links(queries, out / "links")
         page = out / PAGE_NAME
-        _write_atomically(page, _render(queries, previews, out))
+        write_atomic(page, _render(queries, previews, out))
         _remove_unused_thumbnails(out / "thumbs", {p.src for p in previews.values()})
     return page
 
@@ -111,13 +111,9 @@ def _locked(folder: Path) -> Iterator[None]:
 def _add_thumbnails(queries: Sequence[QueryView], folder: Path) -> dict[str, Preview]:
     """Link each picture's cached thumbnail into ``folder`` under the cache's own name
     (md5 of the file's URI); returns the previews by path, without unthumbnailable ones."""
-    from concurrent.futures import ThreadPoolExecutor  # lazily: it imports logging
-
     paths = list(dict.fromkeys(
         p for q in queries if q.error is None for p in [q.query, *(r.path for r in q.results)]))
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="show-thumb") as pool:
-        thumbs = list(pool.map(_safe_thumbnail, paths))
+    thumbs = thumbnails_of(paths, "show-thumb")
     folder.mkdir(exist_ok=True)
     previews: dict[str, Preview] = {}
     for path, thumb in zip(paths, thumbs, strict=True):
@@ -132,9 +128,9 @@ def _place_thumbnail(thumb: Path, folder: Path) -> Preview | None:
     tmp = folder / f".{thumb.name}.{os.getpid()}.tmp"
     try:
         if not _same_file(thumb, dest):
-            _link_or_copy(thumb, tmp)
+            link_or_copy(thumb, tmp)
             os.replace(tmp, dest)  # the old page keeps a whole picture until it is replaced
-        size = _png_size(dest)
+        size = png_size(dest)
     except OSError:  # the cache entry vanished meanwhile (another program cleaned up)
         size = None
     finally:
@@ -184,8 +180,8 @@ def _replace_links(queries: Sequence[QueryView], dest: Path) -> None:
                 continue
             sub = "" if len(queries) == 1 else link_name(i, width, None, query.query)
             _make_links(query, staging / sub if sub else staging, dest / sub if sub else dest)
-        _chmod_default(staging, 0o777)
-        _swap_dir(staging, dest)
+        make_folder_default(staging)
+        swap_dir(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -218,18 +214,6 @@ def _only_links(folder: Path) -> bool:
     return True
 
 
-def _swap_dir(new: Path, dest: Path) -> None:
-    """Put ``new`` in place of ``dest`` (a folder cannot be renamed over a non-empty one,
-    so the old one is moved aside first, then deleted)."""
-    if not dest.exists():
-        os.rename(new, dest)
-        return
-    old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".links.old."))
-    os.rename(dest, old / dest.name)
-    os.rename(new, dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # --- the result cache -------------------------------------------------------------------
 
 
@@ -253,13 +237,13 @@ def prune_old_results(folder: Path, keep: int, pattern: re.Pattern[str]) -> None
 def _render(queries: Sequence[QueryView], previews: dict[str, Preview], out: Path) -> str:
     answered = [q for q in queries if q.error is None]
     if len(queries) == 1:
-        title = f"findsimilar: photos like {_display(os.path.basename(queries[0].query))}"
+        title = f"findsimilar: photos like {display(os.path.basename(queries[0].query))}"
     else:
         title = f"findsimilar: photos like {len(queries)} queries"
-    parts = [_HEAD.format(title=_esc(title), css=_REPORT_CSS + _CSS),
+    parts = [PAGE_HEAD.format(title=esc(title), css=PAGE_CSS + _CSS),
              _header(title, queries, answered, out)]
     parts += [_section(i, q, previews) for i, q in enumerate(queries, 1)]
-    parts.append(_FOOT.format(version=_esc(__version__), script=_SCRIPT))
+    parts.append(_FOOT.format(version=esc(__version__), script=PAGE_SCRIPT))
     return "\n".join(parts)
 
 
@@ -267,8 +251,8 @@ def _header(title: str, queries: Sequence[QueryView], answered: list[QueryView],
             out: Path) -> str:
     failed = len(queries) - len(answered)
     errors = f' · <strong class="error">{failed} failed</strong>' if failed else ""
-    links = _esc(thumbnail_uri(out / "links"))
-    return (f'<header><h1>{_esc(title)}</h1>\n'
+    links = esc(thumbnail_uri(out / "links"))
+    return (f'<header><h1>{esc(title)}</h1>\n'
             f'<p class="hint">Made {time.strftime("%Y-%m-%d %H:%M")}. {len(answered)} of '
             f'{len(queries)} queries answered{errors}. Click a picture or name to open the '
             f'file. The matches are also in the <a class="links" href="{links}">'
@@ -277,20 +261,20 @@ def _header(title: str, queries: Sequence[QueryView], answered: list[QueryView],
 
 def _section(index: int, query: QueryView, previews: dict[str, Preview]) -> str:
     folder, name = os.path.split(query.query)
-    href = _esc(thumbnail_uri(query.query))
-    head = (f'<section class="query" id="q{index}" data-query="{_esc(_display(query.query))}"'
+    href = esc(thumbnail_uri(query.query))
+    head = (f'<section class="query" id="q{index}" data-query="{esc(display(query.query))}"'
             f'{" data-error" if query.error else ""}>\n<div class="query-head">\n'
-            f'{_picture(previews.get(query.query), href, name)}\n<div>\n'
+            f'{picture(previews.get(query.query), href, name)}\n<div>\n'
             f'<h2><a href="#q{index}">Query {index}</a> '
             f'<a class="name" href="{href}">'
-            f'{_esc(_display(name))}</a></h2>\n'
-            f'<div class="folder">{_esc(_display(folder.rstrip("/") + "/"))}</div>\n')
+            f'{esc(display(name))}</a></h2>\n'
+            f'<div class="folder">{esc(display(folder.rstrip("/") + "/"))}</div>\n')
     if query.error is not None:
-        return head + (f'<p class="error">{_esc(_display(query.error))}</p>\n</div>\n</div>\n'
+        return head + (f'<p class="error">{esc(display(query.error))}</p>\n</div>\n</div>\n'
                        '</section>')
     cards = "\n".join(_card(r, previews.get(r.path)) for r in query.results)
     body = cards or '<p class="empty">No similar photos.</p>'
-    return head + (f'<p class="facts">{_esc(_facts(query))}</p>\n</div>\n</div>\n'
+    return head + (f'<p class="facts">{esc(_facts(query))}</p>\n</div>\n</div>\n'
                    f'<div class="cards">\n{body}\n</div>\n</section>')
 
 
@@ -309,16 +293,16 @@ def _card(result: ResultView, preview: Preview | None) -> str:
     folder, name = os.path.split(result.path)
     badge = TIER_BADGES.get(result.tier)
     badge_html = f' <span class="badge tier-{result.tier}">{badge}</span>' if badge else ""
-    return (f'<article class="card match-{_esc(result.tier)}" data-rank="{result.rank}" '
-            f'data-tier="{_esc(result.tier)}" data-score="{result.score:.6f}" '
-            f'data-path="{_esc(_display(result.path))}">\n'
-            f'{_picture(preview, _esc(thumbnail_uri(result.path)), name)}\n'
+    return (f'<article class="card match-{esc(result.tier)}" data-rank="{result.rank}" '
+            f'data-tier="{esc(result.tier)}" data-score="{result.score:.6f}" '
+            f'data-path="{esc(display(result.path))}">\n'
+            f'{picture(preview, esc(thumbnail_uri(result.path)), name)}\n'
             f'<div class="badges"><span class="rank">#{result.rank}</span> '
             f'<span class="score" title="cosine similarity">{result.score:.3f}</span>'
             f'{badge_html}</div>\n'
-            f'<a class="name" href="{_esc(thumbnail_uri(result.path))}">'
-            f'{_esc(_display(name))}</a>\n'
-            f'<div class="folder">{_esc(_display(folder.rstrip("/") + "/"))}</div>\n</article>')
+            f'<a class="name" href="{esc(thumbnail_uri(result.path))}">'
+            f'{esc(display(name))}</a>\n'
+            f'<div class="folder">{esc(display(folder.rstrip("/") + "/"))}</div>\n</article>')
 
 
 _FOOT = """</main>

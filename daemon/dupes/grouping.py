@@ -13,6 +13,7 @@ How a listing is made, never touching an N×N matrix:
    with ``similar`` requested, pairs above ``SIMILAR_COSINE`` that are not the same
    picture join groups into *similar* clusters.
 5. Pairs the user marked "not duplicates" are never joined.
+6. Each group gets its keeper (``keep.py``: reference folders, then the keep rules).
 """
 
 from __future__ import annotations
@@ -25,26 +26,21 @@ from typing import Any
 
 import numpy as np
 
+from findsimilar.daemon.dupes.keep import DEFAULT_KEEP, KEEP_RULES, listed_group, picture_pixels
 from findsimilar.daemon.dupes.neighbours import neighbour_pairs
 from findsimilar.daemon.dupes.verdicts import Verdicts
 from findsimilar.daemon.model.verify import NEAR_SCORE
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
-from findsimilar.text import is_under
 
-__all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions",
-           "find_duplicates", "mark_not_duplicates", "options_from"]
+__all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions", "FileRow",
+           "UnionFind", "agree", "find_duplicates", "join_pictures", "mark_not_duplicates",
+           "near_groups", "options_from", "similar_groups"]
 
 TIERS = ("exact", "near", "similar")
 CANDIDATE_COSINE = 0.60  # below every edited copy of the shared photos (lowest: 0.63)
 SIMILAR_COSINE = 0.80  # "similar" tier: same scene, burst shots
 NEIGHBOURS = 16
-RESOLUTION_TOLERANCE = 0.10
-KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path")
-DEFAULT_KEEP = ("resolution", "size", "format", "oldest")
-# Formats a camera or phone writes first rank before conversions of them.
-_FORMAT_RANK = {"JPEG": 0, "MPO": 0, "HEIF": 0, "TIFF": 0, "DNG": 0, "PNG": 1, "WEBP": 2,
-                "AVIF": 2, "JPEG2000": 2, "BMP": 3, "GIF": 3}
 
 ProgressFn = Callable[[int, int], None]
 
@@ -122,12 +118,12 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
             elif c >= options.similar_cosine:
                 similar_edges.append((a, b, c))
 
-    sharpness = [max(_picture_pixels(f) for f in by_hash[h]) for h in hashes]
-    pictures, low = _join_pictures(len(hashes), near_edges, sharpness, known,
-                                   options.near_score)
-    groups = _near_groups(hashes, by_hash, pictures, low, ignored, options)
+    sharpness = [max(picture_pixels(f) for f in by_hash[h]) for h in hashes]
+    pictures, low = join_pictures(len(hashes), near_edges, sharpness, known,
+                                  options.near_score)
+    groups = near_groups(hashes, by_hash, pictures, low, ignored, options)
     if "similar" in options.tiers:
-        groups += _similar_groups(hashes, by_hash, pictures, similar_edges, options)
+        groups += similar_groups(hashes, by_hash, pictures, similar_edges, options)
     stats["verified_now"] = verdicts.computed
     wanted = [g for g in groups if g["tier"] in options.tiers]
     wanted.sort(key=lambda g: (TIERS.index(g["tier"]), g["files"][0]))
@@ -180,7 +176,9 @@ def _files_in_scope(store: Store, paths: list[str]) -> list[FileRow]:
 # -- grouping ---------------------------------------------------------------------------
 
 
-class _UnionFind:
+class UnionFind:
+    """Disjoint sets of rows 0..n-1; a set is named by its smallest row."""
+
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
 
@@ -203,9 +201,9 @@ class _UnionFind:
         return out
 
 
-def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[int],
-                   known: dict[tuple[int, int], float],
-                   near_score: float) -> tuple[_UnionFind, dict[int, float]]:
+def join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[int],
+                  known: dict[tuple[int, int], float],
+                  near_score: float) -> tuple[UnionFind, dict[int, float]]:
     """Join rows into pictures along near edges, sharpest pairs first; returns the
     union-find and each component's lowest score, by root.
 
@@ -215,13 +213,13 @@ def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[
     half of the pairs between them that were checked (``known``: row pair -> score)
     pass: copies of one picture match each other, copies of two shots mostly do not.
     """
-    uf = _UnionFind(n)
+    uf = UnionFind(n)
     members: dict[int, list[int]] = {r: [r] for r in range(n)}
     low: dict[int, float] = {}
     for a, b, score in sorted(edges, key=lambda e: (-min(sharpness[e[0]], sharpness[e[1]]),
                                                      -e[2])):
         ra, rb = uf.find(a), uf.find(b)
-        if ra == rb or not _agree(members[ra], members[rb], known, near_score):
+        if ra == rb or not agree(members[ra], members[rb], known, near_score):
             continue
         root = uf.union(ra, rb)
         members[root] = members.pop(rb if root == ra else ra) + members[root]
@@ -229,8 +227,8 @@ def _join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[
     return uf, low
 
 
-def _agree(left: list[int], right: list[int], known: dict[tuple[int, int], float],
-           near_score: float, most: int = 20_000) -> bool:
+def agree(left: list[int], right: list[int], known: dict[tuple[int, int], float],
+          near_score: float, most: int = 20_000) -> bool:
     """True if at least half of the checked pairs between ``left`` and ``right`` are
     near (looking at ``most`` pairs at the most)."""
     checked = passed = 0
@@ -245,26 +243,30 @@ def _agree(left: list[int], right: list[int], known: dict[tuple[int, int], float
     return 2 * passed >= checked
 
 
-def _near_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: _UnionFind,
-                 low: dict[int, float], ignored: set[tuple[str, str]],
-                 options: DupesOptions) -> list[dict]:
+def near_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: UnionFind,
+                low: dict[int, float], ignored: set[tuple[str, str]],
+                options: DupesOptions) -> list[dict]:
+    """The exact and near groups: each picture of ``pictures`` (rows of ``hashes``) with
+    two or more files. One content alone is an *exact* group (byte-identical copies),
+    unless the user marked its copies deliberate; several are a *near* group, scored
+    by its weakest join (``low``, by root)."""
     groups = []
     for root, rows in pictures.components(range(len(hashes))).items():
         members = [f for r in rows for f in by_hash[hashes[r]]]
         if len(members) < 2 or (len(rows) == 1 and (hashes[rows[0]],) * 2 in ignored):
             continue
         tier = "exact" if len(rows) == 1 else "near"
-        groups.append(_group(tier, members, options,
-                             score=1.0 if tier == "exact" else low.get(root)))
+        groups.append(listed_group(tier, members, options.keep_in, options.keep_by,
+                                   1.0 if tier == "exact" else low.get(root)))
     return groups
 
 
-def _similar_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: _UnionFind,
-                    similar_edges: list[tuple[int, int, float]],
-                    options: DupesOptions) -> list[dict]:
+def similar_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: UnionFind,
+                   similar_edges: list[tuple[int, int, float]],
+                   options: DupesOptions) -> list[dict]:
     """Clusters of different pictures of one scene; a near group counts as one picture."""
     picture = [pictures.find(r) for r in range(len(hashes))]
-    scenes = _UnionFind(len(hashes))
+    scenes = UnionFind(len(hashes))
     for a, b, _ in similar_edges:
         scenes.union(picture[a], picture[b])
     low: dict[int, float] = {}
@@ -279,70 +281,9 @@ def _similar_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictur
         if len({picture[r] for r in rows}) < 2:
             continue
         members = [f for r in rows for f in by_hash[hashes[r]]]
-        groups.append(_group("similar", members, options, score=low.get(root)))
+        groups.append(listed_group("similar", members, options.keep_in, options.keep_by,
+                                   low.get(root)))
     return groups
-
-
-def _group(tier: str, members: list[FileRow], options: DupesOptions,
-           score: float | None) -> dict:
-    protected = {f["path"] for f in members if any(is_under(f["path"], d)
-                                                     for d in options.keep_in)}
-    pool = [f for f in members if f["path"] in protected] or members
-    keep = _pick_keeper(pool, options.keep_by)
-    ordered = [keep, *sorted((f for f in members if f is not keep), key=lambda f: f["path"])]
-    return {
-        "tier": tier,
-        "keep": keep["path"],
-        "files": [f["path"] for f in ordered],
-        "score": None if score is None else round(float(score), 4),
-        "members": [_member(f, keep, tier, f["path"] in protected) for f in ordered],
-    }
-
-
-def _pick_keeper(pool: list[FileRow], rules: tuple[str, ...]) -> FileRow:
-    """Narrow ``pool`` rule by rule; ties end on the path."""
-    for rule in rules:
-        if len(pool) == 1:
-            break
-        if rule == "resolution":
-            # Within 10% of the most picture pixels counts as equally sharp; among those,
-            # a copy without added bars or frame (which are pixels, not picture) first.
-            most = max(_picture_pixels(f) for f in pool)
-            pool = [f for f in pool if _picture_pixels(f) >= (1 - RESOLUTION_TOLERANCE) * most]
-            pool = [f for f in pool if not _framed(f)] or pool
-            continue
-        key = _RULE_KEYS[rule]
-        best = min(key(f) for f in pool)
-        pool = [f for f in pool if key(f) == best]
-    return min(pool, key=lambda f: f["path"])
-
-
-def _picture_pixels(f: FileRow) -> int:
-    return (f.get("content_width") or f["width"] or 0) * (
-        f.get("content_height") or f["height"] or 0)
-
-
-def _framed(f: FileRow) -> bool:
-    cw, ch, w, h = f.get("content_width"), f.get("content_height"), f["width"], f["height"]
-    return bool(cw and ch and w and h and (cw < 0.985 * w or ch < 0.985 * h))
-
-
-# Keep rules other than "resolution": the smallest key wins.
-_RULE_KEYS: dict[str, Callable[[FileRow], Any]] = {
-    "size": lambda f: -(f["size"] or 0),
-    "format": lambda f: _FORMAT_RANK.get(str(f["format"]).upper(), 4),
-    "oldest": lambda f: f["mtime_ns"] or 0,
-    "newest": lambda f: -(f["mtime_ns"] or 0),
-    "shortest-path": lambda f: len(f["path"]),
-}
-
-
-def _member(f: FileRow, keep: FileRow, tier: str, protected: bool) -> dict:
-    match = ("keep" if f is keep else "exact" if f["content_hash"] == keep["content_hash"]
-             else tier)
-    return {"path": f["path"], "hash": f["content_hash"], "size": f["size"],
-            "mtime": (f["mtime_ns"] or 0) / 1e9, "width": f["width"], "height": f["height"],
-            "format": f["format"], "match": match, "protected": protected}
 
 
 def mark_not_duplicates(store: Store, paths: list[str], *, forget: bool = False,

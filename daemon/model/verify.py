@@ -12,8 +12,9 @@ pictures are aligned, so a candidate pair is checked like this:
    (crops, borders, captions, small rotations); each also mirrored.
 3. The sharper picture is warped onto the softer one (never upsampled, so a
    small copy is not punished for its lost detail), both are blurred a little,
-   and normalised cross-correlation is measured in a 4×4 grid of tiles over
-   the overlap. Flat tiles and clipped pixels say nothing and are skipped.
+   and normalised cross-correlation is measured in a grid of tiles over the
+   overlap: 6×6, fewer on a small overlap (tiles of about 40 pixels at least,
+   2×2 at the fewest). Flat tiles and clipped pixels say nothing and are skipped.
 4. The score is the *worst* tile: an edit changes a picture everywhere the same
    way (NCC ignores brightness and contrast), while a moved arm, a second shot or
    a pasted object leaves at least one tile that does not match.

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edits import apply_edit
+from ..photo_edits import apply_edit
 
 
 def run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:

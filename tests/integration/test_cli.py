@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from edits import apply_edit
 
 from findsimilar.errors import EXIT_EMPTY_INDEX, EXIT_MISSING_FILE, EXIT_UNREADABLE_IMAGE
 
 from ..conftest import PHOTO_SET, CliFn, json_lines, shared
+from ..photo_edits import apply_edit
 
 
 def index_json(cli: CliFn, *paths: Path) -> dict:

@@ -1,6 +1,6 @@
 """`findsimilar dupes` on real photos: tiers, keepers, actions and undo, the ignore list.
 
-Edited copies come from bench/edits.py; same-scene pairs are GROUPS.json's, which a
+Edited copies come from tests/photo_edits.py; same-scene pairs are GROUPS.json's, which a
 duplicate finder must NOT call duplicates.
 """
 
@@ -12,9 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from edits import apply_edit
 
 from tests.conftest import CliFn, shared
+
+from ..photo_edits import apply_edit
 
 ORIGINALS = ["opencv/fruits.jpg", "mate/LadyBird.jpg"]
 EDIT_NAMES = ["resize 30%", "JPEG quality 15", "centre crop 75%", "mirror", "caption bar",
@@ -301,6 +302,13 @@ def test_html_report_is_written_with_thumbnails(local_cli: CliFn, data_dir: Path
     thumbs = list((tmp_path / "review_files").iterdir())
     members = sum(len(g["files"]) for g in result["groups"])
     assert len(thumbs) == members
+    # A file of the user's in the thumbnail folder: refused with a message, not a trace.
+    (tmp_path / "review_files" / "mine.txt").write_text("keep me")
+    refused = local_cli("dupes", "--all", "--html", str(page))
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("findsimilar: error: cannot write the review page")
+    assert "did not make" in refused.stderr and "Traceback" not in refused.output
+    assert (tmp_path / "review_files" / "mine.txt").read_text() == "keep me"
 
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from findsimilar.cli.integrate import INTEGRATIONS, UCA_ID, integrate_group
+from findsimilar.cli.commands.integrate import integrate_group
+from findsimilar.cli.install.integration_files import INTEGRATIONS, UCA_ID
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "plugins"
@@ -236,7 +237,7 @@ def test_open_with_entry_is_a_valid_desktop_file_that_launches_with_every_select
 ])
 def test_exec_lines_quote_any_install_path_so_it_comes_back_as_one_argument(
         command: list[str]) -> None:
-    from findsimilar.cli.integrate import render
+    from findsimilar.cli.install.integration_files import render
 
     expected = [*command, "show", "--notify", "--", "%F"]
 

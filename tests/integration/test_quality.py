@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from edits import EDITS, apply_edit
 
 from findsimilar.config import Config
 from findsimilar.daemon.engine import Engine
 
 from ..conftest import PHOTO_SET
+from ..photo_edits import EDITS, apply_edit
 
 
 @pytest.fixture(scope="module")

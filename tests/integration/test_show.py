@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from edits import apply_edit
 from PIL import Image, ImageStat
 
 from findsimilar.cli.pages.showpage import QueryView, ResultView, write_results
 from findsimilar.thumbnails import thumbnail_uri
 
 from ..conftest import PHOTO_SET, CliFn, _invoker, shared, stop_daemon
+from ..photo_edits import apply_edit
 from .test_report import CHROMIUM, Node, chromium, image_counts, needs_chromium, parse
 
 ODD_NAME = "Storm <copy> & \"ü\" ☃\nsecond line.jpg"

@@ -25,7 +25,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from findsimilar import systemd
-from findsimilar.cli.service import MARKER, UNITS, daemon_command, render_units, service_group
+from findsimilar.cli.commands.service import service_group
+from findsimilar.cli.install.installer import MARKER, daemon_command
+from findsimilar.cli.install.units import UNITS, render_units
 
 REPO = Path(__file__).resolve().parents[2]
 # Looked up at import time: the tests below replace PATH to hide the real systemctl.
@@ -148,7 +150,7 @@ def test_install_without_a_user_manager_writes_both_units_warns_and_exits_0(unit
     result = service("install")
     assert result.exit_code == 0, result.output
     for name in UNITS:
-        assert (units / name).read_text().startswith(MARKER)
+        assert (units / name).read_text().startswith(f"# {MARKER}")
     exec_start = next(line for line in (units / "findsimilar.service").read_text().splitlines()
                       if line.startswith("ExecStart="))
     command = exec_start.removeprefix("ExecStart=").split()
@@ -227,7 +229,7 @@ def test_install_refuses_to_overwrite_a_users_own_unit_unless_forced(units, syst
     assert result.exit_code == 1 and "not written by findsimilar" in result.stderr
     assert (units / "findsimilar.service").read_text().startswith("[Service]")
     assert service("install", "--force").exit_code == 0
-    assert (units / "findsimilar.service").read_text().startswith(MARKER)
+    assert (units / "findsimilar.service").read_text().startswith(f"# {MARKER}")
 
 
 def test_uninstall_removes_our_units_and_their_enablement_links(units, systemctl):

@@ -481,9 +481,9 @@ def test_picture_at_the_limit_is_accepted():
 
 
 def test_solid_bars_are_not_counted_as_picture(tmp_path):
-    from edits import apply_edit
-
     from findsimilar.daemon.model.decode import content_fraction
+
+    from ..photo_edits import apply_edit
 
     original = shared("opencv/fruits.jpg")
     boxed = apply_edit("letterbox border", original, tmp_path / "boxed")

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edits import apply_edit
 
 from findsimilar.daemon.dupes import neighbours
 from findsimilar.daemon.dupes.neighbours import neighbour_pairs
 from findsimilar.daemon.model.verify import NEAR_SCORE, compare, load_preview
 from findsimilar.errors import ImageDecodeError
 from tests.conftest import shared
+
+from ..photo_edits import apply_edit
 
 MP = 250_000_000
 

@@ -21,11 +21,11 @@ from typing import Any
 import click
 
 from findsimilar.cli.backends import Backend, choose_backend, no_daemon_requested
-from findsimilar.cli.client import EXIT_NO_DAEMON
-from findsimilar.cli.main import NO_DAEMON, result_options
+from findsimilar.cli.commands.options import NO_DAEMON, result_options
+from findsimilar.cli.failure import report_error
 from findsimilar.cli.pages.showpage import QueryView, ResultView, prune_old_results, write_results
 from findsimilar.config import load_config
-from findsimilar.errors import EXIT_MISSING_FILE, EXIT_STORE, FindSimilarError
+from findsimilar.errors import EXIT_MISSING_FILE, EXIT_NO_DAEMON, EXIT_STORE, FindSimilarError
 from findsimilar.safeio import hash_regular
 
 __all__ = ["show_cmd"]
@@ -91,7 +91,7 @@ def _show(photos: tuple[str, ...], *, top: int, min_score: float | None, out: st
     answers = _answers(photos, top, min_score, no_daemon)
     errors = [(q.error, code) for q, code in answers if q.error is not None]
     for message, _code in errors:
-        click.echo(f"findsimilar: error: {message}", err=True)
+        report_error(message)
     queries = [q for q, _ in answers]
     page: Path | None = None
     if len(errors) < len(queries):
@@ -276,7 +276,7 @@ def _open(page: Path) -> None:
 
 
 def _report_failure(message: str, code: int, notify: bool) -> int:
-    click.echo(f"findsimilar: error: {message}", err=True)
+    report_error(message)
     if notify:
         _notify(message)
     return code

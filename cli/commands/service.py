@@ -1,9 +1,9 @@
 """``findsimilar service``: install the systemd user units that keep the daemon running.
 
-The unit files in the repo's ``systemd/`` folder are templates: ``install`` writes them
-to ``$XDG_CONFIG_HOME/systemd/user/`` with ``@FINDSIMILAR@`` replaced by the absolute
-command of the running findsimilar, and a marker line so that ``uninstall`` only ever
-removes files this command wrote. Stdlib and click only: this stays a light command.
+What the units hold is :mod:`findsimilar.cli.install.units`; they are written and
+recognised by the one installer (:mod:`findsimilar.cli.install.installer`), so that
+``uninstall`` only ever removes files this command wrote. Stdlib and click only: this
+stays a light command.
 """
 
 from __future__ import annotations
@@ -12,115 +12,29 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import click
 
-__all__ = ["MARKER", "PLACEHOLDER", "UNITS", "daemon_command", "render_units",
-           "service_group", "unit_dir"]
+from findsimilar.cli.install.installer import (
+    MARKER,
+    InstalledFile,
+    file_state,
+    foreign_files,
+    write_file,
+)
+from findsimilar.cli.install.units import UNITS, UnitTemplateMissing, unit_dir, unit_files
 
-UNITS = ("findsimilar.service", "findsimilar.socket")
-PLACEHOLDER = "@FINDSIMILAR@"
-MARKER = "# Installed by findsimilar"
-_HEADER = (f"{MARKER} (`findsimilar service install`): re-running it rewrites this file,\n"
-           "# `findsimilar service uninstall` removes it. Delete this line to keep your edits.\n")
-def _templates() -> Path:
-    """The unit templates: the repo's systemd/ folder (editable installs), else the copy
-    packaged as ``findsimilar.systemd_units``."""
-    repo = Path(__file__).resolve().parent.parent / "systemd"
-    if (repo / UNITS[0]).exists():
-        return repo
-    import importlib.resources
+__all__ = ["service_group"]
 
-    return Path(str(importlib.resources.files("findsimilar.systemd_units")))
-
-
-_TEMPLATES = _templates()
 _ENABLE = ("enable", "--now", "findsimilar.socket", "findsimilar.service")
 
 
-# --- where things are -----------------------------------------------------------------
-
-def unit_dir() -> Path:
-    """Returns the user unit folder: ``$XDG_CONFIG_HOME/systemd/user`` (``~/.config/...``)."""
-    config = os.environ.get("XDG_CONFIG_HOME", "")
-    base = Path(config) if os.path.isabs(config) else Path.home() / ".config"
-    return base / "systemd" / "user"
-
-
-def daemon_command() -> list[str]:
-    """Returns the absolute command that runs this findsimilar (without ``daemon run``).
-
-    The ``findsimilar`` script this process was started as; else the one installed
-    next to this Python (same venv); else ``python -m findsimilar`` with this Python.
-    Symlinks are kept, not resolved, so a pipx upgrade does not break the unit.
-    """
-    argv0 = sys.argv[0] if sys.argv else ""
-    if os.path.basename(argv0) == "findsimilar" and os.path.isfile(argv0):
-        return [os.path.abspath(argv0)]
-    sibling = Path(sys.executable).absolute().parent / "findsimilar"
-    if sibling.is_file() and os.access(sibling, os.X_OK):
-        return [str(sibling)]
-    return [str(Path(sys.executable).absolute()), "-m", "findsimilar"]
-
-
-def _quote(word: str, *, is_path: bool = False) -> str:
-    """One word for a unit's ExecStart=: specifiers, variables and quotes escaped.
-
-    systemd expands ``$VAR`` in arguments but not in the executable path, so only
-    arguments get ``$`` doubled (``systemd-analyze verify`` confirms this).
-    """
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    if not is_path:
-        escaped = escaped.replace("$", "$$")
-    if word and not any(c.isspace() or c in "'\";" for c in word):
-        return escaped
-    return f'"{escaped}"'
-
-
-def render_units(command: list[str] | None = None) -> dict[str, str]:
-    """Returns each unit's file name mapped to the text ``install`` writes.
-
-    Raises ``click.ClickException`` when the templates cannot be found.
-    """
-    path, *args = command or daemon_command()
-    exec_start = " ".join([_quote(path, is_path=True), *map(_quote, args)])
-    units = {}
-    for name in UNITS:
-        try:
-            template = (_TEMPLATES / name).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise click.ClickException(f"unit template missing: {exc}") from None
-        # Only ExecStart= lines: the template's comments mention the placeholder too.
-        lines = [line.replace(PLACEHOLDER, exec_start) if line.startswith("ExecStart=")
-                 else line for line in template.splitlines(keepends=True)]
-        units[name] = _HEADER + "".join(lines)
-    return units
-
-
-def _is_ours(path: Path) -> bool:
+def _units() -> list[InstalledFile]:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return any(line.startswith(MARKER) for line in text.splitlines())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return unit_files()
+    except UnitTemplateMissing as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- systemctl --------------------------------------------------------------------------
@@ -186,22 +100,20 @@ def install_cmd(no_enable: bool, print_only: bool, force: bool) -> None:
       findsimilar service install --no-enable  # only write the files
       findsimilar service install --print      # show the units, write nothing
     """
-    units = render_units()
-    folder = unit_dir()
+    units = _units()
     if print_only:
-        for name, text in units.items():
-            click.echo(f"# {folder / name}\n{text}")
+        for unit in units:
+            click.echo(f"# {unit.dest}\n{unit.text}")
         return
-    foreign = [folder / n for n in UNITS if (folder / n).exists() and not _is_ours(folder / n)]
+    foreign = foreign_files(units)
     if foreign and not force:
         raise click.ClickException(
             f"{', '.join(map(str, foreign))}: not written by findsimilar (no "
-            f"'{MARKER}' line); refusing to overwrite it. Use --force to replace it.")
-    changed = [name for name, text in units.items() if (folder / name).exists()
-               and (folder / name).read_text(encoding="utf-8", errors="replace") != text]
-    for name, text in units.items():
-        _write_atomic(folder / name, text)
-        click.echo(f"wrote {folder / name}")
+            f"'# {MARKER}' line); refusing to overwrite it. Use --force to replace it.")
+    changed = [u for u in units if file_state(u.dest, u.body) not in ("missing", "installed")]
+    for unit in units:
+        write_file(unit)
+        click.echo(f"wrote {unit.dest}")
     commands = ["systemctl --user daemon-reload", f"systemctl --user {' '.join(_ENABLE)}"]
     if no_enable:
         click.echo("To enable and start them: " + " && ".join(commands), err=True)
@@ -240,11 +152,12 @@ def uninstall_cmd() -> None:
       findsimilar service uninstall
     """
     folder = unit_dir()
-    present = [folder / n for n in UNITS if (folder / n).exists() or (folder / n).is_symlink()]
-    foreign = [p for p in present if not _is_ours(p)]
+    states = {folder / n: file_state(folder / n, None) for n in UNITS}
+    present = [p for p, state in states.items() if state != "missing"]
+    foreign = [p for p, state in states.items() if state == "foreign"]
     if foreign:
         raise click.ClickException(
-            f"{', '.join(map(str, foreign))}: not written by findsimilar (no '{MARKER}' "
+            f"{', '.join(map(str, foreign))}: not written by findsimilar (no '# {MARKER}' "
             "line); not removing anything. Remove it yourself if you mean to.")
     if not present:
         click.echo(f"nothing to uninstall: no findsimilar units in {folder}")
@@ -285,16 +198,16 @@ def status_cmd(as_json: bool) -> None:
       findsimilar service status --json | jq .units
     """
     folder = unit_dir()
-    expected = render_units()
     report: dict[str, dict[str, object]] = {}
-    for name in UNITS:
-        path = folder / name
-        installed = path.exists()
-        report[name] = {
-            "path": str(path), "installed": installed, "ours": installed and _is_ours(path),
-            "up_to_date": installed and path.read_text(encoding="utf-8",
-                                                       errors="replace") == expected[name],
-            "enabled": _query("is-enabled", name), "active": _query("is-active", name)}
+    for unit in _units():
+        state = file_state(unit.dest, unit.body)
+        installed = unit.dest.exists()
+        report[unit.dest.name] = {
+            "path": str(unit.dest), "installed": installed,
+            "ours": installed and state not in ("missing", "foreign"),
+            "up_to_date": installed and state == "installed",
+            "enabled": _query("is-enabled", unit.dest.name),
+            "active": _query("is-active", unit.dest.name)}
     if as_json:
         click.echo(json.dumps({"unit_dir": str(folder), "units": report}))
         return

@@ -1,6 +1,6 @@
 """``findsimilar dupes``: list duplicate groups, act on them safely, undo, mark pairs.
 
-Imported only when a ``dupes`` command runs (see ``main._LAZY``).
+Imported only when a ``dupes`` command runs (see ``main.COMMANDS``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from findsimilar.cli.backends import ProgressFn, choose_backend
-from findsimilar.cli.main import NO_DAEMON, _fail
+from findsimilar.cli.commands.options import NO_DAEMON
 from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
 from findsimilar.errors import FindSimilarError, MissingFileError
@@ -123,7 +123,7 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         raise click.UsageError("--action move needs --move-to DIR")
     for p in [*paths, *keep_in]:
         if not os.path.exists(p):
-            _fail(MissingFileError(f"no such file or folder: {p}"))
+            raise MissingFileError(f"no such file or folder: {p}")
     request = {"paths": [os.path.abspath(p) for p in paths],
                "tiers": list(TIERS) if all_tiers else list(tiers or ("exact", "near")),
                "threshold": threshold, "similar_threshold": similar_threshold,
@@ -138,7 +138,10 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
     if html:
         from findsimilar.cli.pages.report import write_report
 
-        page = write_report(result, Path(html))
+        try:
+            page = write_report(result, Path(html))
+        except OSError as exc:  # e.g. its thumbnail folder holds files not its own
+            raise FindSimilarError(f"cannot write the review page {html}: {exc}") from None
         print(f"review page: {page}", file=sys.stderr)
     if action:
         result["actions"] = _act(result, action, move_to, list(request["keep_in"]), apply_,
@@ -155,30 +158,25 @@ def _call(no_daemon: bool, command: str, args: dict[str, Any],
     backend = choose_backend(load_config(), no_daemon=no_daemon)
     try:
         return backend.call(command, args, progress)
-    except FindSimilarError as exc:
-        _fail(exc)
     finally:
         backend.close()
 
 
 def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], apply_: bool,
          as_json: bool) -> dict[str, Any]:
-    from findsimilar.cli.actions.actions import ActionError, apply_plan, format_plan, plan_actions
+    from findsimilar.cli.actions.actions import apply_plan, format_plan, plan_actions
 
     # Only duplicates are ever acted on: "similar" photos are different pictures.
     groups = [g for g in result["groups"] if g["tier"] in ("exact", "near")]
     if action == "hardlink":
         groups = _identical_subgroups(groups)
-    try:
-        steps = plan_actions(groups, action, move_to=move_to, keep_in=keep_in)  # type: ignore[arg-type]
-        if not apply_:
-            if not as_json:
-                click.echo(format_plan(steps))
-                print("dry run: nothing was changed; add --apply to do it", file=sys.stderr)
-            return {"applied": False, "plan": [asdict(s) for s in steps]}
-        log = apply_plan(steps, _log_dir())
-    except ActionError as exc:
-        _fail(FindSimilarError(str(exc)))
+    steps = plan_actions(groups, action, move_to=move_to, keep_in=keep_in)  # type: ignore[arg-type]
+    if not apply_:
+        if not as_json:
+            click.echo(format_plan(steps))
+            print("dry run: nothing was changed; add --apply to do it", file=sys.stderr)
+        return {"applied": False, "plan": [asdict(s) for s in steps]}
+    log = apply_plan(steps, _log_dir())
     if not as_json:
         click.echo("\n".join(log.messages))
         print(f"{action}: {log.done} done, {log.skipped} skipped, {log.failed} failed; "
@@ -256,12 +254,9 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
       findsimilar dupes undo
       findsimilar dupes undo ~/.local/share/findsimilar/actions/2026-11-27T21-30-05-a1b2c3.json
     """
-    from findsimilar.cli.actions.actions import ActionError, undo
+    from findsimilar.cli.actions.actions import undo
 
-    try:
-        result = undo(_log_dir(), Path(log) if log else None)
-    except ActionError as exc:
-        _fail(FindSimilarError(str(exc)))
+    result = undo(_log_dir(), Path(log) if log else None)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:

@@ -1,0 +1,76 @@
+"""``findsimilar index``: index photos now, in the daemon or (``--no-daemon``) here."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from findsimilar.cli.commands.options import NO_DAEMON, backend
+from findsimilar.cli.progress import ProgressBar
+from findsimilar.errors import MissingFileError
+
+__all__ = ["index_cmd"]
+
+
+@click.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--rehash", is_flag=True,
+              help="Read and hash every file again, however unchanged it looks (only "
+                   "pictures not seen before go through the model).")
+@NO_DAEMON
+def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
+              no_daemon: bool) -> None:
+    """Index photos in PATHS (folders are searched recursively).
+
+    Unchanged files (same inode, size, mtime and ctime) are skipped; moved or
+    renamed files are re-linked by content hash without running the model.
+    Files that cannot be read are recorded with a reason and retried when they
+    change. Exits 0 even when some files fail.
+
+    \b
+    Examples:
+      findsimilar index ~/Pictures /mnt/photos
+      findsimilar index --json ~/Pictures | jq .failed
+      findsimilar index --rehash ~/Pictures/2024   # verify every file's bytes
+    """
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:
+        raise MissingFileError(f"no such file or folder: {missing[0]}")
+    bar = ProgressBar("indexing") if not quiet else None
+    chosen = backend(no_daemon)
+    try:
+        summary = chosen.index(list(paths), bar if bar and bar.enabled else None,
+                               rehash=rehash)
+    finally:
+        chosen.close()
+        if bar:
+            bar.finish()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(_summary_text(summary))
+
+
+def _summary_text(s: dict[str, Any]) -> str:
+    failed = s["failed"]
+    processed = s["new"] + s["changed"] + s["moved"] + len(failed)
+    rate = s["extracted"] / s["seconds"] if s["seconds"] else 0.0
+    lines = [
+        f"{s['new']} new, {s['changed']} changed, {s['moved']} moved, "
+        f"{s['unchanged']} unchanged, {s['removed']} removed, {len(failed)} failed "
+        f"({processed} processed, {s['extracted']} through the model at {rate:.1f}/s, "
+        f"{s['seconds']:.1f} s)"]
+    if s["still_failing"]:
+        lines.append(f"{s['still_failing']} files that failed before are unchanged "
+                     "and were not retried (see `findsimilar status`)")
+    if failed:
+        lines.append("failed:")
+        lines.extend(f"  {f['path']}: {f['reason']}" for f in failed[:50])
+        if len(failed) > 50:
+            lines.append(f"  ... and {len(failed) - 50} more (use --json for all)")
+    return "\n".join(lines)

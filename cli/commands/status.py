@@ -1,0 +1,97 @@
+"""``findsimilar status``: counts, progress, the daemon, the model and the store; from
+the daemon, or read straight from the store when none runs (it is not started)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from findsimilar.cli.backends import choose_backend, no_daemon_requested, offline_status
+from findsimilar.cli.client import DaemonClient, DaemonUnavailable
+from findsimilar.cli.commands.options import NO_DAEMON
+from findsimilar.config import load_config
+from findsimilar.text import human_size
+
+__all__ = ["status_cmd"]
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True,
+              help="As JSON (keys include indexed, failed, queued).")
+@NO_DAEMON
+def status_cmd(as_json: bool, no_daemon: bool) -> None:
+    """Show counts (indexed, failed, queued), indexing rate and ETA, the model,
+    watched folders and the store size. Does not start the daemon.
+
+    \b
+    Example:
+      findsimilar status --json | jq .queued
+    """
+    config = load_config()
+    if no_daemon_requested(no_daemon):
+        local = choose_backend(config, no_daemon=True)
+        info = local.status()
+        local.close()
+    else:
+        try:
+            with DaemonClient(config) as client:
+                info = client.call("status")
+        except DaemonUnavailable:
+            info = offline_status(config)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    click.echo(_status_text(info))
+
+
+def _dupes_state(info: dict[str, Any]) -> str:
+    running = [p for p in info.get("dupes_progress") or [] if p.get("total")]
+    if running:
+        return "checking pairs " + ", ".join(f"{p['done']}/{p['total']}" for p in running)
+    return ("every candidate pair checked: `findsimilar dupes` answers from the cache"
+            if info["duplicates_checked"] else "new photos not yet checked for duplicates")
+
+
+def _index_state(index: dict[str, Any], vectors: int) -> str:
+    layout = ("exact search" if index["layout"] == "exact" else
+              f"compressed ({index['lists']} lists, results re-scored exactly)")
+    text = f"{vectors} vectors, {layout}"
+    if index.get("state") in ("training", "filling", "starting"):
+        text += (f"; building the {index.get('to', '')} index: {index['state']}"
+                 f" {index.get('done', 0)}/{index.get('total', vectors)}")
+    elif index.get("error"):
+        text += f"; last rebuild failed: {index['error']}"
+    return text
+
+
+def _status_text(info: dict[str, Any]) -> str:
+    lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
+             f"failed:     {info['failed']}"]
+    daemon = info.get("daemon")
+    if daemon:
+        eta = info.get("eta_seconds")
+        lines.append(f"queued:     {info['queued']}" + (
+            f" ({info['rate']:.1f} images/s, ETA {int(eta)} s)" if eta else ""))
+        lines.append(f"daemon:     pid {daemon['pid']}, {info['state']}, socket {daemon['socket']}")
+        if info.get("problem"):
+            lines.append(f"problem:    {info['problem']}")
+        for root in info.get("roots", []):
+            why = f" ({root['why']})" if root.get("why") else ""
+            lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")
+        if "duplicates_checked" in info:
+            lines.append("duplicates: " + _dupes_state(info))
+        if info.get("index"):
+            lines.append("index:      " + _index_state(info["index"], info.get("vectors", 0)))
+    else:
+        lines.append("daemon:     not running (`findsimilar daemon start`)")
+    if info.get("model"):
+        dim = f" ({info['dim']}-d)" if info.get("dim") else ""
+        lines.append(f"model:      {info['model']}{dim}")
+    lines.append(f"data dir:   {info['data_dir']}")
+    if "store_bytes" in info:
+        index = f", index {human_size(int(info['index_bytes']))}" if "index_bytes" in info else ""
+        lines.append(f"store size: {human_size(int(info['store_bytes']))}{index}")
+    lines += [f"  failed: {f['path']}: {f['error']}" for f in info.get("recent_failures", [])]
+    return "\n".join(lines)

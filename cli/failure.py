@@ -1,0 +1,54 @@
+"""How the command line reports a failure: one line on stderr, ``findsimilar: error:
+MESSAGE``, and the exit code of findsimilar/errors.py's table.
+
+The library and the daemon raise typed errors (:class:`FindSimilarError`); the click
+group catches them once (``main._DefaultToSearch.invoke``) and calls :func:`fail`, so
+no command converts them itself. Stdlib and click only.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from findsimilar.errors import FindSimilarError, StoreError
+
+__all__ = ["ERROR_PREFIX", "fail", "report_error"]
+
+# `start_daemon` finds a daemon's last words in its log by this prefix.
+ERROR_PREFIX = "findsimilar: error: "
+
+
+def report_error(message: str) -> None:
+    """Print ``findsimilar: error: MESSAGE`` on stderr (for a failure that does not end
+    the command, such as one query of several)."""
+    click.echo(f"{ERROR_PREFIX}{message}", err=True)
+
+
+def fail(exc: FindSimilarError) -> NoReturn:
+    """Report ``exc`` and exit with its code. A daemon that cannot be reached may have
+    stopped on a damaged store: then that is what is reported, with what to do."""
+    from findsimilar.cli.client import DaemonUnavailable
+
+    if isinstance(exc, DaemonUnavailable):
+        exc = _damaged_store() or exc
+    report_error(str(exc))
+    sys.exit(exc.exit_code)
+
+
+def _damaged_store() -> StoreError | None:
+    """A daemon that went away may have stopped on a damaged store (it exits with code 6
+    and says so in its journal, e.g. when systemd started it): then say what to do here
+    too. Reads the store without writing to it."""
+    from findsimilar.cli.backends import offline_status
+    from findsimilar.config import load_config
+
+    try:
+        offline_status(load_config())
+    except StoreError as exc:
+        return exc
+    except FindSimilarError:
+        pass
+    return None

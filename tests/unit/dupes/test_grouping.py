@@ -1,0 +1,167 @@
+"""daemon/dupes/grouping.py: how checked pairs become duplicate groups (the chain rule,
+near and similar tiers, marks), on plain rows and a real SQLite store; no model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from findsimilar.daemon.dupes.grouping import (
+    DupesOptions,
+    FileRow,
+    agree,
+    find_duplicates,
+    join_pictures,
+    mark_not_duplicates,
+    near_groups,
+    similar_groups,
+)
+from findsimilar.daemon.storage.store import Store
+from findsimilar.errors import FindSimilarError
+
+NEAR = 0.88
+
+
+def rows_by_hash(*paths_per_picture: list[str]) -> tuple[list[str], dict[str, list[FileRow]]]:
+    """Pictures h0, h1, ... each with its files (byte-identical copies share a hash)."""
+    hashes = [f"h{i}" for i in range(len(paths_per_picture))]
+    by_hash = {h: [FileRow({"path": p, "content_hash": h, "size": 1000, "width": 100,
+                            "height": 100, "format": "JPEG", "mtime_ns": 0}) for p in paths]
+               for h, paths in zip(hashes, paths_per_picture, strict=True)}
+    return hashes, by_hash
+
+
+# --- the chain rule: copies of two burst shots do not become one group -------------------
+
+
+def test_two_groups_join_only_if_at_least_half_of_their_checked_pairs_pass() -> None:
+    known = {(0, 2): 0.95, (1, 2): 0.40}
+    assert agree([0, 1], [2], known, NEAR)  # one of two passes: half is enough
+    known[(0, 3)] = 0.30
+    assert not agree([0, 1], [2, 3], known, NEAR)  # one of three
+    assert agree([5], [6], known, NEAR)  # nothing checked between them: no objection
+
+
+def test_a_blurred_copy_matching_the_next_shot_does_not_chain_two_shots() -> None:
+    # Shot A: rows 0 (original), 1 (blurred copy); shot B: rows 2 (original), 3 (copy).
+    # The blurred copy of A also passes against B's copy: a single link would join all.
+    known = {(0, 1): 0.97, (2, 3): 0.96, (1, 3): 0.90,
+             (0, 2): 0.50, (0, 3): 0.52, (1, 2): 0.60}
+    edges = [(a, b, s) for (a, b), s in known.items() if s >= NEAR]
+    uf, low = join_pictures(4, edges, [100] * 4, known, NEAR)
+    pictures = sorted(sorted(rows) for rows in uf.components(range(4)).values())
+    assert pictures == [[0, 1], [2, 3]]
+    assert sorted(low.values()) == [0.96, 0.97]
+
+
+def test_a_copy_joins_on_half_its_checked_pairs_and_the_group_keeps_its_weakest_join() -> None:
+    known = {(0, 1): 0.99, (1, 2): 0.90, (0, 2): 0.60}  # 2 is near 1, not near 0
+    edges = [(a, b, s) for (a, b), s in known.items() if s >= NEAR]
+    uf, low = join_pictures(3, edges, [100] * 3, known, NEAR)
+    assert len(uf.components(range(3))) == 1
+    assert low == {0: 0.90}
+
+
+# --- near and similar groups --------------------------------------------------------------
+
+
+def test_byte_copies_are_exact_groups_joined_copies_near_and_lone_files_nothing() -> None:
+    hashes, by_hash = rows_by_hash(["/p/a.jpg", "/p/a copy.jpg"], ["/p/b.jpg"], ["/p/b.png"],
+                                   ["/p/alone.jpg"])
+    known = {(1, 2): 0.93}
+    uf, low = join_pictures(4, [(1, 2, 0.93)], [100] * 4, known, NEAR)
+    groups = near_groups(hashes, by_hash, uf, low, set(), DupesOptions())
+    assert [(g["tier"], sorted(g["files"]), g["score"]) for g in groups] == [
+        ("exact", ["/p/a copy.jpg", "/p/a.jpg"], 1.0),
+        ("near", ["/p/b.jpg", "/p/b.png"], 0.93)]
+
+
+def test_identical_copies_marked_deliberate_are_not_a_group() -> None:
+    hashes, by_hash = rows_by_hash(["/p/a.jpg", "/p/a print.jpg"], ["/p/b.jpg", "/p/b2.jpg"])
+    uf, low = join_pictures(2, [], [100] * 2, {}, NEAR)
+    groups = near_groups(hashes, by_hash, uf, low, {("h0", "h0")}, DupesOptions())
+    assert [g["files"] for g in groups] == [["/p/b.jpg", "/p/b2.jpg"]]
+
+
+def test_similar_clusters_count_a_near_group_as_one_picture() -> None:
+    # h0 and h1 are one picture (near); h2 is another shot of the scene; h3 a third
+    # picture similar only to h4, which is a copy of h3 (near): no second picture.
+    hashes, by_hash = rows_by_hash(["/s/a.jpg"], ["/s/a small.jpg"], ["/s/b.jpg"],
+                                   ["/t/c.jpg"], ["/t/c small.jpg"])
+    near = [(0, 1, 0.95), (3, 4, 0.94)]
+    uf, _ = join_pictures(5, near, [100] * 5, {}, NEAR)
+    similar = [(1, 2, 0.86), (0, 2, 0.83), (3, 4, 0.99)]
+    groups = similar_groups(hashes, by_hash, uf, similar, DupesOptions(tiers=("similar",)))
+    assert [(g["tier"], sorted(g["files"]), g["score"]) for g in groups] == [
+        ("similar", ["/s/a small.jpg", "/s/a.jpg", "/s/b.jpg"], 0.83)]
+
+
+# --- a real store: exact groups and "not duplicates" marks --------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "store.db")
+    yield store
+    store.close()
+
+
+def index(store: Store, **hash_of: str) -> dict[str, str]:
+    """Record files as indexed, by name -> content hash; returns name -> path."""
+    paths = {name: f"/photos/{name}.jpg" for name in hash_of}
+    store.upsert_files([{"path": paths[n], "size": 100, "mtime_ns": 0, "status": "ok",
+                         "content_hash": h, "format": "JPEG", "width": 10, "height": 10}
+                        for n, h in hash_of.items()])
+    return paths
+
+
+def exact_groups(store: Store, **options: Any) -> list[list[str]]:
+    def no_vectors(ids: np.ndarray) -> np.ndarray:
+        raise AssertionError("the exact tier needs no vectors")
+
+    result = find_duplicates(store, "none", no_vectors, DupesOptions(tiers=("exact",), **options),
+                             max_pixels=1)
+    return [sorted(g["files"]) for g in result["groups"]]
+
+
+def test_the_exact_tier_comes_from_the_store_alone_once_per_file(store: Store) -> None:
+    paths = index(store, a="x", b="x", c="y", d="z", e="z")
+    assert exact_groups(store) == [[paths["a"], paths["b"]], [paths["d"], paths["e"]]]
+    # Nested folders asked for: each file is still listed once.
+    assert exact_groups(store, paths=["/photos", "/photos"]) == exact_groups(store)
+
+
+def test_marking_pictures_not_duplicates_pairs_them_all_and_forgetting_undoes_it(
+        store: Store) -> None:
+    paths = index(store, a="x", b="y", c="z", a2="x")
+    result = mark_not_duplicates(store, [paths["a"], paths["b"], paths["c"]])
+    assert result == {"pairs": 3, "added": 3}
+    assert store.not_duplicates() == {("x", "y"), ("x", "z"), ("y", "z")}
+    assert mark_not_duplicates(store, [paths["b"], paths["a"]]) == {"pairs": 1, "added": 0}
+    assert mark_not_duplicates(store, [paths["c"], paths["b"]], forget=True) == {"removed": 3}
+    assert store.not_duplicates() == set()
+
+
+def test_identical_copies_given_together_or_one_alone_are_marked_deliberate(
+        store: Store) -> None:
+    paths = index(store, a="x", a2="x", b="y")
+    assert exact_groups(store) == [[paths["a"], paths["a2"]]]
+    assert mark_not_duplicates(store, [paths["a"], paths["a2"], paths["b"]]) == {
+        "pairs": 2, "added": 2}
+    assert store.not_duplicates() == {("x", "y"), ("x", "x")}
+    assert exact_groups(store) == []
+    mark_not_duplicates(store, [paths["a"]], forget=True)
+    assert mark_not_duplicates(store, [paths["b"]]) == {"pairs": 1, "added": 1}
+
+
+def test_a_file_that_is_not_an_indexed_photo_cannot_be_marked(store: Store) -> None:
+    paths = index(store, a="x")
+    store.upsert_files([{"path": "/photos/broken.jpg", "status": "failed", "error": "bad"}])
+    for other in ("/photos/unknown.jpg", "/photos/broken.jpg"):
+        with pytest.raises(FindSimilarError, match=f"not an indexed photo: {other}"):
+            mark_not_duplicates(store, [paths["a"], other])
+    assert store.not_duplicates() == set()

@@ -1,0 +1,113 @@
+"""daemon/dupes/keep.py: which file of a duplicate group is kept, rule by rule, on plain
+rows (no model, no store)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from findsimilar.daemon.dupes.grouping import FileRow
+from findsimilar.daemon.dupes.keep import DEFAULT_KEEP, KEEP_RULES, listed_group, pick_keeper
+
+
+def row(path: str, **facts: Any) -> FileRow:
+    """An indexed file as the store lists it; unspecified facts are those of a 4000x3000
+    JPEG of 2 MB from the same moment."""
+    base = {"path": path, "size": 2_000_000, "mtime_ns": 1_700_000_000_000_000_000,
+            "content_hash": f"hash of {path}", "format": "JPEG", "width": 4000, "height": 3000,
+            "content_width": None, "content_height": None}
+    return FileRow({**base, **facts})
+
+
+def keeper(rows: list[FileRow], rules: tuple[str, ...] = DEFAULT_KEEP) -> str:
+    return pick_keeper(rows, rules)["path"]
+
+
+def test_the_sharpest_picture_wins_and_within_ten_percent_the_next_rule_decides() -> None:
+    small = row("/p/small.jpg", width=2000, height=1500, size=9_000_000)
+    assert keeper([small, row("/p/big.jpg")]) == "/p/big.jpg"
+    # 3840x2880 has 92% of the pixels: as sharp, so the bigger file wins.
+    nearly = row("/p/nearly.jpg", width=3840, height=2880, size=3_000_000)
+    assert keeper([row("/p/big.jpg"), nearly]) == "/p/nearly.jpg"
+    just_below = row("/p/below.jpg", width=3780, height=2835, size=3_000_000)  # 89.3%
+    assert keeper([row("/p/big.jpg"), just_below]) == "/p/big.jpg"
+
+
+def test_picture_pixels_count_not_the_bars_around_them() -> None:
+    # The letterboxed copy is a bigger file in a bigger canvas, with a smaller picture.
+    boxed = row("/p/boxed.jpg", width=4000, height=4600, content_width=3000,
+                content_height=2250, size=5_000_000)
+    assert keeper([boxed, row("/p/plain.jpg")]) == "/p/plain.jpg"
+
+
+def test_among_equally_sharp_copies_one_without_a_frame_is_kept() -> None:
+    framed = row("/a/framed.jpg", width=4100, height=3100, content_width=4000,
+                 content_height=3000, size=9_000_000)
+    assert keeper([framed, row("/b/plain.jpg")]) == "/b/plain.jpg"
+    # A border of under 1.5% is not a frame: the bigger file wins again.
+    rim = row("/a/rim.jpg", width=4040, height=3030, content_width=4000,
+              content_height=3000, size=9_000_000)
+    assert keeper([rim, row("/b/plain.jpg")]) == "/a/rim.jpg"
+
+
+@pytest.mark.parametrize(("rule", "winner"), [
+    ("size", "/p/large.png"),
+    ("format", "/p/camera.jpg"),
+    ("oldest", "/p/camera.jpg"),
+    ("newest", "/p/large.png"),
+    ("shortest-path", "/p/b.webp"),
+])
+def test_each_rule_alone_picks_its_file(rule: str, winner: str) -> None:
+    rows = [row("/p/camera.jpg", size=1_000, mtime_ns=1),
+            row("/p/large.png", format="PNG", size=3_000, mtime_ns=3),
+            row("/p/b.webp", format="WEBP", size=2_000, mtime_ns=2)]
+    assert keeper(rows, (rule,)) == winner
+
+
+def test_formats_rank_camera_originals_first_and_unknown_ones_last() -> None:
+    ranked = ["JPEG", "PNG", "WEBP", "BMP", "XCF"]
+    for better, worse in zip(ranked, ranked[1:], strict=False):
+        # The path would pick /p/a: only the format can pick /p/b.
+        assert keeper([row("/p/a", format=worse), row("/p/b", format=better)],
+                      ("format",)) == "/p/b"
+    # Case does not matter; MPO (a camera's JPEG) ranks with JPEG, so the path decides.
+    assert keeper([row("/p/z", format="MPO"), row("/p/a", format="jpeg")], ("format",)) == "/p/a"
+
+
+def test_rules_apply_in_the_order_given() -> None:
+    sharp = row("/p/sharp.jpg", size=1_000_000)
+    heavy = row("/p/heavy.png", width=1000, height=750, size=8_000_000, format="PNG")
+    assert keeper([sharp, heavy], ("resolution", "size")) == "/p/sharp.jpg"
+    assert keeper([sharp, heavy], ("size", "resolution")) == "/p/heavy.png"
+
+
+def test_a_tie_on_every_rule_ends_on_the_path_and_missing_facts_do_not_crash() -> None:
+    assert keeper([row("/p/b.jpg"), row("/p/a.jpg")], KEEP_RULES) == "/p/a.jpg"
+    blank = {"size": None, "mtime_ns": None, "format": None, "width": None, "height": None}
+    assert keeper([row("/p/y", **blank), row("/p/x", **blank)], KEEP_RULES) == "/p/x"
+
+
+def test_a_reference_folder_file_is_kept_however_poor_and_every_member_is_described() -> None:
+    best = row("/photos/best.jpg", content_hash="h1")
+    copy = row("/photos/copy.jpg", content_hash="h1")
+    poor = row("/ref/poor.jpg", content_hash="h2", width=800, height=600, size=90_000)
+    group = listed_group("near", [best, poor, copy], ["/ref"], DEFAULT_KEEP, score=0.91234)
+    assert group["keep"] == "/ref/poor.jpg"
+    assert group["files"] == ["/ref/poor.jpg", "/photos/best.jpg", "/photos/copy.jpg"]
+    assert group["score"] == 0.9123
+    assert [(m["match"], m["protected"]) for m in group["members"]] == [
+        ("keep", True), ("near", False), ("near", False)]
+    assert group["members"][1] == {
+        "path": "/photos/best.jpg", "hash": "h1", "size": 2_000_000, "mtime": 1.7e9,
+        "width": 4000, "height": 3000, "format": "JPEG", "match": "near", "protected": False}
+
+
+def test_without_a_reference_folder_the_rules_choose_and_byte_twins_are_exact() -> None:
+    best = row("/photos/best.jpg", content_hash="h1")
+    twin = row("/photos/twin.jpg", content_hash="h1")
+    small = row("/photos/small.jpg", content_hash="h2", width=800, height=600)
+    group = listed_group("near", [small, twin, best], ["/elsewhere"], DEFAULT_KEEP, None)
+    assert group["keep"] == "/photos/best.jpg" and group["score"] is None
+    assert {m["path"]: m["match"] for m in group["members"]} == {
+        "/photos/best.jpg": "keep", "/photos/twin.jpg": "exact", "/photos/small.jpg": "near"}
