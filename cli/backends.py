@@ -18,7 +18,6 @@ from findsimilar.errors import (
     EXIT_MISSING_FILE,
     EXIT_UNREADABLE_IMAGE,
     FindSimilarError,
-    store_damage,
 )
 from findsimilar.protocol import MAX_MESSAGE
 from findsimilar.safeio import FileTooBig, NotRegularFile, megabytes, read_regular
@@ -221,30 +220,15 @@ def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -
 
 
 def offline_status(config: Config) -> dict[str, Any]:
-    """Counts straight from SQLite (no model, no daemon) for `status` when none runs."""
+    """Counts straight from SQLite (no model, no daemon) for `status` when none runs;
+    read-only, through the store's light summary module (stdlib sqlite3 only)."""
     info: dict[str, Any] = {"files": 0, "indexed": 0, "failed": 0, "unique_images": 0,
                             "queued": 0, "daemon": None, "data_dir": str(config.data_dir)}
-    import sqlite3
-
     path = config.store_path
     if not path.exists():
         return info
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        row = conn.execute(
-            "select count(*), sum(status = 'ok'), sum(status = 'failed'), "
-            "count(distinct case when status = 'ok' then content_hash end) from files").fetchone()
-        info.update(files=row[0], indexed=row[1] or 0, failed=row[2] or 0,
-                    unique_images=row[3] or 0)
-        model = conn.execute("select value from settings where key = 'extractor'").fetchone()
-        info["model"] = model[0] if model else None
-        info["recent_failures"] = [
-            {"path": p, "error": e} for p, e in conn.execute(
-                "select path, error from files where status = 'failed' order by path limit 20")]
-    except sqlite3.Error as exc:
-        raise store_damage(path, exc) or FindSimilarError(
-            f"cannot read the store {path}: {exc}") from None
-    finally:
-        conn.close()
+    from findsimilar.daemon.storage.summary import read_summary
+
+    info.update(read_summary(path))
     info["store_bytes"] = sum(f.stat().st_size for f in config.data_dir.glob("store.db*"))
     return info

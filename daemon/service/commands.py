@@ -207,16 +207,16 @@ class Commands:
         path = os.path.abspath(path)
         if not os.path.isdir(path):
             raise MissingFileError(f"not a folder: {path}")
-        self.engine.reader().add_root(path, identify(path), list(excludes or []))
-        self.engine.reader().set_setting("roots_configured", "1")
+        self.engine.store.add_root(path, identify(path), list(excludes or []))
+        self.engine.store.set_setting("roots_configured", "1")
         self._tasks.put(Task("reconcile", Rescan([path])))
         return {"path": path, "excludes": list(excludes or []), "queued": True}
 
     def cmd_watch_remove(self, path: str) -> dict[str, Any]:
         assert self.engine is not None and self.watcher is not None
         path = os.path.abspath(path)
-        found = self.engine.reader().remove_root(path)
-        self.engine.reader().set_setting("roots_configured", "1")
+        found = self.engine.store.remove_root(path)
+        self.engine.store.set_setting("roots_configured", "1")
         self.watcher.remove_root(path)
         self.folders.forget(path)
         return {"path": path, "removed": found}
