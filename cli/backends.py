@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
-from findsimilar.config import Config, standard_data_dir
+from findsimilar.config import Config, setting, standard_data_dir
 from findsimilar.errors import (
     EXIT_MISSING_FILE,
     EXIT_UNREADABLE_IMAGE,
@@ -196,7 +196,7 @@ def _error_entry(path: str, kind: str, message: str, exit_code: int) -> dict[str
 
 
 def no_daemon_requested(flag: bool) -> bool:
-    return flag or os.environ.get("FINDSIMILAR_NO_DAEMON", "") not in ("", "0")
+    return flag or bool(setting("no_daemon"))
 
 
 def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -> Backend:
@@ -223,7 +223,9 @@ def offline_status(config: Config) -> dict[str, Any]:
     """Counts straight from SQLite (no model, no daemon) for `status` when none runs;
     read-only, through the store's light summary module (stdlib sqlite3 only)."""
     info: dict[str, Any] = {"files": 0, "indexed": 0, "failed": 0, "unique_images": 0,
-                            "queued": 0, "daemon": None, "data_dir": str(config.data_dir)}
+                            "queued": 0, "daemon": None, "data_dir": str(config.data_dir),
+                            "config_file": str(config.config_file) if config.config_file
+                            else None}
     path = config.store_path
     if not path.exists():
         return info

@@ -20,7 +20,7 @@ from findsimilar import __version__
 from findsimilar.cli.backends import Backend, choose_backend, no_daemon_requested, offline_status
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable, start_daemon
 from findsimilar.cli.progress import ProgressBar
-from findsimilar.config import load_config
+from findsimilar.config import config_file_path, load_config
 from findsimilar.errors import EXIT_MISSING_FILE, FindSimilarError, StoreError
 from findsimilar.text import human_size
 
@@ -327,6 +327,8 @@ def _status_text(info: dict[str, Any]) -> str:
         dim = f" ({info['dim']}-d)" if info.get("dim") else ""
         lines.append(f"model:      {info['model']}{dim}")
     lines.append(f"data dir:   {info['data_dir']}")
+    config_file = info.get("config_file") or f"none ({config_file_path()} not found)"
+    lines.append(f"config:     {config_file}")
     if "store_bytes" in info:
         index = f", index {human_size(int(info['index_bytes']))}" if "index_bytes" in info else ""
         lines.append(f"store size: {human_size(int(info['store_bytes']))}{index}")
@@ -581,4 +583,8 @@ def reindex_cmd(paths: tuple[str, ...], rehash: bool) -> None:
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except FindSimilarError as exc:  # one no command turned into a message: a bad config file
+        click.echo(f"findsimilar: error: {exc}", err=True)
+        sys.exit(exc.exit_code)

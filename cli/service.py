@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from findsimilar.config import config_home
+
 __all__ = ["MARKER", "PLACEHOLDER", "UNITS", "daemon_command", "render_units",
            "service_group", "unit_dir"]
 
@@ -45,9 +47,7 @@ _ENABLE = ("enable", "--now", "findsimilar.socket", "findsimilar.service")
 
 def unit_dir() -> Path:
     """Returns the user unit folder: ``$XDG_CONFIG_HOME/systemd/user`` (``~/.config/...``)."""
-    config = os.environ.get("XDG_CONFIG_HOME", "")
-    base = Path(config) if os.path.isabs(config) else Path.home() / ".config"
-    return base / "systemd" / "user"
+    return config_home() / "systemd" / "user"
 
 
 def daemon_command() -> list[str]:

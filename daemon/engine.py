@@ -235,6 +235,7 @@ class Engine:
             "model": self.extractor.id,
             "dim": self.extractor.dim,
             "data_dir": str(self.config.data_dir),
+            "config_file": str(self.config.config_file) if self.config.config_file else None,
             "store_bytes": size,
             "index_bytes": self.index_path.stat().st_size if self.index_path.exists() else 0,
             "index": self.builder.status(),
