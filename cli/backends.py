@@ -16,13 +16,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable, RemoteError, start_daemon
-from findsimilar.config import Config, standard_data_dir
+from findsimilar.config import Config, setting, standard_data_dir
 from findsimilar.errors import (
     FileAccessError,
     FindSimilarError,
     NotRegularFileError,
     error_data,
-    store_damage,
 )
 from findsimilar.protocol import MAX_MESSAGE
 from findsimilar.safeio import FileTooBig, NotRegularFile, megabytes, read_regular
@@ -187,7 +186,7 @@ def _error_entry(path: str, exc: FindSimilarError) -> dict[str, Any]:
 
 
 def no_daemon_requested(flag: bool) -> bool:
-    return flag or os.environ.get("FINDSIMILAR_NO_DAEMON", "") not in ("", "0")
+    return flag or bool(setting("no_daemon"))
 
 
 def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -> Backend:
@@ -211,30 +210,17 @@ def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -
 
 
 def offline_status(config: Config) -> dict[str, Any]:
-    """Counts straight from SQLite (no model, no daemon) for `status` when none runs."""
+    """Counts straight from SQLite (no model, no daemon) for `status` when none runs;
+    read-only, through the store's light summary module (stdlib sqlite3 only)."""
     info: dict[str, Any] = {"files": 0, "indexed": 0, "failed": 0, "unique_images": 0,
-                            "queued": 0, "daemon": None, "data_dir": str(config.data_dir)}
-    import sqlite3
-
+                            "queued": 0, "daemon": None, "data_dir": str(config.data_dir),
+                            "config_file": str(config.config_file) if config.config_file
+                            else None}
     path = config.store_path
     if not path.exists():
         return info
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        row = conn.execute(
-            "select count(*), sum(status = 'ok'), sum(status = 'failed'), "
-            "count(distinct case when status = 'ok' then content_hash end) from files").fetchone()
-        info.update(files=row[0], indexed=row[1] or 0, failed=row[2] or 0,
-                    unique_images=row[3] or 0)
-        model = conn.execute("select value from settings where key = 'extractor'").fetchone()
-        info["model"] = model[0] if model else None
-        info["recent_failures"] = [
-            {"path": p, "error": e} for p, e in conn.execute(
-                "select path, error from files where status = 'failed' order by path limit 20")]
-    except sqlite3.Error as exc:
-        raise store_damage(path, exc) or FindSimilarError(
-            f"cannot read the store {path}: {exc}") from None
-    finally:
-        conn.close()
+    from findsimilar.daemon.storage.summary import read_summary
+
+    info.update(read_summary(path))
     info["store_bytes"] = sum(f.stat().st_size for f in config.data_dir.glob("store.db*"))
     return info

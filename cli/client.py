@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from findsimilar.config import Config
+from findsimilar.config import Config, child_environment, setting
 from findsimilar.errors import EXIT_STORE, FindSimilarError, StoreError
 from findsimilar.protocol import ProtocolError, recv_message, request, send_message
 
@@ -93,7 +93,7 @@ class DaemonClient:
         assert self._sock is not None
         message = request(command, **args)
         message["data_dir"] = str(self.config.data_dir)
-        if os.environ.get("FINDSIMILAR_EXTRACTOR"):
+        if setting("extractor"):  # chosen, not the default: the daemon must run it
             message["extractor"] = self.config.extractor
         try:
             send_message(self._sock, message)
@@ -121,16 +121,17 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
                  wait: float = 60.0) -> int:
     """Start a background daemon and return its pid once it answers.
 
-    Its log goes to ``DATA_DIR/daemon.log``. Raises DaemonUnavailable if it dies
-    or does not answer within ``wait`` seconds.
+    Its log goes to ``config.log_path`` (in ``$XDG_STATE_HOME/findsimilar``). Raises
+    DaemonUnavailable if it dies or does not answer within ``wait`` seconds.
     """
     import subprocess
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = Path(config.data_dir) / "daemon.log"
+    log_path = config.log_path
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     logged_before = log_path.stat().st_size if log_path.exists() else 0
-    env = {**os.environ, "FINDSIMILAR_DATA_DIR": str(config.data_dir),
-           "FINDSIMILAR_SOCKET": str(config.socket_path)}
+    env = child_environment(FINDSIMILAR_DATA_DIR=str(config.data_dir),
+                            FINDSIMILAR_SOCKET=str(config.socket_path))
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(daemon_command(config, idle_exit), stdin=devnull, stdout=log,
                                 stderr=log, env=env, start_new_session=True, close_fds=True)

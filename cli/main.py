@@ -82,4 +82,7 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except FindSimilarError as exc:  # raised before any command ran (a bad config file)
+        fail(exc)

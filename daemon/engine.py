@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import stat
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,14 +78,12 @@ class Engine:
         for leftover in config.data_dir.glob(self.index_path.name + ".*.tmp"):
             with contextlib.suppress(OSError):  # (a read-only data dir keeps it)
                 leftover.unlink()  # a save that was killed half-way
-        self._readers = threading.local()
-        self._reader_stores: list[Store] = []
         self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
                                              self.extractor.dim, self._full_vectors,
                                              config.compress_above)
         # Moves the index between layouts as the library grows; started by the daemon
         # (maintain_index), never by a one-off CLI run.
-        self.builder = IndexBuilder(self.index, config.store_path, config.compress_above,
+        self.builder = IndexBuilder(self.index, self.store, config.compress_above,
                                     on_swapped=self.save)
         self._indexer: Indexer | None = None
         self.store.set_setting("extractor", self.extractor.id)
@@ -106,46 +103,28 @@ class Engine:
             self.save()
         finally:
             self.store.close()
-            for reader in self._reader_stores:
-                with contextlib.suppress(Exception):
-                    reader.close()
 
     def reopen_store(self) -> None:
-        """Open the writer connection anew (indexing thread): one opened while the store
-        was read-only stays read-only after its permissions are fixed."""
-        old, self.store = self.store, Store(self.config.store_path,
-                                            busy_timeout=self.config.busy_timeout)
-        if self._indexer is not None:
-            self._indexer.store = self.store
-        with contextlib.suppress(Exception):
-            old.close()
+        """Open the writer connection anew: one opened while the store was read-only
+        stays read-only after its permissions are fixed."""
+        self.store.reopen_writer()
 
     @property
     def indexer(self) -> Indexer:
-        """The one indexer (the store's writer); use it from one thread at a time."""
+        """The one indexer; use it from one thread at a time."""
         if self._indexer is None:
             self._indexer = Indexer(self.store, self.index, self.extractor, self.config)
         return self._indexer
 
     def release_reader(self) -> None:
         """Close the calling thread's read connection (a server thread that ends)."""
-        store = getattr(self._readers, "store", None)
-        if store is None:
-            return
-        del self._readers.store
-        with contextlib.suppress(ValueError):
-            self._reader_stores.remove(store)
-        store.close()
+        self.store.release_reader()
 
     def reader(self) -> Store:
-        """A store connection for the calling thread's reads (WAL: never blocked by the
-        writer). The writer — the indexing thread — uses ``self.store``."""
-        store = getattr(self._readers, "store", None)
-        if store is None:
-            store = Store(self.config.store_path)
-            self._readers.store = store
-            self._reader_stores.append(store)
-        return store
+        """The store, for the calling thread's reads: they use the thread's own read-only
+        connection (WAL: never blocked by the writer). ``self.store`` is the same object;
+        its writes, from any thread, go through the one writer connection in turn."""
+        return self.store
 
     def __enter__(self) -> Engine:
         return self
@@ -243,13 +222,10 @@ class Engine:
 
     @contextlib.contextmanager
     def _side_store(self) -> Iterator[Store]:
-        """A connection of its own for small writes beside the indexer's (WAL
-        serialises them; the writer connection belongs to the indexing thread)."""
-        store = Store(self.config.store_path)
-        try:
-            yield store
-        finally:
-            store.close()
+        """The store for a verb that reads and also writes (the verdict cache, "not
+        duplicates" marks): its reads use the calling thread's reader, its writes wait
+        their turn for the one writer connection."""
+        yield self.store
 
     def status(self) -> dict[str, object]:
         counts = self.reader().counts()
@@ -260,6 +236,7 @@ class Engine:
             "model": self.extractor.id,
             "dim": self.extractor.dim,
             "data_dir": str(self.config.data_dir),
+            "config_file": str(self.config.config_file) if self.config.config_file else None,
             "store_bytes": size,
             "index_bytes": self.index_path.stat().st_size if self.index_path.exists() else 0,
             "index": self.builder.status(),
@@ -306,15 +283,13 @@ class Engine:
 
     def add_root(self, path: str, excludes: list[str]) -> None:
         """Watch ``path`` from now on (persisted with the identity of its folder)."""
-        store = self.reader()
-        store.add_root(path, identify(path), excludes)
-        store.set_setting("roots_configured", "1")
+        self.store.add_root(path, identify(path), excludes)
+        self.store.set_setting("roots_configured", "1")
 
     def remove_root(self, path: str) -> bool:
         """Stop watching ``path`` (its photos stay indexed); False if it was not."""
-        store = self.reader()
-        found = store.remove_root(path)
-        store.set_setting("roots_configured", "1")
+        found = self.store.remove_root(path)
+        self.store.set_setting("roots_configured", "1")
         return found
 
     def set_root_identity(self, path: str, identity: tuple[int, int, str]) -> None:

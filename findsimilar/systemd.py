@@ -1,7 +1,8 @@
 """Talking to systemd without libsystemd: readiness notification and socket activation.
 
-Stdlib only (the CLI may import this): ``notify`` is ``sd_notify(3)`` and ``listen_fds``
-is ``sd_listen_fds(3)`` with ``unset_environment=1``. Outside systemd both do nothing:
+Stdlib only, and light (the CLI may import this): ``notify`` is ``sd_notify(3)`` and
+``listen_fds`` is ``sd_listen_fds(3)`` with ``unset_environment=1``; the variables they
+use are read through findsimilar.config. Outside systemd both do nothing:
 ``notify`` returns False and ``listen_fds`` returns an empty list.
 """
 
@@ -11,12 +12,13 @@ import os
 import socket
 from collections.abc import Iterable
 
+from findsimilar.config import notify_socket, take_listen_environment
+
 __all__ = ["LISTEN_FDS_START", "first_unix_listener", "listen_fds", "notify", "notify_ready",
            "notify_status", "notify_stopping", "notify_watchdog"]
 
 # The first file descriptor systemd passes (SD_LISTEN_FDS_START): 0-2 are stdio.
 LISTEN_FDS_START = 3
-_LISTEN_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 
 def notify(message: str) -> bool:
@@ -26,7 +28,7 @@ def notify(message: str) -> bool:
     (``$NOTIFY_SOCKET`` unset or not a Unix socket address) or when sending failed.
     Never raises: a daemon must not die because its manager stopped listening.
     """
-    address = os.environ.get("NOTIFY_SOCKET", "")
+    address = notify_socket()
     if address.startswith("@"):
         # A Linux abstract socket: its name begins with a NUL byte instead of '@'.
         target = b"\0" + os.fsencode(address[1:])
@@ -84,14 +86,11 @@ def listen_fds() -> list[socket.socket]:
     ``LISTEN_FDS`` and ``LISTEN_FDNAMES`` are removed from the environment in every
     case, so child processes never mistake them for their own.
     """
+    listen_pid, listen_fds = take_listen_environment()
     try:
-        pid = int(os.environ.get("LISTEN_PID", ""))
-        count = int(os.environ.get("LISTEN_FDS", ""))
+        pid, count = int(listen_pid), int(listen_fds)
     except ValueError:
         return []
-    finally:
-        for name in _LISTEN_ENV:
-            os.environ.pop(name, None)
     if pid != os.getpid() or count <= 0:
         return []
     sockets = []

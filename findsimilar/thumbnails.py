@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from findsimilar import __version__
 from findsimilar.atomic import atomic_file
+from findsimilar.config import cache_home as xdg_cache_home
 from findsimilar.safeio import open_regular
 
 if TYPE_CHECKING:
@@ -62,9 +63,7 @@ def thumbnail_uri(path: str | os.PathLike[str]) -> str:
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/thumbnails``, or ``~/.cache/thumbnails`` (relative values are
     ignored, as the XDG Base Directory spec requires)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-    return root / "thumbnails"
+    return xdg_cache_home() / "thumbnails"
 
 
 def thumbnail_path(path: str | os.PathLike[str], size: ThumbnailSize = "large") -> Path:

@@ -122,6 +122,17 @@ def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_user_config_and_no_logs_in_home(tmp_path_factory: pytest.TempPathFactory):
+    """No test reads the real user's config.toml, and the logs of daemons the CLI starts
+    go to a temp folder, not ~/.local/state (tests may point these elsewhere again)."""
+    base = tmp_path_factory.mktemp("xdg")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+        patch.setenv("XDG_STATE_HOME", str(base / "state"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves threads running (as watchdog's own suite does)."""

@@ -20,6 +20,7 @@ from findsimilar.cli.actions.safefs import (
     same_device,
     unlink_quietly,
 )
+from findsimilar.config import data_home as xdg_data_home
 
 __all__ = ["remove_orphaned_info", "send_to_trash", "trash_dir"]
 
@@ -89,10 +90,7 @@ def remove_orphaned_info(info_path: str, original: str) -> bool:
 def trash_dir(path: str) -> tuple[str, str | None]:
     """(trash dir, its volume top or None for the home trash): the home trash on the same
     filesystem, else $topdir/.Trash/$uid if the admin made one, else $topdir/.Trash-$uid."""
-    data_home = os.environ.get("XDG_DATA_HOME", "")
-    if not os.path.isabs(data_home):
-        data_home = os.path.expanduser("~/.local/share")
-    home_trash = os.path.join(data_home, "Trash")
+    home_trash = os.path.join(xdg_data_home(), "Trash")
     dev = os.lstat(path).st_dev
     if same_device(path, existing_ancestor(home_trash)):
         return home_trash, None

@@ -24,7 +24,7 @@ from findsimilar.cli.backends import Backend, choose_backend, no_daemon_requeste
 from findsimilar.cli.commands.options import NO_DAEMON, result_options
 from findsimilar.cli.failure import report_error
 from findsimilar.cli.pages.showpage import QueryView, ResultView, prune_old_results, write_results
-from findsimilar.config import load_config
+from findsimilar.config import cache_home, load_config
 from findsimilar.errors import EXIT_MISSING_FILE, EXIT_NO_DAEMON, EXIT_STORE, FindSimilarError
 from findsimilar.safeio import hash_regular
 
@@ -236,9 +236,7 @@ def _write(queries: list[QueryView], out: str | None, photos: tuple[str, ...]) -
 
 
 def _results_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-    return root / "findsimilar" / "show"
+    return cache_home() / "findsimilar" / "show"
 
 
 def _query_key(photos: tuple[str, ...]) -> str:

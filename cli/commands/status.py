@@ -11,7 +11,7 @@ import click
 from findsimilar.cli.backends import choose_backend, no_daemon_requested, offline_status
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable
 from findsimilar.cli.commands.options import NO_DAEMON
-from findsimilar.config import load_config
+from findsimilar.config import config_file_path, load_config
 from findsimilar.text import human_size
 
 __all__ = ["status_cmd"]
@@ -90,6 +90,8 @@ def _status_text(info: dict[str, Any]) -> str:
         dim = f" ({info['dim']}-d)" if info.get("dim") else ""
         lines.append(f"model:      {info['model']}{dim}")
     lines.append(f"data dir:   {info['data_dir']}")
+    config_file = info.get("config_file") or f"none ({config_file_path()} not found)"
+    lines.append(f"config:     {config_file}")
     if "store_bytes" in info:
         index = f", index {human_size(int(info['index_bytes']))}" if "index_bytes" in info else ""
         lines.append(f"store size: {human_size(int(info['store_bytes']))}{index}")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from findsimilar import config
 from findsimilar.cli.install.installer import PLACEHOLDER
 
 __all__ = ["INTEGRATIONS", "LUARC_CREATED", "LUARC_LINE", "UCA_CREATED",
@@ -32,23 +33,18 @@ class IntegrationError(Exception):
 
 # --- where things are -----------------------------------------------------------------
 
-def _xdg(var: str, fallback: str) -> Path:
-    value = os.environ.get(var, "")
-    return Path(value) if os.path.isabs(value) else Path.home() / fallback
-
-
 def data_home() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share")
+    return config.data_home()
 
 
 def config_home() -> Path:
-    return _xdg("XDG_CONFIG_HOME", ".config")
+    return config.config_home()
 
 
 def plugin_root() -> Path:
     """Returns the folder of integration templates: ``$FINDSIMILAR_PLUGINS_DIR``, else
     the packaged ``findsimilar.plugins``."""
-    override = os.environ.get("FINDSIMILAR_PLUGINS_DIR")
+    override = config.setting("plugins_dir")
     if override:
         return Path(override)
     import importlib.resources

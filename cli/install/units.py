@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from findsimilar.cli.install.installer import PLACEHOLDER, InstalledFile, daemon_command
+from findsimilar.config import config_home
 
 __all__ = ["UNITS", "UnitTemplateMissing", "render_units", "unit_dir",
            "unit_files"]
@@ -39,9 +40,7 @@ _TEMPLATES = _templates()
 
 def unit_dir() -> Path:
     """Returns the user unit folder: ``$XDG_CONFIG_HOME/systemd/user`` (``~/.config/...``)."""
-    config = os.environ.get("XDG_CONFIG_HOME", "")
-    base = Path(config) if os.path.isabs(config) else Path.home() / ".config"
-    return base / "systemd" / "user"
+    return config_home() / "systemd" / "user"
 
 
 def _quote(word: str, *, is_path: bool = False) -> str:

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 
@@ -318,17 +317,8 @@ class Indexer:
         return item
 
     def _lookup(self, content_hash: str) -> int | None:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            # One read-only connection per worker: WAL lets them read while we write.
-            uri = f"file:{quote(str(self.store.path))}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        row = conn.execute("select id from features where content_hash = ? and extractor = ?",
-                           [content_hash, self.extractor.id]).fetchone()
-        return int(row[0]) if row else None
+        # On the worker thread's own read-only connection: WAL lets it read while we write.
+        return self.store.feature_ids([content_hash], self.extractor.id).get(content_hash)
 
     def _row(self, item: Prepared) -> dict[str, object]:
         row: dict[str, object] = {

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from findsimilar.config import setting
 from findsimilar.daemon.model.efficientnet_lite import (
     LITE_VARIANTS,
     EfficientNetLite,
@@ -50,7 +51,7 @@ def cpu_has_native_bf16() -> bool:
 def _pick_dtype(precision: str) -> torch.dtype:
     """``auto``: bfloat16 where the CPU has it natively (4x faster here, descriptors
     within cosine 0.9995 of float32, see BENCHMARKS.md), else float32."""
-    precision = os.environ.get("FINDSIMILAR_PRECISION", precision)
+    precision = setting("precision") or precision
     if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()):
         return torch.bfloat16
     if precision not in ("auto", "fp32", "bf16"):
@@ -187,7 +188,7 @@ class ResNet50GeM(_TorchExtractor):
     def __init__(self, weights: str | os.PathLike[str] | None = None,
                  threads: int | None = None) -> None:
         super().__init__(threads)
-        path = Path(weights or os.environ.get("FINDSIMILAR_RESNET50_WEIGHTS", ""))
+        path = Path(weights or setting("resnet50_weights") or "")
         if not path.is_file():
             raise FindSimilarError(
                 "resnet50-gem needs a weights file: set FINDSIMILAR_RESNET50_WEIGHTS=/path/to.pth")

@@ -8,12 +8,13 @@ socket) must not become a line per file: each call site may log ``burst`` lines 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from findsimilar.config import under_journald
 
 __all__ = ["RepeatFilter", "flush_repeats", "setup_logging"]
 
@@ -25,7 +26,7 @@ def setup_logging(verbose: bool = False) -> None:
     and the unit, so lines carry only a syslog priority prefix and the message."""
     global _repeats
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
+    if under_journald():
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter(

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from findsimilar.config import setting
 from findsimilar.protocol import (
     PROTOCOL_VERSION,
     ProtocolError,
@@ -48,13 +49,9 @@ DEFAULT_CLIENT_TIMEOUT = 60.0
 
 
 def client_timeout() -> float:
-    """``FINDSIMILAR_CLIENT_TIMEOUT`` in seconds (tests shorten it), else 60; a value
-    that is not a positive number is ignored."""
-    try:
-        seconds = float(os.environ.get("FINDSIMILAR_CLIENT_TIMEOUT", ""))
-    except ValueError:
-        return DEFAULT_CLIENT_TIMEOUT
-    return seconds if 0 < seconds < float("inf") else DEFAULT_CLIENT_TIMEOUT
+    """The ``client_timeout`` setting in seconds (FINDSIMILAR_CLIENT_TIMEOUT, which tests
+    shorten, or the config file), else 60."""
+    return setting("client_timeout") or DEFAULT_CLIENT_TIMEOUT
 
 
 def bind_unix_socket(path: Path) -> socket.socket:

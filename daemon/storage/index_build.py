@@ -125,10 +125,10 @@ class IndexBuilder:
     ``on_swapped`` runs after a swap (the engine saves the index there).
     """
 
-    def __init__(self, index: VectorIndex, store_path: Path, compress_above: int,
+    def __init__(self, index: VectorIndex, store: Store, compress_above: int,
                  on_swapped: Callable[[], None] = lambda: None) -> None:
         self.index = index
-        self.store_path = store_path
+        self.store = store  # read on the build thread's own reader
         self.compress_above = compress_above
         self.on_swapped = on_swapped
         self._thread: threading.Thread | None = None
@@ -180,7 +180,7 @@ class IndexBuilder:
     def _run(self, plan: Plan) -> None:
         log.info("rebuilding the index as %s: %s", plan.layout, plan.reason)
         began = time.monotonic()
-        store = Store(self.store_path)
+        store = self.store
         ids = self.index.begin_rebuild()
         try:
             new = build_index(plan, ids, self.index.dim,
@@ -202,7 +202,7 @@ class IndexBuilder:
                           _RETRY_AFTER)
             return
         finally:
-            store.close()
+            store.release_reader()
         self.builds += 1
         seconds = time.monotonic() - began
         self._state = {"state": "idle", "last_build_s": round(seconds, 1)}

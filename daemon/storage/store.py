@@ -1,6 +1,6 @@
 """The SQLite store: the single source of truth.
 
-Two ideas shape the schema:
+Three ideas shape the schema:
 
 * **Files are not features.** ``files`` says where a picture lives (path, size,
   mtime, content hash, status); ``features`` holds one vector per
@@ -19,138 +19,94 @@ The FAISS index stores feature ids; it is a cache rebuilt from here.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlite_utils
-from sqlite_utils import Migrations
 
+from findsimilar.daemon.storage import summary
+from findsimilar.daemon.storage.connections import Connections
+from findsimilar.daemon.storage.schema import FileRecord, migrations
 from findsimilar.errors import StoreError, store_damage
 
 __all__ = ["FileRecord", "Store", "migrations"]
 
-migrations = Migrations("findsimilar")
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-@migrations()
-def m001_files_and_features(db: sqlite_utils.Database) -> None:
-    db["files"].create({  # type: ignore[union-attr]
-        "id": int, "path": str, "size": int, "mtime_ns": int, "inode": int,
-        "content_hash": str, "status": str, "error": str, "format": str,
-        "width": int, "height": int, "updated_at": float,
-    }, pk="id", not_null={"path", "status"})
-    db["files"].create_index(["path"], unique=True)  # type: ignore[union-attr]
-    db["files"].create_index(["content_hash"])  # type: ignore[union-attr]
-    db["files"].create_index(["status"])  # type: ignore[union-attr]
-    db["features"].create({  # type: ignore[union-attr]
-        "id": int, "content_hash": str, "extractor": str, "vector": bytes,
-        "created_at": float,
-    }, pk="id", not_null={"content_hash", "extractor", "vector"})
-    db["features"].create_index(["content_hash", "extractor"], unique=True)  # type: ignore[union-attr]
-    db["settings"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
-
-
-@migrations()
-def m002_watched_roots(db: sqlite_utils.Database) -> None:
-    db["roots"].create({  # type: ignore[union-attr]
-        "path": str, "dev": int, "excludes": str, "added_at": float,
-    }, pk="path")
-
-
-@migrations()
-def m003_no_status_index(db: sqlite_utils.Database) -> None:
-    # Without ANALYZE statistics SQLite drove the correlated EXISTS of
-    # indexed_feature_ids through idx_files_status ('ok' matches every row):
-    # files x features, 7 s at 10k photos on every daemon start. Only failed rows
-    # are ever looked up by status, so a partial index serves them.
-    db.execute("drop index if exists idx_files_status")
-    db.execute("create index if not exists idx_files_failed on files(path) "
-               "where status = 'failed'")
-
-
-@migrations()
-def m004_duplicates(db: sqlite_utils.Database) -> None:
-    # Verdicts of the pixel-level check, keyed by content (rename-safe) and verifier
-    # version: a pair is checked once, ever, until the verifier changes.
-    db.execute("create table if not exists pair_scores (hash_a text not null, "
-               "hash_b text not null, verifier text not null, score real not null, "
-               "primary key (hash_a, hash_b, verifier)) without rowid")
-    # Pairs the user said are not duplicates (hash_a <= hash_b; equal for "these
-    # identical copies are deliberate").
-    db.execute("create table if not exists not_duplicates (hash_a text not null, "
-               "hash_b text not null, created_at real not null, "
-               "primary key (hash_a, hash_b)) without rowid")
-
-
-@migrations()
-def m005_content_size(db: sqlite_utils.Database) -> None:
-    # The picture's size inside solid borders (letterbox bars, frames), for keepers.
-    db.execute("alter table files add column content_width integer")
-    db.execute("alter table files add column content_height integer")
-
-
-@migrations()
-def m006_change_facts(db: sqlite_utils.Database) -> None:
-    # ctime: see the module docstring. NULL for rows made before it was recorded (and
-    # for files that could not be read).
-    db.execute("alter table files add column ctime_ns integer")
-    # A watched folder is a path *and* the folder that was there: its inode, and the
-    # mount point of the filesystem holding it (an empty mount point is not the disk).
-    db.execute("alter table roots add column ino integer")
-    db.execute("alter table roots add column mount text")
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    path: str
-    size: int | None
-    mtime_ns: int | None
-    status: str  # "ok" | "failed"
-    content_hash: str | None
-    error: str | None
-    inode: int | None = None
-    ctime_ns: int | None = None
+def _writes(method: _Method) -> _Method:
+    """Run ``method`` holding the one writer connection (see ``connections``)."""
+    @functools.wraps(method)
+    def holding_the_writer(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with self._conns.writing():
+            return method(self, *args, **kwargs)
+    return holding_the_writer  # type: ignore[return-value]
 
 
 _RECORD = "path, size, mtime_ns, status, content_hash, error, inode, ctime_ns"
 
 
 class Store:
-    """Typed access to the store; every write method is one transaction."""
+    """Typed access to the store, safe to share between threads; every write method is
+    one transaction.
+
+    Writes go through the one writer connection, one thread at a time; reads use the
+    calling thread's own read-only connection, or the writer inside a write (see
+    ``connections``)."""
 
     def __init__(self, path: Path | str, busy_timeout: float = 30.0) -> None:
         """Open (creating or migrating) the store; a write waits ``busy_timeout`` seconds
-        for another connection's lock before it fails with ``database is locked``."""
+        for another program's lock before it fails with ``database is locked``."""
         self.path = Path(path)
-        conn: sqlite3.Connection | None = None
+        conns: Connections | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
-                                   check_same_thread=False)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            migrations.apply(self.db)
+            conns = Connections(self.path, busy_timeout)
+            with conns.writing() as writer:
+                migrations.apply(writer)
         except sqlite3.DatabaseError as exc:
             # Close before raising so no handle on the damaged file lingers; it is never
             # deleted or rewritten here, the user decides what to do with it.
-            if conn is not None:
-                conn.close()
-            raise store_damage(self.path, exc) or StoreError(
-                f"cannot open the store {self.path}: {exc}" + (
-                    " (it must be writable: check the permissions of the file and its "
-                    "folder, and that the disk is mounted read-write)"
-                    if "readonly" in str(exc) or "unable to open" in str(exc) else "")
-            ) from exc
+            if conns is not None:
+                conns.close()
+            raise self._cannot_open(exc) from exc
+        self._conns = conns
+
+    def _cannot_open(self, exc: sqlite3.DatabaseError) -> StoreError:
+        return store_damage(self.path, exc) or StoreError(
+            f"cannot open the store {self.path}: {exc}" + (
+                " (it must be writable: check the permissions of the file and its "
+                "folder, and that the disk is mounted read-write)"
+                if "readonly" in str(exc) or "unable to open" in str(exc) else ""))
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection for the calling thread's reads (the writer inside a write)."""
+        return self._conns.current()
+
+    def release_reader(self) -> None:
+        """Close the calling thread's read connection (a server thread that ends)."""
+        self._conns.release_reader()
+
+    def reopen_writer(self) -> None:
+        """Open the writer connection anew: one opened while the store was read-only
+        stays read-only after its permissions are fixed. Raises StoreError (the old
+        writer is kept)."""
+        try:
+            self._conns.reopen_writer()
+        except sqlite3.DatabaseError as exc:
+            raise self._cannot_open(exc) from exc
 
     def close(self) -> None:
-        self.db.close()
+        """Close the writer and every thread's reader."""
+        self._conns.close()
 
     # -- files ---------------------------------------------------------------
     def file(self, path: str) -> FileRecord | None:
@@ -163,12 +119,14 @@ class Store:
         for row in self.db.query(sql, _under_params(root)):
             yield FileRecord(**row)
 
+    @_writes
     def upsert_files(self, rows: Iterable[dict[str, object]]) -> None:
         now = time.time()
         records = [{**r, "updated_at": now} for r in rows]
         if records:
             self.db["files"].upsert_all(records, pk="path", alter=False)  # type: ignore[union-attr]
 
+    @_writes
     def adopt_ctimes(self, facts: Iterable[tuple[str, int]]) -> None:
         """Record the ctime of files whose stored inode, size and mtime still match (rows
         from before ctime was recorded; files renamed by a watched move)."""
@@ -176,6 +134,7 @@ class Store:
             self.db.conn.executemany("update files set ctime_ns = ? where path = ?",
                                      [(ctime, path) for path, ctime in facts])
 
+    @_writes
     def delete_files(self, paths: Iterable[str]) -> set[str]:
         """Delete file rows; return the content hashes that no ok file uses any more."""
         paths = list(paths)
@@ -189,6 +148,7 @@ class Store:
                 self.db.execute(f"delete from files where path in ({marks})", chunk)
         return {h for h in hashes if not self.hash_in_use(h)}
 
+    @_writes
     def move_path(self, src: str, dst: str) -> tuple[int, set[str]]:
         """Re-point a file, or a folder and everything under it, from ``src`` to ``dst``.
 
@@ -216,6 +176,7 @@ class Store:
         return [{**r, "excludes": json.loads(r["excludes"] or "[]")} for r in self.db.query(
             "select path, dev, ino, mount, excludes from roots order by path")]
 
+    @_writes
     def add_root(self, path: str, identity: tuple[int, int, str] | None,
                  excludes: list[str]) -> None:
         dev, ino, mount = identity or (None, None, None)
@@ -223,6 +184,7 @@ class Store:
             {"path": path, "dev": dev, "ino": ino, "mount": mount,
              "excludes": json.dumps(excludes), "added_at": time.time()}, pk="path")
 
+    @_writes
     def set_root_identity(self, path: str, identity: tuple[int, int, str]) -> None:
         """The folder at a watched path is now this one (it was remounted, or recreated)."""
         dev, ino, mount = identity
@@ -230,6 +192,7 @@ class Store:
             self.db.execute("update roots set dev = ?, ino = ?, mount = ? where path = ?",
                             [dev, ino, mount, path])
 
+    @_writes
     def remove_root(self, path: str) -> bool:
         with self.db.atomic():
             found = bool(list(self.db.query("select 1 from roots where path = ?", [path])))
@@ -277,6 +240,7 @@ class Store:
                 found[r["content_hash"]] = r["id"]
         return found
 
+    @_writes
     def add_features(self, extractor: str, items: list[tuple[str, np.ndarray]]) -> list[int]:
         """Insert vectors (hash, float32 vector); returns their feature ids in order."""
         now = time.time()
@@ -371,6 +335,7 @@ class Store:
                 found[(a, b)] = score
         return found
 
+    @_writes
     def save_pair_scores(self, verifier: str, scores: dict[tuple[str, str], float]) -> None:
         with self.db.atomic():
             self.db.conn.executemany(
@@ -380,6 +345,7 @@ class Store:
     def not_duplicates(self) -> set[tuple[str, str]]:
         return {(a, b) for a, b in self.db.execute("select hash_a, hash_b from not_duplicates")}
 
+    @_writes
     def mark_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> int:
         rows = {tuple(sorted(p)) for p in pairs}
         now = time.time()
@@ -389,6 +355,7 @@ class Store:
                                 [(a, b, now) for a, b in rows])
             return self.db.execute("select count(*) from not_duplicates").fetchone()[0] - before
 
+    @_writes
     def unmark_not_duplicates(self, hashes: Iterable[str]) -> int:
         """Forget every "not duplicates" mark involving any of ``hashes``."""
         hashes = list(hashes)
@@ -403,28 +370,25 @@ class Store:
 
     # -- settings and counts ---------------------------------------------------
     def get_setting(self, key: str) -> str | None:
-        rows = list(self.db.query("select value from settings where key = ?", [key]))
-        return rows[0]["value"] if rows else None
+        return summary.setting(self.db.conn, key)
 
+    @_writes
     def set_setting(self, key: str, value: str) -> None:
         if self.get_setting(key) == value:
             return  # no write: a daemon that then finds the file damaged has not touched it
         self.db["settings"].upsert({"key": key, "value": value}, pk="key")  # type: ignore[union-attr]
 
     def counts(self) -> dict[str, int]:
-        row = self.db.execute(
-            "select count(*), sum(status = 'ok'), sum(status = 'failed'), "
-            "count(distinct case when status = 'ok' then content_hash end) from files").fetchone()
-        return {"files": row[0], "indexed": row[1] or 0, "failed": row[2] or 0,
-                "unique_images": row[3] or 0}
+        return summary.counts(self.db.conn)
 
     def failures(self, limit: int = 20) -> list[dict[str, str]]:
-        return [dict(r) for r in self.db.query(
-            "select path, error from files where status = 'failed' order by path limit ?",
-            [limit])]
+        return summary.failures(self.db.conn, limit)
 
-    def transaction(self):  # noqa: ANN201 - sqlite-utils' context manager
-        return self.db.atomic()
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One transaction over several writes, holding the writer throughout."""
+        with self._conns.writing() as writer, writer.atomic():
+            yield writer
 
 
 # "path at or below a folder" as a range scan on the unique path index.

@@ -25,8 +25,9 @@ import contextlib
 import errno
 import logging
 import os
-import sqlite3
 from pathlib import Path
+
+from findsimilar.daemon.storage.connect import can_write
 
 __all__ = ["StoreAccess"]
 
@@ -82,20 +83,7 @@ class StoreAccess:
     def writable(self) -> bool:
         """True if a write transaction can be started on the store now (and the data dir
         takes new files): the test before a waiting task is run again."""
-        if not os.access(self.data_dir, os.W_OK):
-            return False
-        try:
-            conn = sqlite3.connect(self.store_path, timeout=0.5)
-        except sqlite3.Error:
-            return False
-        try:
-            conn.execute("begin immediate")
-            conn.execute("rollback")
-            return True
-        except sqlite3.Error:
-            return False
-        finally:
-            conn.close()
+        return os.access(self.data_dir, os.W_OK) and can_write(self.store_path)
 
     def resume(self, kind: str) -> None:
         """The writes of ``kind`` succeed again."""

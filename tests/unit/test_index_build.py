@@ -182,7 +182,7 @@ def test_crossing_the_threshold_switches_to_the_compressed_index_in_the_backgrou
         tmp_path, store, library):
     index, ids, vectors = library
     saved = threading.Event()
-    builder = IndexBuilder(index, tmp_path / "store.db", compress_above=1000,
+    builder = IndexBuilder(index, store, compress_above=1000,
                            on_swapped=saved.set)
 
     plan = builder.maybe_start()
@@ -199,7 +199,7 @@ def test_crossing_the_threshold_switches_to_the_compressed_index_in_the_backgrou
 def test_additions_and_deletions_during_the_rebuild_are_all_in_the_new_index(
         tmp_path, store, library):
     index, ids, vectors = library
-    builder = PausingBuilder(index, tmp_path / "store.db", compress_above=1000)
+    builder = PausingBuilder(index, store, compress_above=1000)
     builder.maybe_start()
     assert builder.reached.wait(60)
 
@@ -228,7 +228,7 @@ def test_additions_and_deletions_during_the_rebuild_are_all_in_the_new_index(
 
 def test_a_cancelled_rebuild_keeps_the_live_index_as_it_was(tmp_path, store, library):
     index, ids, _ = library
-    builder = PausingBuilder(index, tmp_path / "store.db", compress_above=1000)
+    builder = PausingBuilder(index, store, compress_above=1000)
     builder.maybe_start()
     assert builder.reached.wait(60)
     index.remove(ids[:3])
@@ -261,7 +261,7 @@ KILLED_MID_BUILD = textwrap.dedent("""
                 print("mid-build", flush=True)
                 held.wait()
 
-    Held(index, __import__("pathlib").Path(data + "/store.db"), 1000).maybe_start()
+    Held(index, store, 1000).maybe_start()
     held.wait()
 """)
 
@@ -284,7 +284,7 @@ def test_a_daemon_killed_in_the_middle_of_a_rebuild_starts_from_its_saved_index_
     fetch = lambda rows: store.vectors(rows, DIM)  # noqa: E731
     reopened, repair = open_index(tmp_path / "index.faiss", store, LITE0, DIM, fetch, 1000)
     assert not repair.reason and reopened.layout == EXACT
-    builder = IndexBuilder(reopened, tmp_path / "store.db", 1000,
+    builder = IndexBuilder(reopened, store, 1000,
                            on_swapped=lambda: reopened.save(tmp_path / "index.faiss"))
     builder.maybe_start()
     assert builder.wait(60)
