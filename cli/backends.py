@@ -189,6 +189,18 @@ def no_daemon_requested(flag: bool) -> bool:
     return flag or bool(setting("no_daemon"))
 
 
+def daemon_backend(config: Config) -> DaemonBackend:
+    """The daemon (started if need be), for the verbs only it has (watched folders,
+    reindex); raises DaemonUnavailable, saying so, when the user asked for no daemon."""
+    if no_daemon_requested(False):
+        raise DaemonUnavailable("watched folders and `reindex` are the daemon's, and "
+                                "FINDSIMILAR_NO_DAEMON is set: unset it (or use "
+                                "`findsimilar index FOLDER`)")
+    chosen = choose_backend(config, no_daemon=False)
+    assert isinstance(chosen, DaemonBackend)
+    return chosen
+
+
 def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -> Backend:
     """The daemon if it runs (starting it if allowed), else this process."""
     if no_daemon_requested(no_daemon):

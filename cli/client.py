@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from findsimilar.config import Config, child_environment, setting
-from findsimilar.errors import EXIT_STORE, FindSimilarError, StoreError
+from findsimilar.errors import (
+    ERROR_PREFIX,
+    EXIT_NO_DAEMON,
+    EXIT_STORE,
+    FindSimilarError,
+    StoreError,
+)
 from findsimilar.protocol import ProtocolError, recv_message, request, send_message
 
 __all__ = ["DaemonClient", "DaemonUnavailable", "RemoteError", "start_daemon"]
 
-EXIT_NO_DAEMON = 8
 CONNECT_TIMEOUT = 5.0  # seconds
 
 
@@ -158,8 +163,7 @@ def _last_error(path: Path, offset: int) -> str:
             text = fh.read().decode(errors="replace")
     except OSError:
         return ""
-    marker = "findsimilar: error: "
-    return text.rsplit(marker, 1)[1].strip() if marker in text else ""
+    return text.rsplit(ERROR_PREFIX, 1)[1].strip() if ERROR_PREFIX in text else ""
 
 
 def _tail(path: Path, lines: int = 3) -> str:

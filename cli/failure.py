@@ -13,12 +13,9 @@ from typing import NoReturn
 
 import click
 
-from findsimilar.errors import FindSimilarError, StoreError
+from findsimilar.errors import ERROR_PREFIX, FindSimilarError, StoreError
 
 __all__ = ["ERROR_PREFIX", "fail", "report_error"]
-
-# `start_daemon` finds a daemon's last words in its log by this prefix.
-ERROR_PREFIX = "findsimilar: error: "
 
 
 def report_error(message: str) -> None:

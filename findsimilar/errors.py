@@ -10,6 +10,7 @@ import os
 
 __all__ = [
     "Cancelled",
+    "ERROR_PREFIX",
     "EXIT_CODES",
     "EXIT_DAEMON_RUNNING",
     "EXIT_EMPTY_INDEX",
@@ -34,6 +35,10 @@ __all__ = [
 
 # Exit codes: scripts rely on them. EXIT_CODES is the README's "Exit codes" table, word
 # for word (tests/unit/test_errors.py compares the two).
+# How every error line starts (`start_daemon` also finds a daemon's last words in its
+# log by it).
+ERROR_PREFIX = "findsimilar: error: "
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from findsimilar.cli.backends import Backend, choose_backend
+from findsimilar.cli.backends import Backend, choose_backend, daemon_backend
 from findsimilar.config import load_config
 
 __all__ = ["NO_DAEMON", "backend", "daemon_call", "result_options"]
@@ -38,10 +38,9 @@ def backend(no_daemon: bool) -> Backend:
 
 
 def daemon_call(command: str, **args: Any) -> Any:
-    """Ask the daemon, starting it if needed."""
-    chosen = choose_backend(load_config(), no_daemon=False)
-    assert hasattr(chosen, "client")
+    """Ask the daemon, starting it if needed (for the verbs only the daemon has)."""
+    chosen = daemon_backend(load_config())
     try:
-        return chosen.client.call(command, **args)
+        return chosen.call(command, args)
     finally:
         chosen.close()

@@ -4,7 +4,6 @@ installer's, :mod:`.installer`)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from collections.abc import Callable

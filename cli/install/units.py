@@ -8,7 +8,6 @@ quoted for systemd, and :mod:`.installer` adds the marker line. Stdlib only.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from findsimilar.cli.install.installer import PLACEHOLDER, InstalledFile, daemon_command

@@ -49,7 +49,7 @@ from findsimilar.daemon.service.status import StatusReport
 from findsimilar.daemon.service.work import Listings, Work
 from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.daemon.storage.storeaccess import StoreAccess
-from findsimilar.errors import FindSimilarError, StoreError, store_damage
+from findsimilar.errors import EXIT_DAEMON_RUNNING, FindSimilarError, StoreError, store_damage
 
 __all__ = ["AlreadyRunning", "Daemon"]
 
@@ -59,7 +59,7 @@ SAVE_EVERY = 30.0  # seconds between saves of a changed index (a crash loses not
 
 
 class AlreadyRunning(FindSimilarError):
-    exit_code = 7
+    exit_code = EXIT_DAEMON_RUNNING
 
 
 class Daemon:

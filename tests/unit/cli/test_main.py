@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from findsimilar.cli.main import COMMANDS, cli
-from findsimilar.errors import EXIT_FAILURE, EXIT_MISSING_FILE
+from findsimilar.errors import EXIT_FAILURE, EXIT_MISSING_FILE, EXIT_NO_DAEMON
 
 # What `findsimilar --help` listed before the commands moved out of main.py.
 COMMAND_NAMES = ["daemon", "dupes", "index", "integrate", "reindex", "search", "service",
@@ -73,3 +73,14 @@ def test_a_photo_alone_is_a_search_and_imports_only_the_search_command(tmp_path:
     heavy = {m for m in modules if m.split(".")[0] in ("torch", "faiss", "numpy", "PIL",
                                                           "sqlite3", "sqlite_utils")}
     assert not heavy, sorted(heavy)
+
+
+@pytest.mark.parametrize("args", [("watch", "list"), ("reindex",)])
+def test_the_daemons_own_verbs_say_so_when_no_daemon_is_wanted(
+        args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINDSIMILAR_NO_DAEMON", "1")
+    result = run(*args)
+    assert result.exit_code == EXIT_NO_DAEMON
+    assert result.stderr.startswith("findsimilar: error: watched folders and `reindex` are "
+                                    "the daemon's, and FINDSIMILAR_NO_DAEMON is set")
+    assert "Traceback" not in result.output
