@@ -59,6 +59,10 @@ class Config:
     # The model runs in a worker process that ends after this many seconds without work
     # (0 = never): the daemon that stays up all day does not hold torch.
     model_idle: float = 300.0
+    # A picture the worker has been reading for this long (or a worker silent this long
+    # with work given) is taken as a hang: the worker is killed and replaced, and the
+    # file recorded as failed (0 = no limit).
+    model_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if self.socket_path is None:
@@ -149,7 +153,9 @@ def load_config() -> Config:
     new duplicate candidates in the background; ``FINDSIMILAR_COMPRESS_ABOVE`` (photos,
     0 = never) when the index moves to its compressed layout; ``FINDSIMILAR_BUSY_TIMEOUT``
     (seconds) how long a store write waits for another program's lock before the task
-    waits and retries. A value that is not a non-negative number is ignored.
+    waits and retries; ``FINDSIMILAR_MODEL_IDLE`` (seconds without work, 0 = never) when
+    the model worker ends and ``FINDSIMILAR_MODEL_TIMEOUT`` (seconds, 0 = no limit) how
+    long it may read one picture. A value that is not a non-negative number is ignored.
     """
     data_dir = default_data_dir()
     kwargs: dict[str, object] = {"data_dir": data_dir,
@@ -161,7 +167,8 @@ def load_config() -> Config:
                       ("FINDSIMILAR_SETTLE_QUIET", "settle_quiet"),
                       ("FINDSIMILAR_PRECHECK_AFTER", "precheck_after"),
                       ("FINDSIMILAR_BUSY_TIMEOUT", "busy_timeout"),
-                      ("FINDSIMILAR_MODEL_IDLE", "model_idle")):
+                      ("FINDSIMILAR_MODEL_IDLE", "model_idle"),
+                      ("FINDSIMILAR_MODEL_TIMEOUT", "model_timeout")):
         seconds = _seconds(os.environ.get(var, ""))
         if seconds is not None:
             kwargs[name] = seconds

@@ -28,8 +28,11 @@ heap: in-process it took RSS from 1,033 MB back to 560 MB (558 before) in 48 ms,
 When: after each picture above :data:`BIG_PICTURE_PIXELS`, whichever thread decoded it
 (a search's big query is followed by no indexing), and when the indexing thread runs
 out of work; carried out once :data:`QUIET_SECONDS` pass without another such moment,
-from the daemon's periodic tick. Trimming after every big picture of a series made each
-next one fault its memory in again (12 floods in 2 threads: 12 trims instead of 1-5).
+from the periodic tick of the process that asked. Pictures are decoded in the model
+worker now (``worker``), whose loop ticks; the daemon's main loop still gives back what
+its indexing thread held (the files' bytes it read, hashed and sent). Trimming after
+every big picture of a series made each next one fault its memory in again (12 floods
+in 2 threads: 12 trims instead of 1-5).
 
 Not chosen: a fixed mmap threshold (``M_MMAP_THRESHOLD``), which returns big blocks as
 they are freed but makes every allocation above it a fresh ``mmap``: the model's
@@ -44,6 +47,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -102,9 +106,11 @@ def give_back(why: str = "") -> int:
 
 
 def _clear_pillow_cache() -> None:
-    from PIL import Image
-
-    Image.core.clear_cache()
+    """Empty Pillow's block cache, if Pillow is loaded at all (the daemon, whose pictures
+    are decoded by the model worker, never loads it just for this)."""
+    image = sys.modules.get("PIL.Image")
+    if image is not None:
+        image.core.clear_cache()
 
 
 class _Pending:
@@ -132,7 +138,8 @@ _pending = _Pending()
 
 def give_back_soon(why: str) -> None:
     """Ask for :func:`give_back` once :data:`QUIET_SECONDS` pass without another ask;
-    carried out by :func:`give_back_if_quiet` (the daemon's periodic tick)."""
+    carried out by :func:`give_back_if_quiet` (the daemon's or the worker's periodic
+    tick)."""
     _pending.soon(why)
 
 
