@@ -1,4 +1,5 @@
-"""The long-lived daemon: warm model, watched folders, background indexing, socket API.
+"""The long-lived daemon: watched folders, background indexing, socket API (the model runs
+in a worker process started when a picture needs it: ``model.client``).
 
 Threads:
   * main: signals and shutdown;
@@ -139,7 +140,6 @@ class Daemon(Commands):
             systemd.notify_ready(f"serving on {self.config.socket_path}")
             log.info("findsimilar %s serving %s (data in %s)", __version__,
                      self.config.socket_path, self.config.data_dir)
-            self._warm_up()
             while not self._stop.wait(timeout=0.5):
                 self._tick()
             code = self._shutdown(server, worker)
@@ -204,14 +204,6 @@ class Daemon(Commands):
         so otherwise every client left two file descriptors behind)."""
         if self.engine is not None:
             self.engine.release_reader()
-
-    def _warm_up(self) -> None:
-        """Load the model now, so the first query does not pay for it."""
-        assert self.engine is not None
-        import numpy as np
-
-        size = self.engine.extractor.input_size
-        self.engine.extractor.embed(np.zeros((1, size, size, 3), np.uint8))
 
     def _shutdown(self, server: SocketServer, worker: threading.Thread) -> int:
         assert self.engine is not None and self.watcher is not None
