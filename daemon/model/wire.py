@@ -15,7 +15,7 @@ import socket
 import struct
 from typing import Any
 
-__all__ = ["FrameReader", "WireError", "send_frame"]
+__all__ = ["FrameReader", "WireError", "recv_frame", "send_frame"]
 
 _LENGTHS = struct.Struct("!II")
 MAX_HEADER = 16 << 20
@@ -36,8 +36,45 @@ def send_frame(sock: socket.socket, header: dict[str, Any], blob: bytes = b"") -
         sock.sendall(blob)
 
 
+def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes] | None:
+    """The next frame, waiting for all of it; None at the end of the stream. The blob
+    is received in one piece (a file's bytes are not copied again on their way to the
+    decoder). Raises OSError or WireError."""
+    lengths = _recv_exactly(sock, _LENGTHS.size)
+    if lengths is None:
+        return None
+    head_len, blob_len = _LENGTHS.unpack(lengths)
+    if head_len > MAX_HEADER or blob_len > MAX_BLOB:
+        raise WireError(f"a frame of {head_len} + {blob_len} bytes")
+    head = _recv_exactly(sock, head_len)
+    blob = _recv_exactly(sock, blob_len) if blob_len else b""
+    if head is None or blob is None:
+        raise WireError("the stream ends inside a frame")
+    return _header(head), blob
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = sock.recv(size, socket.MSG_WAITALL)
+    while 0 < len(data) < size:  # a signal cut it short
+        more = sock.recv(size - len(data), socket.MSG_WAITALL)
+        if not more:
+            break
+        data += more
+    return data if len(data) == size else None
+
+
+def _header(raw: bytes | bytearray) -> dict[str, Any]:
+    try:
+        header = json.loads(raw)
+    except ValueError as exc:
+        raise WireError(f"a header that is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise WireError("a header that is not an object")
+    return header
+
+
 class FrameReader:
-    """Frames from a socket, as they arrive."""
+    """Frames from a socket, as they arrive (for a reader that must never block)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -57,32 +94,16 @@ class FrameReader:
         self._buffer += chunk
         return self._frames()
 
-    def read_blocking(self) -> tuple[dict[str, Any], bytes] | None:
-        """The next frame, waiting for it; None at the end of the stream."""
-        while True:
-            frames = self._frames(limit=1)
-            if frames:
-                return frames[0]
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return None
-            self._buffer += chunk
-
-    def _frames(self, limit: int | None = None) -> list[tuple[dict[str, Any], bytes]]:
+    def _frames(self) -> list[tuple[dict[str, Any], bytes]]:
         frames = []
-        while len(self._buffer) >= _LENGTHS.size and (limit is None or len(frames) < limit):
+        while len(self._buffer) >= _LENGTHS.size:
             head_len, blob_len = _LENGTHS.unpack_from(self._buffer)
             if head_len > MAX_HEADER or blob_len > MAX_BLOB:
                 raise WireError(f"a frame of {head_len} + {blob_len} bytes")
             end = _LENGTHS.size + head_len + blob_len
             if len(self._buffer) < end:
                 break
-            try:
-                header = json.loads(self._buffer[_LENGTHS.size:_LENGTHS.size + head_len])
-            except ValueError as exc:
-                raise WireError(f"a header that is not JSON: {exc}") from None
-            if not isinstance(header, dict):
-                raise WireError("a header that is not an object")
+            header = _header(self._buffer[_LENGTHS.size:_LENGTHS.size + head_len])
             frames.append((header, bytes(self._buffer[_LENGTHS.size + head_len:end])))
             del self._buffer[:end]
         return frames

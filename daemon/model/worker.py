@@ -24,6 +24,7 @@ import ctypes
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -38,7 +39,7 @@ from findsimilar.daemon.model.api import Embedded, Picture
 from findsimilar.daemon.model.local import LocalModel
 from findsimilar.daemon.model.memory import give_back_if_quiet
 from findsimilar.daemon.model.spec import ModelSpec
-from findsimilar.daemon.model.wire import FrameReader, WireError, send_frame
+from findsimilar.daemon.model.wire import WireError, recv_frame, send_frame
 from findsimilar.errors import ImageDecodeError
 
 __all__ = ["main"]
@@ -58,22 +59,22 @@ class _Server:
 
     def serve(self) -> None:
         """Answer requests until the daemon closes its end."""
-        reader = FrameReader(self.sock)
         alive = time.monotonic()
         while True:
             if time.monotonic() - alive >= _ALIVE_EVERY:
                 alive = time.monotonic()
                 self._send({"alive": 1})
+            give_back_if_quiet()
+            if not select.select([self.sock], [], [], _ALIVE_EVERY / 2)[0]:
+                continue
             try:
-                frames = reader.read(timeout=_ALIVE_EVERY / 2)
+                frame = recv_frame(self.sock)
             except (OSError, WireError) as exc:
                 log.error("the daemon's requests cannot be read: %s", exc)
                 return
-            if frames is None:
+            if frame is None:
                 return
-            for header, blob in frames:
-                self._dispatch(header, blob)
-            give_back_if_quiet()
+            self._dispatch(*frame)
 
     def _dispatch(self, header: dict[str, Any], blob: bytes) -> None:
         job = int(header["id"])
