@@ -44,6 +44,7 @@ import numpy as np
 
 from findsimilar.config import Config
 from findsimilar.daemon.model.api import PRIORITY_CHECK, PRIORITY_INDEX, Embedded, Picture
+from findsimilar.daemon.model.memory import one_arena
 from findsimilar.daemon.model.spec import ModelSpec
 from findsimilar.daemon.model.wire import FrameReader, WireError, send_frame
 from findsimilar.errors import FindSimilarError, ImageDecodeError
@@ -83,6 +84,7 @@ class WorkerModel:
     """Hands decoding, embedding and pixel checks to a worker process (see above)."""
 
     def __init__(self, spec: ModelSpec, config: Config) -> None:
+        one_arena()  # this process decodes nothing: its threads allocate little at a time
         self.spec = spec
         self.idle_after, self.timeout = config.model_idle, config.model_timeout
         self._options = {"spec": asdict(spec), "parent": os.getpid(), "local": {
