@@ -2,22 +2,24 @@
 
 The daemon that stays up all day holds the store, the index and the socket; torch,
 Pillow's decoders and OpenCV live in a worker process (``worker``) started when a
-picture first needs them and ended after ``config.model_idle`` seconds without work
-(0: never). An embedding carries the very bytes the daemon hashed (or the path of a file
-too big to hold in memory); a pixel check carries the paths of two pictures.
+picture first needs them and ended after ``config.model_idle`` seconds without work (0:
+never). An embedding carries the very bytes the daemon hashed (or the path of a file too
+big to hold in memory); a pixel check carries the paths of two pictures.
 
 Two threads: ``fs-model`` starts the worker (it must be that thread: PR_SET_PDEATHSIG
 follows the thread that forks), reads its answers and watches it; ``fs-model-send``
-sends queued work in priority order, so a send blocked by a stopped worker holds up
-no caller.
+sends queued work in priority order, so a send blocked by a stopped worker holds up no
+caller.
 
 A worker that dies (a decoder's segfault, the OOM killer) or hangs (decoding one picture
 for more than ``config.model_timeout`` seconds, or silent that long — it says ``alive``
 every second — while it has work) is killed and replaced; the daemon goes on. The work
-it had not begun, or had decoded already, is sent again. What it was decoding is
-suspect: a single suspect fails with the reason (``ImageDecodeError``: the file is
-recorded as failed); several are run again one at a time, each alone in the worker, so
-that only a picture that brings a worker down by itself is failed.
+it had not begun, or had decoded already, is sent again. What it was decoding when a
+signal killed it (or it hung) is suspect (a worker that exits, or is told to stop by
+SIGTERM, SIGINT or SIGHUP, says nothing about its pictures: they are sent again): a
+single suspect fails with the reason (``ImageDecodeError``: the file is recorded as
+failed); several are run again one at a time, each alone in the worker, so that only a
+picture that brings a worker down by itself is failed.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ __all__ = ["WorkerModel"]
 
 log = logging.getLogger(__name__)
 
-# Deaths in a row with no answer in between after which queued work fails instead of
-# waiting for yet another worker (one that cannot even start).
+# Deaths in a row that no picture explains, with no answer in between, after which the
+# work waiting fails instead of waiting for yet another worker (one that cannot start).
 _DEATHS_IN_A_ROW = 3
 _POLL = 0.25  # seconds between checks of a running worker
+# Signals that stop a process on purpose: no picture is to blame.
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 @dataclass(eq=False)
@@ -304,24 +308,26 @@ class WorkerModel:
         alone, fail a picture that was alone when it went down."""
         code = _reap(worker.proc)
         what, why = ("hung", worker.killed_for) if worker.killed_for else _death(code)
+        blame = worker.killed_for is not None or (code < 0 and -code not in _STOP_SIGNALS)
         worker.sock.close()
         with self._cv:
             if self._worker is worker:
                 self._worker = None
             jobs = sorted(self._jobs.values(), key=lambda j: j.id)
             self._jobs.clear()
-            begun = [j for j in jobs if j.started is not None]
+            begun = [j for j in jobs if j.started is not None] if blame else []
             failed = [j for j in begun if j.solo or len(begun) == 1]
             for job in jobs:
                 if job in failed:
                     continue
-                if job.started is not None or job.solo:
+                if job in begun or job.solo:
                     job.started, job.solo = None, True
                     self._solo.append(job)
                 else:
                     heapq.heappush(self._outbox, (job.priority, job.id, job))
             self._counts["replaced"] += 1
-            self._deaths_in_a_row += 1
+            # Deaths no picture explains, in a row, end in failure (see _DEATHS_IN_A_ROW).
+            self._deaths_in_a_row = 0 if failed else self._deaths_in_a_row + 1
             self._last_death = why
             hopeless = self._deaths_in_a_row >= _DEATHS_IN_A_ROW
             self._cv.notify_all()

@@ -1,20 +1,21 @@
 """The model worker: the process in which the daemon's pictures are decoded and embedded.
 
-``python -m findsimilar.daemon.model.worker FD OPTIONS`` — started by ``client.WorkerModel``
-with its end of a socket pair as FD and OPTIONS as JSON (the model's spec, the
-``LocalModel`` settings, the daemon's pid). It reads requests (``wire`` frames: ``embed``
-with a file's bytes or a path, ``compare`` with two pictures), runs them on a
-``LocalModel`` and answers each as it goes: ``started`` when a decode thread takes it,
-``decoded`` when its picture waits for the network, then its result (a vector, a score,
-or the reason the picture cannot be read); and ``alive`` every second, so the daemon can
-tell a stopped worker from a busy one. A model that cannot be loaded is reported once as
-``fatal``, and the worker exits.
+``python -m findsimilar.daemon.model.worker FD OPTIONS`` — started by
+``client.WorkerModel`` with its end of a socket pair as FD and OPTIONS as JSON (the
+model's spec, the ``LocalModel`` settings, the daemon's pid). It reads requests
+(``wire`` frames: ``embed`` with a file's bytes or a path, ``compare`` with two
+pictures), runs them on a ``LocalModel`` and answers each as it goes: ``started`` when a
+decode thread takes it, ``decoded`` when its picture waits for the network, then its
+result (a vector, a score, or the reason the picture cannot be read); and ``alive``
+every second, so the daemon can tell a stopped worker from a busy one. A model that
+cannot be loaded is reported once as ``fatal``, and the worker exits.
 
 Everything that could crash or hang on a hostile file runs here, never in the daemon.
 The worker ends when the daemon closes its end, and dies with the daemon
-(``PR_SET_PDEATHSIG``); it ignores SIGINT (a Ctrl-C in the daemon's terminal is the
-daemon's to handle). It gives memory back as the daemon did (``memory``), from its own
-loop.
+(``PR_SET_PDEATHSIG``); it ignores SIGINT and SIGTERM, which are the daemon's to handle
+(a Ctrl-C in its terminal, or systemd stopping the whole unit: the daemon then stops its
+worker itself, rather than see it die under a picture and blame the picture). It gives
+memory back after big pictures (``memory``), from its own loop.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     fd, options = int(args[0]), json.loads(args[1])
     _die_with_parent(int(options["parent"]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     from findsimilar.daemon.service.logs import setup_logging
 
     setup_logging()
