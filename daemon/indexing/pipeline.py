@@ -50,8 +50,9 @@ LookupFn = Callable[[str], "int | None"]  # content hash -> feature id, from any
 
 BAD_NAME = "the file name is not valid UTF-8 (rename the file to index it)"
 EMPTY = "empty file (0 bytes)"  # decode's words for it: no need to ask the model
-# Bytes of files sent to the model and not answered yet: a folder of big PNGs must not
-# sit in memory whole (each is kept until answered, to be sent again if a worker dies).
+# Bytes of files read and not yet answered by the model, together: a folder of big PNGs
+# must not sit in memory whole (a file's bytes are kept until the model answers, to be
+# sent again if a worker dies). Each stage may go past it by one file.
 _BYTES_IN_FLIGHT = 128 << 20
 
 
@@ -112,24 +113,30 @@ class Pipeline:
         """Returns the feature ids that files were linked to (known content), which the
         caller makes sure are in the index."""
         run = _Run(self, known, moved_from, summary)
-        files = iter(todo)
+        files = deque(todo)
         done = 0
         with ThreadPoolExecutor(max(1, self.config.decode_workers), "fs-read") as pool:
-            reading: deque[Future[Prepared]] = deque()
+            reading: deque[tuple[Future[Prepared], int]] = deque()  # (file, bytes it holds)
             while True:
                 if should_stop():
                     summary.interrupted = True
-                    for fut in reading:
+                    for fut, _ in reading:
                         fut.cancel()
                     break
-                while len(reading) < self.read_ahead and (f := next(files, None)) is not None:
-                    reading.append(pool.submit(self.prepare, f))
+                while files and len(reading) < self.read_ahead:
+                    size = self._held(files[0])
+                    if reading and run.bytes_held + size > _BYTES_IN_FLIGHT:
+                        break
+                    reading.append((pool.submit(self.prepare, files.popleft()), size))
+                    run.bytes_held += size
                 if not (reading or run.waiting):
                     break
                 if run.waiting and (run.waiting[0][1].done() or not reading or run.full()):
                     finished = run.answered()
                 else:
-                    finished = run.take(reading.popleft().result())
+                    fut, size = reading.popleft()
+                    run.bytes_held -= size
+                    finished = run.take(fut.result())
                 if finished is None:
                     summary.interrupted = True  # the model was closed: the daemon stops
                     break
@@ -138,6 +145,11 @@ class Pipeline:
                     progress(done, len(todo))
         run.flush()
         return run.linked
+
+    def _held(self, f: ScannedFile) -> int:
+        """The bytes reading ``f`` holds in memory (a bigger file is streamed)."""
+        size = f.size or 0
+        return size if size <= self.config.max_in_memory_bytes else 0
 
     def prepare(self, f: ScannedFile) -> Prepared:
         """``fs-read`` thread: read, hash, look up; keep the bytes only for unknown content."""
@@ -207,7 +219,8 @@ class _Run:
         # Files waiting for the model, in order: (file, its content's embedding, whether
         # this file's bytes were sent for it, how many).
         self.waiting: deque[tuple[Prepared, Future[Embedded], bool, int]] = deque()
-        self.bytes_out = 0
+        self.bytes_out = 0  # of files sent to the model, not answered yet
+        self.bytes_held = 0  # of files being read, or read and not yet taken
         self.embedding: dict[str, Future[Embedded]] = {}  # content hash -> its one model call
         self.failed: dict[str, str] = {}  # content hash -> why it cannot be read
         self.batch: list[Prepared] = []
@@ -215,7 +228,8 @@ class _Run:
         self.linked: set[int] = set()
 
     def full(self) -> bool:
-        return len(self.waiting) >= self.p.window or self.bytes_out >= _BYTES_IN_FLIGHT
+        return (len(self.waiting) >= self.p.window
+                or self.bytes_out + self.bytes_held >= _BYTES_IN_FLIGHT)
 
     def take(self, item: Prepared) -> int:
         """A prepared file: to the model if its content is new, else counted; returns

@@ -121,8 +121,7 @@ class LocalModel:
             self._cv.notify_all()
         for job in dropped:  # (one a decode thread took can no longer be cancelled)
             if not job.future.cancel():
-                with contextlib.suppress(InvalidStateError):
-                    job.future.set_exception(FindSimilarError("the model was stopped"))
+                _settle(job.future, error=FindSimilarError("the model was stopped"))
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
@@ -134,7 +133,7 @@ class LocalModel:
                 job.future.cancel()
                 return job.future
             if self._broken is not None and job.pair is None:
-                job.future.set_exception(self._broken)
+                _settle(job.future, error=self._broken)
                 return job.future
             heapq.heappush(self._queue, (job.priority, next(self._seq), job))
             self._embeds_due += job.pair is None
@@ -159,7 +158,7 @@ class LocalModel:
                 if job.notify is not None:
                     job.notify("started")
                 if job.pair is not None:
-                    job.future.set_result(self._check(*job.pair))
+                    _settle(job.future, self._check(*job.pair))
                 else:
                     self._decode(job)
             finally:
@@ -174,11 +173,11 @@ class LocalModel:
             job.decoded = decode_for_model(job.source, self.spec.input_size,
                                            max_pixels=self.max_pixels)
         except ImageDecodeError as exc:
-            job.future.set_exception(ImageDecodeError(str(exc)))
+            _settle(job.future, error=ImageDecodeError(str(exc)))
             return
         except Exception as exc:  # a decoder bug must cost one file, not the run
             log.exception("unexpected error decoding %s", job.name)
-            job.future.set_exception(ImageDecodeError(
+            _settle(job.future, error=ImageDecodeError(
                 f"unexpected decoder error: {type(exc).__name__}: {exc}"))
             return
         finally:
@@ -187,7 +186,7 @@ class LocalModel:
             job.notify("decoded")
         with self._cv:
             if self._broken is not None:
-                job.future.set_exception(self._broken)
+                _settle(job.future, error=self._broken)
                 return
             heapq.heappush(self._ready, (job.priority, next(self._seq), job))
 
@@ -215,13 +214,13 @@ class LocalModel:
             except Exception as exc:
                 log.exception("the model failed on a batch of %d pictures", len(batch))
                 for job in batch:
-                    job.future.set_exception(ImageDecodeError(
+                    _settle(job.future, error=ImageDecodeError(
                         f"the model could not run on it: {type(exc).__name__}: {exc}"))
                 continue
             for job, vector in zip(batch, vectors, strict=True):
                 d = job.decoded
                 assert d is not None
-                job.future.set_result(Embedded(vector, d.width, d.height, d.format, d.content))
+                _settle(job.future, Embedded(vector, d.width, d.height, d.format, d.content))
 
     def _load(self):  # noqa: ANN202 - a FeatureExtractor (torch is imported here)
         from findsimilar.daemon.model.features import create_extractor
@@ -248,7 +247,7 @@ class LocalModel:
             self._embeds_due -= len(queued)
             self._cv.notify_all()
         for job in failed:
-            job.future.set_exception(error)
+            _settle(job.future, error=error)
 
     def _take_batch(self) -> list[_Job] | None:
         """The next batch: ``batch_size`` pictures, or fewer once no more are on their way,
@@ -269,6 +268,17 @@ class LocalModel:
                     return [heapq.heappop(self._ready)[2] for _ in range(count)]
                 self._cv.wait(deadline - now)
             return None
+
+
+def _settle(future: Future, result: object = None, *,
+            error: BaseException | None = None) -> None:
+    """Give ``future`` its result or error, unless close() has already (a job a thread was
+    still working on when the model stopped)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class _Previews:
