@@ -34,6 +34,8 @@ RSS_GOAL_MB = 150
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """A daemon with the shared photos indexed and an empty watched folder ``inbox``."""
     base = tmp_path_factory.mktemp("worker")
+    # No background duplicate checks: they would start a worker of their own accord, and
+    # the tests count the worker's starts.
     with module_daemon(base, FINDSIMILAR_MODEL_IDLE=str(IDLE),
                        FINDSIMILAR_MODEL_TIMEOUT=str(TIMEOUT),
                        FINDSIMILAR_PRECHECK_AFTER="0") as d:
