@@ -6,7 +6,7 @@ use the reference ``efficientnet_lite_pytorch`` module at run time: it pads
 every convolution dynamically and keeps BatchNorm separate. Here, every input
 size is fixed, so the TensorFlow "SAME" padding is computed once, BatchNorm is
 folded into the convolutions and the net runs channels-last. The numerics match
-the reference to float rounding (see tests/unit/test_efficientnet_lite.py).
+the reference to float rounding (see tests/unit/test_model.py).
 """
 
 from __future__ import annotations
