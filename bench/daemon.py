@@ -325,6 +325,20 @@ def _terminate(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
             proc.wait(timeout=1)
 
 
+def memory_note(b: Bench, status: dict[str, Any]) -> str:
+    """The RSS of the daemon and of its model worker (which holds torch and the decoders)."""
+    def rss(pid: int | None) -> str:
+        with contextlib.suppress(OSError, StopIteration):
+            line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+                        if x.startswith("VmRSS:"))
+            return f"{int(line.split()[1]) / 1024:.0f} MB"
+        return "-"
+
+    worker = status.get("worker") or {}
+    return (f"RSS after indexing: daemon {rss(status['daemon']['pid'])}, model worker "
+            f"{rss(worker.get('pid')) if worker.get('pid') else 'not running'}")
+
+
 # -- 1. watch -> searchable -------------------------------------------------------------------
 def cp(src: Path, dest: Path) -> None:
     """GNU cp: open, write, close, and no attribute change after the close."""
@@ -512,6 +526,7 @@ def main() -> None:
                      f"model, {len(summary['failed'])} failed; {st['unique_images']} unique "
                      f"images, index {st['index_bytes'] / 2**20:.0f} MiB)")
         print("# " + notes[-1], file=sys.stderr)
+        notes.append(memory_note(b, st))
 
         # 1b. watch -> searchable with the library indexed
         store = f"{len(library):,} indexed"

@@ -1,8 +1,10 @@
 """Indexing throughput on camera-sized (12 MP) JPEGs.
 
 Prints images/s for:
-  * findsimilar end to end (`Engine.index_paths` on a fresh store: read, hash,
-    DCT-scaled decode in threads, batched channels-last model, SQLite, FAISS);
+  * findsimilar end to end (`Engine.index_paths` on a fresh store: read and hash in
+    threads, the bytes streamed to the model worker process — as in the daemon — which
+    decodes them (DCT-scaled) in threads and batches the channels-last model; SQLite,
+    FAISS), and the same with the model in-process (as `--no-daemon`);
   * the naive pipeline (full decode + resize + the reference network, in turn);
   * ceilings measured in the same run: decode only (draft, both cores) and
     model only.
@@ -66,12 +68,13 @@ def make_camera_jpegs(folder: Path, count: int) -> list[Path]:
     return out
 
 
-def bench_findsimilar(files: list[Path], workdir: Path) -> float:
+def bench_findsimilar(files: list[Path], workdir: Path, in_process: bool = False) -> float:
     data = workdir / "data"
     shutil.rmtree(data, ignore_errors=True)
     photos = workdir / "photos"
-    with Engine(Config(data_dir=data)) as engine:
-        engine.extractor.embed(np.zeros((1, 224, 224, 3), np.uint8))  # warm: the daemon is warm
+    with Engine(Config(data_dir=data), in_process=in_process) as engine:
+        # Warm (the daemon's worker is warm while it indexes): started, model loaded.
+        engine.model.embed(files[0].read_bytes(), "warm-up").result()
         t = time.perf_counter()
         summary = engine.index_paths([str(photos)])
         elapsed = time.perf_counter() - t
@@ -129,7 +132,9 @@ def main() -> None:
     print(f"# {len(files)} JPEGs 4000x3000 (avg {mb:.1f} MB), {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     rows = [
-        ("findsimilar index (end to end)", bench_findsimilar(files, args.workdir)),
+        ("findsimilar index (end to end, model worker)", bench_findsimilar(files, args.workdir)),
+        ("findsimilar index (end to end, model in-process)",
+         bench_findsimilar(files, args.workdir, in_process=True)),
         ("naive: full decode + resize + reference net", bench_naive(files[:args.naive_count])),
         ("ceiling: decode only (draft, all cores)", bench_decode_only(files)),
         ("ceiling: model only (batch 16)", bench_model_only()),

@@ -52,13 +52,14 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Runs the daemon's verbs in this process: loads the model for every command."""
+    """Runs the daemon's verbs in this process: loads the model (here, not in a worker
+    process) for every command that needs it."""
 
     def __init__(self, config: Config) -> None:
         from findsimilar.daemon.engine import Engine
         from findsimilar.daemon.service.api import LocalVerbs
 
-        self.engine = Engine(config)
+        self.engine = Engine(config, in_process=True)
         self.verbs = LocalVerbs(self.engine)
 
     def index(self, paths: list[str], progress: ProgressFn | None,
@@ -214,7 +215,8 @@ def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -
     # for another data dir with no folders to watch exits when idle.
     idle = None if config.data_dir == standard_data_dir() else AUTOSTART_IDLE_EXIT
     pid = start_daemon(config, idle_exit=idle)
-    print(f"findsimilar: started the daemon (pid {pid}); it keeps the model loaded"
+    print(f"findsimilar: started the daemon (pid {pid}); it keeps the index (and, while "
+          "in use, the model) loaded"
           + (" and watches your folders" if idle is None else
              f" and exits after {int(idle // 60)} idle minutes")
           + ". `findsimilar daemon stop` stops it; --no-daemon skips it.", file=sys.stderr)

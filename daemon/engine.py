@@ -1,8 +1,10 @@
-"""The engine: store + index + extractor behind a few verbs (index, search, duplicates,
+"""The engine: store + index + model behind a few verbs (index, search, duplicates,
 status).
 
-Used in-process by the CLI today and by the daemon; it owns the only writable
-handles to the store and the index.
+Used by the daemon, and in-process by the CLI (``--no-daemon``); it owns the only
+writable handles to the store and the index. The model (``model.api``) runs in a worker
+process the engine starts when a picture needs it (the daemon's engine never imports
+torch), or in threads of this process for an in-process run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +27,8 @@ from findsimilar.daemon.dupes.grouping import DupesOptions, find_duplicates, mar
 from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts
 from findsimilar.daemon.indexing.indexer import Indexer, IndexSummary, ProgressFn
 from findsimilar.daemon.indexing.roots import identify
-from findsimilar.daemon.model.decode import decode_for_model
-from findsimilar.daemon.model.features import FeatureExtractor, create_extractor
+from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
+from findsimilar.daemon.model.spec import ModelSpec, model_spec
 from findsimilar.daemon.storage.index_build import IndexBuilder, open_index
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import (
@@ -67,26 +70,33 @@ class SearchResult:
 
 
 class Engine:
-    """Opens the store and the index for the configured extractor."""
+    """Opens the store and the index for the configured extractor.
 
-    def __init__(self, config: Config, extractor: FeatureExtractor | None = None) -> None:
+    ``model``: the model to use; by default a worker process (``model.client``), or
+    with ``in_process`` threads of this process (``model.local``). Raises
+    FindSimilarError for an unknown extractor or missing weights.
+    """
+
+    def __init__(self, config: Config, model: Model | None = None, *,
+                 in_process: bool = False) -> None:
         self.config = config
+        self.spec = model.spec if model is not None else model_spec(config.extractor)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.store_path, busy_timeout=config.busy_timeout)
-        self.extractor = extractor or create_extractor(config.extractor, config.model_threads)
-        self.index_path = config.data_dir / f"index-{_slug(self.extractor.id)}.faiss"
+        self.model = model or _open_model(config, self.spec, in_process)
+        self.index_path = config.data_dir / f"index-{_slug(self.spec.id)}.faiss"
         for leftover in config.data_dir.glob(self.index_path.name + ".*.tmp"):
             with contextlib.suppress(OSError):  # (a read-only data dir keeps it)
                 leftover.unlink()  # a save that was killed half-way
-        self.index, self.repair = open_index(self.index_path, self.store, self.extractor.id,
-                                             self.extractor.dim, self._full_vectors,
+        self.index, self.repair = open_index(self.index_path, self.store, self.spec.id,
+                                             self.spec.dim, self._full_vectors,
                                              config.compress_above)
         # Moves the index between layouts as the library grows; started by the daemon
         # (maintain_index), never by a one-off CLI run.
         self.builder = IndexBuilder(self.index, self.store, config.compress_above,
                                     on_swapped=self.save)
         self._indexer: Indexer | None = None
-        self.store.set_setting("extractor", self.extractor.id)
+        self.store.set_setting("extractor", self.spec.id)
         if self.repair.reason:
             try:
                 self.save()
@@ -97,8 +107,10 @@ class Engine:
                           "memory", config.data_dir, exc.strerror)
 
     def close(self) -> None:
-        """Save the index and close the store (also when the save fails: then raises)."""
+        """Stop the model, save the index and close the store (also when the save fails:
+        then raises)."""
         self.builder.stop()
+        self.model.close()
         try:
             self.save()
         finally:
@@ -113,7 +125,7 @@ class Engine:
     def indexer(self) -> Indexer:
         """The one indexer; use it from one thread at a time."""
         if self._indexer is None:
-            self._indexer = Indexer(self.store, self.index, self.extractor, self.config)
+            self._indexer = Indexer(self.store, self.index, self.model, self.config)
         return self._indexer
 
     def release_reader(self) -> None:
@@ -144,7 +156,7 @@ class Engine:
     def _full_vectors(self, ids: np.ndarray) -> np.ndarray:
         """Full-precision vectors from the store (the compressed index re-scores with
         them); read on the calling thread's own connection."""
-        return self.reader().vectors(ids, self.extractor.dim)
+        return self.reader().vectors(ids, self.spec.dim)
 
     # -- verbs -----------------------------------------------------------------
     def index_paths(self, paths: list[str], progress: ProgressFn | None = None,
@@ -183,9 +195,8 @@ class Engine:
                    should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
         """Duplicate groups (see ``dupes.find_duplicates``)."""
         with self._side_store() as store:
-            return find_duplicates(store, self.extractor.id, self.index.vectors, options,
-                                   max_pixels=self.config.max_pixels,
-                                   workers=self.config.decode_workers, progress=progress,
+            return find_duplicates(store, self.spec.id, self.index.vectors, options,
+                                   model=self.model, progress=progress,
                                    should_stop=should_stop)
 
     def same_picture(self, query: str, paths: list[str], *,
@@ -206,8 +217,7 @@ class Engine:
 
             verdicts = Verdicts(store, lambda k: [k[len(OUTSIDE):]] if k.startswith(OUTSIDE)
                                 else [p for p, r in known.items() if r and r.content_hash == k],
-                                max_pixels=self.config.max_pixels,
-                                workers=self.config.decode_workers, should_stop=should_stop)
+                                model=self.model, should_stop=should_stop)
             q = key(query)
             pair_of = {p: (q, key(p)) if q <= key(p) else (key(p), q) for p in paths}
             found = verdicts.many([pr for pr in pair_of.values() if pr[0] != pr[1]])
@@ -233,22 +243,19 @@ class Engine:
         return {
             **counts,
             "vectors": len(self.index),
-            "model": self.extractor.id,
-            "dim": self.extractor.dim,
+            "model": self.spec.id,
+            "dim": self.spec.dim,
             "data_dir": str(self.config.data_dir),
             "config_file": str(self.config.config_file) if self.config.config_file else None,
             "store_bytes": size,
             "index_bytes": self.index_path.stat().st_size if self.index_path.exists() else 0,
             "index": self.builder.status(),
             "recent_failures": self.reader().failures(20),
+            # Where the model runs: the worker process (its pid and memory) if it runs.
+            "worker": self.model.status(),
         }
 
     # -- the daemon's façade: what its parts ask of the engine ---------------------------
-    def warm_up(self) -> None:
-        """Load the model now, so the first query does not pay for it."""
-        size = self.extractor.input_size
-        self.extractor.embed(np.zeros((1, size, size, 3), np.uint8))
-
     def reindex(self, paths: list[str], progress: ProgressFn | None = None, *,
                 should_stop: StopFn = _never, exclude: Iterable[str] = (),
                 explicit_files: bool = True, rehash: bool = False) -> IndexSummary:
@@ -327,18 +334,19 @@ class Engine:
             os.close(fd)
 
     def _embed(self, name: str, source: bytes | Path, should_stop: StopFn) -> np.ndarray:
-        """The model's descriptor of ``source``; ``should_stop`` is asked before each
-        costly step (a client that hung up gets no model call)."""
+        """The model's descriptor of ``source``, ahead of any indexing work; ``should_stop``
+        is asked before and while it is computed (a client that hung up is not waited
+        for). Raises ImageDecodeError naming ``name``, or Cancelled."""
         if should_stop():
             raise Cancelled(f"the client hung up: {name} was not searched")
+        future = self.model.embed(source, name, priority=PRIORITY_QUERY)
+        while not wait([future], timeout=0.1).done:
+            if should_stop():
+                raise Cancelled(f"the client hung up: {name} was not searched")
         try:
-            decoded = decode_for_model(source, self.extractor.input_size,
-                                       max_pixels=self.config.max_pixels)
+            return future.result().vector
         except ImageDecodeError as exc:
             raise ImageDecodeError(f"{name}: {exc}") from None
-        if should_stop():
-            raise Cancelled(f"the client hung up: {name} was not searched")
-        return self.extractor.embed(decoded.pixels[None])[0]
 
     def _stored_vector(self, query: str, st: os.stat_result) -> np.ndarray | None:
         """The indexed vector of an unchanged indexed file: no model call needed."""
@@ -349,7 +357,7 @@ class Engine:
         if (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) != (
                 st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
             return None  # changed since it was indexed (or not known as read): read it now
-        ids = store.feature_ids([rec.content_hash], self.extractor.id)
+        ids = store.feature_ids([rec.content_hash], self.spec.id)
         fid = ids.get(rec.content_hash)
         return store.vector(fid) if fid is not None else None
 
@@ -393,6 +401,18 @@ def _query_stat(query: str) -> os.stat_result:
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFileError(f"not a regular file but a {file_kind(st.st_mode)}: {query}")
     return st
+
+
+def _open_model(config: Config, spec: ModelSpec, in_process: bool) -> Model:
+    if not in_process:
+        from findsimilar.daemon.model.client import WorkerModel
+
+        return WorkerModel(spec, config)
+    from findsimilar.daemon.model.local import LocalModel
+
+    return LocalModel(spec, model_threads=config.model_threads,
+                      decode_workers=config.decode_workers, batch_size=config.batch_size,
+                      max_pixels=config.max_pixels)
 
 
 def _slug(text: str) -> str:

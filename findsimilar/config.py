@@ -83,6 +83,10 @@ class Config:
     # The model runs in a worker process that ends after this many seconds without work
     # (0 = never): the daemon that stays up all day does not hold torch.
     model_idle: float = 300.0
+    # A picture the worker has been reading for this long (or a worker silent this long
+    # with work given) is taken as a hang: the worker is killed and replaced, and the
+    # file recorded as failed (0 = no limit).
+    model_timeout: float = 120.0
     # Seconds a client of the daemon's socket has to send a request, and to take a reply.
     client_timeout: float = 60.0
     # Every command runs in the calling process, like --no-daemon.
@@ -196,6 +200,7 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
             _positive_seconds),
     Setting("busy_timeout", _SECONDS, _seconds, _seconds),
     Setting("model_idle", _SECONDS, _seconds, _seconds),
+    Setting("model_timeout", _SECONDS, _seconds, _seconds),
     Setting("no_daemon", "true or false", _flag_env, _flag_file),
     # A bad variable reaches the model, which names the choices (as it always did).
     Setting("precision", "one of auto, fp32, bf16", _text, _precision),
@@ -265,7 +270,7 @@ def load_config() -> Config:
     data_dir = default_data_dir()
     kwargs: dict[str, Any] = {"data_dir": data_dir, "socket_path": default_socket_path(data_dir)}
     for key in ("extractor", "settle_after_close", "settle_quiet", "precheck_after",
-                "compress_above", "busy_timeout", "model_idle", "client_timeout",
+                "compress_above", "busy_timeout", "model_idle", "model_timeout", "client_timeout",
                 "no_daemon", "precision", "resnet50_weights", "plugins_dir"):
         value = setting(key)
         if value is not None:

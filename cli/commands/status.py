@@ -66,6 +66,20 @@ def _index_state(index: dict[str, Any], vectors: int) -> str:
     return text
 
 
+def _worker_state(worker: dict[str, Any]) -> str:
+    """The daemon's model worker in a line: running or not, its memory, its replacements."""
+    if worker.get("running"):
+        rss = worker.get("rss_bytes")
+        text = f"running, pid {worker['pid']}" + (f", {human_size(int(rss))}" if rss else "")
+        if worker.get("working_on"):
+            text += f", reading {len(worker['working_on'])} picture(s)"
+    else:
+        text = "not running (started when a picture needs the model)"
+    if worker.get("replaced"):
+        text += f"; replaced {worker['replaced']} time(s), last: {worker.get('last_failure')}"
+    return text
+
+
 def _status_text(info: dict[str, Any]) -> str:
     lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
              f"failed:     {info['failed']}"]
@@ -89,6 +103,8 @@ def _status_text(info: dict[str, Any]) -> str:
     if info.get("model"):
         dim = f" ({info['dim']}-d)" if info.get("dim") else ""
         lines.append(f"model:      {info['model']}{dim}")
+    if daemon and info.get("worker"):
+        lines.append("worker:     " + _worker_state(info["worker"]))
     lines.append(f"data dir:   {info['data_dir']}")
     config_file = info.get("config_file") or f"none ({config_file_path()} not found)"
     lines.append(f"config:     {config_file}")

@@ -29,6 +29,7 @@ import numpy as np
 from findsimilar.daemon.dupes.keep import DEFAULT_KEEP, KEEP_RULES, listed_group, picture_pixels
 from findsimilar.daemon.dupes.neighbours import neighbour_pairs
 from findsimilar.daemon.dupes.verdicts import Verdicts
+from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.model.verify import NEAR_SCORE
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
@@ -81,14 +82,15 @@ def options_from(paths: list[str] | None = None, tiers: list[str] | None = None,
 
 
 def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray], np.ndarray],
-                    options: DupesOptions, *, max_pixels: int, workers: int = 2,
+                    options: DupesOptions, *, model: Model,
                     progress: ProgressFn | None = None,
                     should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
     """List duplicate groups over the indexed files under ``options.paths``.
 
     ``vectors(feature_ids)`` returns the descriptors (the index's, normally) of
-    ``extractor``'s feature ids. Returns ``{"groups": [...], "stats": {...}}``;
-    groups are plain dicts (see README, "Duplicates").
+    ``extractor``'s feature ids; ``model`` runs the pixel checks. Returns
+    ``{"groups": [...], "stats": {...}}``; groups are plain dicts (see README,
+    "Duplicates").
     """
     files = _files_in_scope(store, options.paths)
     by_hash: dict[str, list[FileRow]] = defaultdict(list)
@@ -96,8 +98,8 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
         by_hash[f["content_hash"]].append(f)
     hashes = sorted(by_hash)
     ignored = store.not_duplicates()
-    verdicts = Verdicts(store, lambda h: [f["path"] for f in by_hash[h]], max_pixels=max_pixels,
-                        workers=workers, should_stop=should_stop)
+    verdicts = Verdicts(store, lambda h: [f["path"] for f in by_hash[h]], model=model,
+                        should_stop=should_stop)
     stats: dict[str, object] = {"files": len(files), "distinct": len(hashes)}
 
     near_edges: list[tuple[int, int, float]] = []

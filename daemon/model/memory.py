@@ -28,8 +28,11 @@ heap: in-process it took RSS from 1,033 MB back to 560 MB (558 before) in 48 ms,
 When: after each picture above :data:`BIG_PICTURE_PIXELS`, whichever thread decoded it
 (a search's big query is followed by no indexing), and when the indexing thread runs
 out of work; carried out once :data:`QUIET_SECONDS` pass without another such moment,
-from the daemon's periodic tick. Trimming after every big picture of a series made each
-next one fault its memory in again (12 floods in 2 threads: 12 trims instead of 1-5).
+from the periodic tick of the process that asked. Pictures are decoded in the model
+worker now (``worker``), whose loop ticks; the daemon's main loop still gives back what
+its indexing thread held (the files' bytes it read, hashed and sent). Trimming after
+every big picture of a series made each next one fault its memory in again (12 floods
+in 2 threads: 12 trims instead of 1-5).
 
 Not chosen: a fixed mmap threshold (``M_MMAP_THRESHOLD``), which returns big blocks as
 they are freed but makes every allocation above it a fresh ``mmap``: the model's
@@ -41,15 +44,17 @@ here too, in case it is.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 __all__ = ["BIG_PICTURE_PIXELS", "QUIET_SECONDS", "give_back", "give_back_if_quiet",
-           "give_back_soon", "resident_bytes"]
+           "give_back_soon", "one_arena", "resident_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ BIG_PICTURE_PIXELS = 16_000_000
 QUIET_SECONDS = 1.0
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_M_ARENA_MAX = -8  # mallopt's parameter (glibc malloc.h)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -75,6 +81,18 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _trim = _malloc_trim()
+
+
+def one_arena() -> None:
+    """Have every thread of this process allocate from glibc's main arena (M_ARENA_MAX=1)
+    instead of up to 8 arenas per core, for a process whose threads allocate little at
+    a time: the daemon, whose pictures are decoded by the model worker. What its threads
+    leave behind (a photo's bytes read by one thread and freed by another, SQLite's
+    pages) then packs into one heap: after indexing 10,000 photos, 110 MB instead of
+    125 MB once trimmed, at the same indexing speed (measured in-process, 2 cores).
+    Call it before the threads start: arenas made already stay. No-op without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
 
 
 def resident_bytes() -> int:
@@ -102,9 +120,11 @@ def give_back(why: str = "") -> int:
 
 
 def _clear_pillow_cache() -> None:
-    from PIL import Image
-
-    Image.core.clear_cache()
+    """Empty Pillow's block cache, if Pillow is loaded at all (the daemon, whose pictures
+    are decoded by the model worker, never loads it just for this)."""
+    image = sys.modules.get("PIL.Image")
+    if image is not None:
+        image.core.clear_cache()
 
 
 class _Pending:
@@ -132,7 +152,8 @@ _pending = _Pending()
 
 def give_back_soon(why: str) -> None:
     """Ask for :func:`give_back` once :data:`QUIET_SECONDS` pass without another ask;
-    carried out by :func:`give_back_if_quiet` (the daemon's periodic tick)."""
+    carried out by :func:`give_back_if_quiet` (the daemon's or the worker's periodic
+    tick)."""
     _pending.soon(why)
 
 

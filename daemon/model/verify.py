@@ -21,17 +21,21 @@ pictures are aligned, so a candidate pair is checked like this:
 
 The score is in [-1, 1]; ``NEAR_SCORE`` is calibrated on the shared photos
 (see BENCHMARKS.md, "Duplicates").
+
+The checks run where the model runs (the model worker, see ``local``); the daemon
+imports this module for its constants alone, so OpenCV and Pillow are imported on the
+first check, not with the module.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
-import cv2
 import numpy as np
 
-from findsimilar.daemon.model.decode import decode_preview
 from findsimilar.errors import ImageDecodeError
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
@@ -46,7 +50,14 @@ _MIN_TILES = 2
 _ORB_FEATURES = 1000
 _MIN_INLIERS = 12
 
-cv2.setNumThreads(1)  # pairs are verified in parallel by the caller
+
+
+@functools.cache
+def _cv2() -> ModuleType:
+    import cv2
+
+    cv2.setNumThreads(1)  # pairs are verified in parallel by the caller
+    return cv2
 
 
 @dataclass
@@ -67,14 +78,16 @@ class Preview:
             if equalised:
                 # Smooth pictures (sky, clouds, fog) give ORB a handful of corners; after
                 # local contrast equalisation there are plenty.
-                image = cv2.createCLAHE(clipLimit=4.0, tileGridSize=(8, 8)).apply(image)
-            orb = cv2.ORB_create(_ORB_FEATURES, fastThreshold=5 if equalised else 10)
+                image = _cv2().createCLAHE(clipLimit=4.0, tileGridSize=(8, 8)).apply(image)
+            orb = _cv2().ORB_create(_ORB_FEATURES, fastThreshold=5 if equalised else 10)
             self._features[key] = orb.detectAndCompute(image, None)
         return self._features[key]
 
 
 def load_preview(path: str | Path, *, max_pixels: int) -> Preview:
     """Raises ImageDecodeError if the file cannot be decoded."""
+    from findsimilar.daemon.model.decode import decode_preview
+
     grey = decode_preview(Path(path), PREVIEW_SIDE, max_pixels=max_pixels)
     if min(grey.shape) < 8:
         raise ImageDecodeError(f"too small to compare ({grey.shape[1]}x{grey.shape[0]})")
@@ -110,6 +123,7 @@ def _geometries(a: Preview, b: Preview, mirrored: bool):  # noqa: ANN202 - gener
 def _ransac(fa: tuple[list, np.ndarray | None],
             fb: tuple[list, np.ndarray | None]) -> np.ndarray | None:
     """The similarity transform taking b's keypoints onto a's, or None."""
+    cv2 = _cv2()
     (ka, da), (kb, db) = fa, fb
     if da is None or db is None or len(ka) < _MIN_INLIERS or len(kb) < _MIN_INLIERS:
         return None
@@ -126,6 +140,7 @@ def _ransac(fa: tuple[list, np.ndarray | None],
 def _tile_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
     """Worst-tile NCC of ``a`` and ``b`` aligned by ``matrix`` (b -> a), compared in
     the frame of the softer picture so that neither is upsampled."""
+    cv2 = _cv2()
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if not np.isfinite(scale) or scale <= 1e-3:
         return -1.0
@@ -144,6 +159,7 @@ def _tile_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
 
 
 def _worst_tile(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    cv2 = _cv2()
     a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), 1.0)
     # A pixel clipped in one picture but not the other says nothing (a brightened

@@ -1,5 +1,6 @@
 """The long-lived daemon's lifecycle: the lock, the socket, signals, the parts, the
-periodic work, and stopping.
+periodic work, and stopping. The model is not loaded here: it runs in a worker process
+started when a picture needs it and ended when idle (``model.client``).
 
 The parts, each owning what it changes:
   * the engine (store, index, model): the one façade every part uses;
@@ -114,7 +115,6 @@ class Daemon:
             systemd.notify_ready(f"serving on {self.config.socket_path}")
             log.info("findsimilar %s serving %s (data in %s)", __version__,
                      self.config.socket_path, self.config.data_dir)
-            engine.warm_up()
             while not self.stopping.wait(timeout=0.5):
                 self._tick(work)
             code = self._shutdown(server)

@@ -93,8 +93,12 @@ def test_a_folder_of_hostile_files_is_indexed_with_every_failure_recorded_and_me
                           message=lambda: f"rows: {sorted(store_rows(daemon.data_dir))}")
         status = daemon.wait_idle(60)
         peak_mb = vm_hwm_mb(daemon.pid)
+        # The pictures are decoded in the model worker: its peak is bounded too.
+        worker = status["worker"]
+        worker_peak_mb = vm_hwm_mb(worker["pid"]) if worker["running"] else 0.0
         print(f"daemon VmHWM: {before_mb:.0f} MB before the hostile corpus, "
-              f"{peak_mb:.0f} MB after")
+              f"{peak_mb:.0f} MB after; model worker VmHWM {worker_peak_mb:.0f} MB "
+              f"({worker['replaced']} replaced)")
 
         assert daemon.alive() and daemon.call("ping")
         for case in cases:
@@ -122,6 +126,8 @@ def test_a_folder_of_hostile_files_is_indexed_with_every_failure_recorded_and_me
             hit = daemon.search(shared(rel), k=3)[0]
             assert hit["path"] == str(photo) and hit["score"] > 0.99
         assert peak_mb < RSS_BOUND_MB
+        assert worker["running"] and worker["replaced"] == 0
+        assert worker_peak_mb < RSS_BOUND_MB
 
         # The watcher still follows the folder after all that.
         late = copy_photos(watched, LATE[:1])[0]

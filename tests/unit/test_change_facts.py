@@ -1,11 +1,13 @@
-"""What counts as a change of a file (daemon/indexer.py), on plain rows and real files."""
+"""What counts as a change of a file (daemon/indexing/indexer.py and pipeline.py), on plain
+rows and real files."""
 
 from __future__ import annotations
 
 import errno
 import os
 
-from findsimilar.daemon.indexing.indexer import Prepared, _same_file, _unopened
+from findsimilar.daemon.indexing.indexer import _same_file
+from findsimilar.daemon.indexing.pipeline import Prepared, _unopened
 from findsimilar.daemon.indexing.scanner import ScannedFile
 from findsimilar.daemon.storage.store import FileRecord
 

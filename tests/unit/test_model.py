@@ -91,15 +91,31 @@ def test_extractors_have_distinct_ids_so_vector_spaces_never_mix() -> None:
     assert lite2.input_size == 260
 
 
+def test_what_the_daemon_knows_without_torch_agrees_with_the_loaded_extractor(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision
+
+    from findsimilar.daemon.model.spec import model_spec
+
+    weights = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+    monkeypatch.setenv("FINDSIMILAR_RESNET50_WEIGHTS", str(weights))
+    for name in ("efficientnet-lite0-gem", "efficientnet-lite2-gem", "resnet50-gem"):
+        spec, ext = model_spec(name), create_extractor(name)
+        assert (spec.id, spec.dim, spec.input_size) == (ext.id, ext.dim, ext.input_size)
+
+
 def test_unknown_extractor_and_missing_resnet_weights_give_clear_errors(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from findsimilar.daemon.model.spec import model_spec
     from findsimilar.errors import FindSimilarError
 
-    with pytest.raises(FindSimilarError, match="unknown extractor"):
-        create_extractor("nope")
-    monkeypatch.delenv("FINDSIMILAR_RESNET50_WEIGHTS", raising=False)
-    with pytest.raises(FindSimilarError, match="FINDSIMILAR_RESNET50_WEIGHTS"):
-        create_extractor("resnet50-gem")
+    for make in (create_extractor, model_spec):  # the daemon's checks say the same
+        with pytest.raises(FindSimilarError, match="unknown extractor"):
+            make("nope")
+        monkeypatch.delenv("FINDSIMILAR_RESNET50_WEIGHTS", raising=False)
+        with pytest.raises(FindSimilarError, match="FINDSIMILAR_RESNET50_WEIGHTS"):
+            make("resnet50-gem")
 
 
 def test_resnet50_extractor_loads_a_user_supplied_weights_file(tmp_path, monkeypatch) -> None:

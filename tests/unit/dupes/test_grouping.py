@@ -119,12 +119,19 @@ def index(store: Store, **hash_of: str) -> dict[str, str]:
     return paths
 
 
+class NoModel:
+    """A model the exact tier must not use."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the exact tier needs no model (asked for {name})")
+
+
 def exact_groups(store: Store, **options: Any) -> list[list[str]]:
     def no_vectors(ids: np.ndarray) -> np.ndarray:
         raise AssertionError("the exact tier needs no vectors")
 
     result = find_duplicates(store, "none", no_vectors, DupesOptions(tiers=("exact",), **options),
-                             max_pixels=1)
+                             model=NoModel())  # type: ignore[arg-type]
     return [sorted(g["files"]) for g in result["groups"]]
 
 

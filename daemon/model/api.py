@@ -1,0 +1,67 @@
+"""The model as the engine sees it: pictures in, futures of vectors and scores out.
+
+Two implementations share this interface: ``local.LocalModel`` decodes and runs the
+network in threads of the calling process (``--no-daemon``, and inside the worker), and
+``client.WorkerModel`` hands the same work to a worker process (the daemon, which then
+never imports torch). Neither call blocks: work is queued by priority and batched for
+the network; the future carries the result, or ``ImageDecodeError`` with the reason a
+picture could not be read.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from findsimilar.daemon.model.spec import ModelSpec
+
+__all__ = ["PRIORITY_CHECK", "PRIORITY_INDEX", "PRIORITY_QUERY", "Embedded", "Model",
+           "Picture"]
+
+# Lower runs first: a search someone waits for, then pixel checks, then indexing.
+PRIORITY_QUERY = 0
+PRIORITY_CHECK = 1
+PRIORITY_INDEX = 2
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A picture's descriptor and what decoding it told about the original."""
+
+    vector: np.ndarray  # float32 (dim,), L2-normalised
+    width: int  # after EXIF orientation
+    height: int
+    format: str  # Pillow's name, from the content
+    content: tuple[float, float] = (1.0, 1.0)  # share of width, height inside solid borders
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One side of a pixel check: a key naming the picture while the caller's checks
+    run (its previews are cached under it) and the files that hold it (any will do)."""
+
+    key: str
+    paths: tuple[str, ...]
+
+
+class Model(Protocol):
+    spec: ModelSpec
+
+    def embed(self, source: bytes | Path, name: str, *,
+              priority: int = PRIORITY_INDEX) -> Future[Embedded]:
+        """The descriptor of ``source`` (file bytes, or a path to stream a big file from);
+        ``name`` names it in reasons and in ``status``."""
+
+    def compare(self, a: Picture, b: Picture) -> Future[float | None]:
+        """``verify.compare`` of the two pictures (rounded to 4 places), or None if one
+        of them cannot be read."""
+
+    def status(self) -> dict[str, object]:
+        """Whether the model runs, where, and what it is working on."""
+
+    def close(self) -> None:
+        """Stop; work not done yet is dropped (its futures are cancelled)."""

