@@ -8,6 +8,7 @@ roots.Roots`'s.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -38,7 +39,9 @@ class Listings:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._runs: list[dict[str, int]] = []  # list.append/remove: atomic under the GIL
+        # By run, not by value: two listings' progress dicts may be equal.
+        self._runs: dict[int, dict[str, int]] = {}
+        self._next = itertools.count()
 
     def run(self, options: DupesOptions, should_stop: Callable[[], bool],
             also: Callable[[int, int], None] | None = None, *,
@@ -46,7 +49,8 @@ class Listings:
         """``engine.duplicates`` with its progress kept for ``status`` (and passed to
         ``also``: a progress bar in this process)."""
         progress = {"done": 0, "total": 0, **({"background": 1} if background else {})}
-        self._runs.append(progress)
+        key = next(self._next)  # count(): atomic under the GIL, as are dict set/pop
+        self._runs[key] = progress
 
         def report(done: int, total: int) -> None:
             progress.update(done=done, total=total)
@@ -56,10 +60,10 @@ class Listings:
         try:
             return self.engine.duplicates(options, report, should_stop=should_stop)
         finally:
-            self._runs.remove(progress)
+            del self._runs[key]
 
     def progress(self) -> list[dict[str, int]]:
-        return [dict(p) for p in self._runs]
+        return [dict(p) for p in list(self._runs.values())]
 
 
 class Work:

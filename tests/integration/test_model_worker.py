@@ -4,8 +4,8 @@ replaced, that file failed with the reason, the daemon untouched (issue 13, part
 
 Real faults on the real worker: SIGKILL (a segfault or the OOM killer would do the same)
 and SIGSTOP (a decoder stuck for ever) while it decodes a known file — a 144 MP PNG that
-takes a second or more to decode, dropped into a watched folder with new photos (which
-go through the same worker) — once it decodes that file and nothing else.
+takes half a second or more to decode, dropped into a watched folder — once it decodes
+that file and nothing else; new photos dropped in then wait for the same worker.
 """
 
 from __future__ import annotations
@@ -120,20 +120,23 @@ def decoding(d: DaemonProcess, path: Path) -> int:
     return pid
 
 
-def drop(d: DaemonProcess, name: str, seed: int) -> tuple[Path, list[Path]]:
-    """Two new photos and a big PNG written into the watched folder at once, the PNG
-    last (so it is the one the worker decodes last, alone)."""
-    big, data = d.inbox / name, pixel_flood_png(12_000, 12_000, seed=seed)  # type: ignore[attr-defined]
-    photos = new_photos(d, 2, seed)
-    big.write_bytes(data)
-    return big, photos
+def drop(d: DaemonProcess, name: str, seed: int) -> tuple[Path, int, list[Path]]:
+    """A big PNG written into the watched folder; once the worker decodes it, alone, the
+    worker is frozen there (SIGSTOP) and two new photos are written in after it (they wait
+    for the same worker). Returns the PNG, the frozen worker's pid and the photos.
+
+    The PNG goes first and alone: written with the photos, it would be decoded beside
+    them and could be nearly done by the time it was alone (0.5 s to decode here)."""
+    big = d.inbox / name  # type: ignore[attr-defined]
+    big.write_bytes(pixel_flood_png(12_000, 12_000, seed=seed))
+    pid = decoding(d, big)
+    return big, pid, new_photos(d, 2, seed)
 
 
 def test_a_worker_killed_on_a_file_is_replaced_and_only_that_file_fails(
         daemon: DaemonProcess):
     before = worker(daemon)
-    big, good = drop(daemon, "flood-killed.png", seed=2)
-    pid = decoding(daemon, big)
+    big, pid, good = drop(daemon, "flood-killed.png", seed=2)
     os.kill(pid, signal.SIGKILL)
 
     failed = wait_until(lambda: (r := row(daemon, big)) and r["status"] == "failed" and r, 60)
@@ -148,8 +151,8 @@ def test_a_worker_killed_on_a_file_is_replaced_and_only_that_file_fails(
 def test_a_worker_hanging_on_a_file_is_replaced_and_only_that_file_fails(
         daemon: DaemonProcess):
     before = worker(daemon)
-    big, good = drop(daemon, "flood-stuck.png", seed=3)
-    pid = decoding(daemon, big)  # stopped, and left so: the daemon must notice
+    big, pid, good = drop(daemon, "flood-stuck.png", seed=3)  # stopped, and left so:
+    # the daemon must notice
 
     failed = wait_until(lambda: (r := row(daemon, big)) and r["status"] == "failed" and r,
                         TIMEOUT + 30)

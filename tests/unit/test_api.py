@@ -108,3 +108,53 @@ def test_watching_a_path_that_is_no_folder_is_refused(engine, tmp_path: Path):
                                          "args": {"path": str(photo)}})
     assert reply["error"] == {"type": "MissingFileError",
                               "message": f"not a folder: {photo}", "exit_code": 3}
+
+
+def test_listings_running_at_once_keep_their_progress_apart(engine):
+    """Two `dupes` listings whose progress is equal (both 0 of 0) end in either order;
+    each keeps and removes its own entry (was: the first equal one, so the other's
+    progress vanished from status and its end raised ValueError)."""
+    started, moved = threading.Semaphore(0), threading.Semaphore(0)
+    go = {"a": threading.Event()}
+    end = {name: threading.Event() for name in ("a", "b")}
+
+    class Held:
+        """An engine whose listing steps when the test says, with the real engine's
+        result."""
+
+        def duplicates(self, options, report, should_stop):  # noqa: ANN001, ANN202
+            name = options.paths[0]
+            report(0, 0)
+            started.release()
+            if name == "a":  # b ends as it began: equal to a's progress
+                go[name].wait(10)
+                report(5, 10)
+                moved.release()
+            end[name].wait(10)
+            return engine.duplicates(options, report, should_stop=should_stop)
+
+    from findsimilar.daemon.dupes.grouping import DupesOptions
+
+    listings = Listings(Held())  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            listings.run(DupesOptions(paths=[name]), lambda: False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = {n: threading.Thread(target=run, args=(n,)) for n in ("a", "b")}
+    for t in threads.values():
+        t.start()
+        assert started.acquire(timeout=10)
+    assert listings.progress() == [{"done": 0, "total": 0}] * 2
+    end["b"].set()
+    threads["b"].join(10)
+    assert listings.progress() == [{"done": 0, "total": 0}]  # a's own entry
+    go["a"].set()
+    assert moved.acquire(timeout=10)
+    assert listings.progress() == [{"done": 5, "total": 10}]
+    end["a"].set()
+    threads["a"].join(10)
+    assert not errors and listings.progress() == []
