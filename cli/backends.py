@@ -83,7 +83,7 @@ class LocalBackend:
 
 
 class DaemonBackend:
-    """Asks the running daemon; the model is already warm there."""
+    """Asks the running daemon (its model worker stays warm between requests, until idle)."""
 
     def __init__(self, client: DaemonClient) -> None:
         self.client = client
