@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from findsimilar.config import Config
+from findsimilar.daemon.dupes.around import groups_around
 from findsimilar.daemon.dupes.grouping import DupesOptions, find_duplicates, mark_not_duplicates
 from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts
 from findsimilar.daemon.indexing.indexer import Indexer, IndexSummary, ProgressFn
@@ -198,6 +199,13 @@ class Engine:
             return find_duplicates(store, self.spec.id, self.index.vectors, options,
                                    model=self.model, progress=progress,
                                    should_stop=should_stop)
+
+    def groups_around(self, paths: list[str], options: DupesOptions | None = None, *,
+                      should_stop: StopFn = _never) -> list[dict]:
+        """The duplicate groups holding a file at or under ``paths`` (``dupes.around``)."""
+        with self._side_store() as store:
+            return groups_around(store, self.index, self.spec.id, self.model, paths,
+                                 options or DupesOptions(), should_stop=should_stop)
 
     def same_picture(self, query: str, paths: list[str], *,
                      should_stop: StopFn = _never) -> dict[str, object]:

@@ -91,6 +91,8 @@ class Config:
     client_timeout: float = 60.0
     # Every command runs in the calling process, like --no-daemon.
     no_daemon: bool = False
+    # The daemon shows a desktop notification when a new photo is a duplicate.
+    notify: bool = False
     # The model's arithmetic: auto (bfloat16 where the CPU has it natively), fp32, bf16.
     precision: str = "auto"
     resnet50_weights: Path | None = None
@@ -202,6 +204,7 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
     Setting("model_idle", _SECONDS, _seconds, _seconds),
     Setting("model_timeout", _SECONDS, _seconds, _seconds),
     Setting("no_daemon", "true or false", _flag_env, _flag_file),
+    Setting("notify", "true or false", _flag_env, _flag_file),
     # A bad variable reaches the model, which names the choices (as it always did).
     Setting("precision", "one of auto, fp32, bf16", _text, _precision),
     Setting("plugins_dir", "a folder", _path_env, _path_file),
@@ -271,7 +274,7 @@ def load_config() -> Config:
     kwargs: dict[str, Any] = {"data_dir": data_dir, "socket_path": default_socket_path(data_dir)}
     for key in ("extractor", "settle_after_close", "settle_quiet", "precheck_after",
                 "compress_above", "busy_timeout", "model_idle", "model_timeout", "client_timeout",
-                "no_daemon", "precision", "resnet50_weights", "plugins_dir"):
+                "no_daemon", "notify", "precision", "resnet50_weights", "plugins_dir"):
         value = setting(key)
         if value is not None:
             kwargs[key] = value

@@ -86,12 +86,15 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option("--apply", "apply_", is_flag=True, help="Really do the --action; it is logged "
                                                      "and `findsimilar dupes undo` reverses it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--follow", is_flag=True,
+              help="Keep running: print each new or changed group (exact and near, or "
+                   "--tier) as a JSON line as photos arrive in watched folders.")
 @NO_DAEMON
 def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
              threshold: float | None, similar_threshold: float | None,
              keep_in: tuple[str, ...], keep_by: tuple[str, ...], as_json: bool,
              html: str | None, action: str | None, move_to: str | None, apply_: bool,
-             quiet: bool, no_daemon: bool) -> None:
+             quiet: bool, follow: bool, no_daemon: bool) -> None:
     """List duplicate groups of the indexed photos (under PATHs, or all).
 
     \b
@@ -109,11 +112,20 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
       findsimilar dupes --keep-in ~/Pictures/Best --action trash           # dry run
       findsimilar dupes --keep-in ~/Pictures/Best --action trash --apply
       findsimilar dupes undo                 # put the last applied action back
+      findsimilar dupes --follow             # a JSON line per new duplicate group
       findsimilar dupes ignore a.jpg b.jpg   # these are not duplicates
 
     \b
     Also: findsimilar dupes undo|logs|ignore|unignore (see their --help).
     """
+    if follow:
+        if paths or action or move_to or apply_ or html or keep_in or threshold is not None:
+            raise click.UsageError("--follow takes only --tier/--all (it reports what the "
+                                   "daemon finds in the watched folders)")
+        from findsimilar.cli.commands.follow import follow_groups
+
+        follow_groups(TIERS if all_tiers else tiers or ("exact", "near"), no_daemon)
+        return
     if move_to and action not in (None, "move"):
         raise click.UsageError("--move-to goes with --action move")
     action = "move" if move_to else action

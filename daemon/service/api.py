@@ -22,6 +22,7 @@ from findsimilar import __version__
 from findsimilar.config import Config
 from findsimilar.daemon.dupes.grouping import options_from
 from findsimilar.daemon.engine import Engine
+from findsimilar.daemon.service.follow import DupesFeed
 from findsimilar.daemon.service.scheduler import IndexPaths, Reconcile, Scheduler
 from findsimilar.daemon.service.work import Listings
 from findsimilar.errors import (
@@ -140,12 +141,15 @@ class DaemonVerbs(Verbs):
     """The verbs as the daemon serves them on its socket: also indexing through the
     scheduler, the watched folders, status and stop; ``handle`` answers a request."""
 
+    cancellable = Verbs.cancellable | {"dupes_follow"}
+
     def __init__(self, config: Config, engine: Engine, listings: Listings, *,
                  scheduler: Scheduler, folders: Roots, watcher: Watcher,
                  roots: Callable[[], list[dict[str, Any]]], status: Callable[[], dict],
                  stopping: threading.Event, disk: DiskFull,
-                 on_damage: Callable[[StoreError], None]) -> None:
+                 on_damage: Callable[[StoreError], None], feed: DupesFeed | None = None) -> None:
         super().__init__(engine, listings)
+        self.feed = feed or DupesFeed()
         self.config = config
         self.scheduler = scheduler
         self.folders = folders
@@ -198,7 +202,8 @@ class DaemonVerbs(Verbs):
                 "data_dir": str(self.config.data_dir)}
 
     def cmd_status(self) -> dict[str, Any]:
-        return self.status()
+        # "followed": a `dupes --follow` listens (new photos are checked as they arrive).
+        return {**self.status(), "followed": self.feed.followed()}
 
     def cmd_index(self, paths: list[str], wait: bool = True,
                   rehash: bool = False) -> dict[str, Any]:
@@ -240,6 +245,14 @@ class DaemonVerbs(Verbs):
                 raise MissingFileError(f"no such file or folder: {p}")
         self.scheduler.put(Reconcile(chosen or None, bool(rehash)))
         return {"queued": True, "rehash": bool(rehash)}
+
+    def cmd_dupes_follow(self, after: int | None = None, wait: float = 20.0, *,
+                         should_stop: StopFn) -> dict[str, Any]:
+        """Duplicate groups found as photos arrive in watched folders (``follow``): those
+        numbered above ``after`` (None: start from now), waiting up to ``wait`` seconds."""
+        if not (after is None or type(after) is int) or type(wait) not in (int, float):
+            raise BadArguments("'after' must be a whole number or null, 'wait' a number")
+        return self.feed.poll(after, wait, should_stop)
 
     def cmd_stop(self) -> dict[str, Any]:
         threading.Timer(0.05, self.stopping.set).start()

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from findsimilar import __version__, systemd
 from findsimilar.config import Config, default_pictures_dir, standard_data_dir
@@ -43,14 +43,24 @@ from findsimilar.daemon.indexing.roots import Roots
 from findsimilar.daemon.indexing.watcher import Op, Watcher
 from findsimilar.daemon.model.memory import give_back_if_quiet
 from findsimilar.daemon.service.api import DaemonVerbs
+from findsimilar.daemon.service.follow import Announcer, DupesFeed
 from findsimilar.daemon.service.logs import flush_repeats
-from findsimilar.daemon.service.scheduler import ApplyEvents, Precheck, Reconcile, Scheduler
+from findsimilar.daemon.service.scheduler import (
+    Announce,
+    ApplyEvents,
+    Precheck,
+    Reconcile,
+    Scheduler,
+)
 from findsimilar.daemon.service.server import SocketServer, bind_unix_socket
 from findsimilar.daemon.service.status import StatusReport
 from findsimilar.daemon.service.work import Listings, Work
 from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.daemon.storage.storeaccess import StoreAccess
 from findsimilar.errors import EXIT_DAEMON_RUNNING, FindSimilarError, StoreError, store_damage
+
+if TYPE_CHECKING:
+    from findsimilar.daemon.service.notify import Notifier
 
 __all__ = ["AlreadyRunning", "Daemon"]
 
@@ -87,6 +97,7 @@ class Daemon:
         self._lock_fd: int | None = None
         self._owns_socket_file = False
         self._fatal: StoreError | None = None  # the store is damaged: exit with it
+        self.notifier: Notifier | None = None  # desktop notifications (config: notify)
 
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -127,19 +138,27 @@ class Daemon:
     def _assemble(self, engine: Engine, watcher: Watcher) -> tuple[Work, DaemonVerbs]:
         """The indexing work, the status report and the verbs, wired to each other."""
         listings = Listings(engine)
+        if self.config.notify:
+            from findsimilar.daemon.service.notify import Notifier
+
+            self.notifier = Notifier()
+        feed = DupesFeed(always=self.notifier is not None)
+        announcer = Announcer(feed, engine.groups_around,
+                              lambda paths: self.scheduler.put(Announce(paths)), self.notifier)
         report: list[StatusReport] = []  # (the work's status line needs the report)
         work = Work(engine, watcher, self.folders, self.roots,
                     progress=self.scheduler.progress, stopping=self.stopping,
                     disk=self.disk, access=self.access, listings=listings,
                     more_waiting=self.scheduler.has_waiting,
-                    status_line=lambda: report[0].line())
+                    status_line=lambda: report[0].line(), announcer=announcer)
         report.append(StatusReport(self.config, engine, scheduler=self.scheduler, work=work,
                                    listings=listings, folders=self.folders, watcher=watcher,
-                                   roots=self.roots, disk=self.disk, access=self.access))
+                                   roots=self.roots, disk=self.disk, access=self.access,
+                                   notifier=self.notifier))
         verbs = DaemonVerbs(self.config, engine, listings, scheduler=self.scheduler,
                             folders=self.folders, watcher=watcher, roots=self.roots,
                             status=report[0], stopping=self.stopping, disk=self.disk,
-                            on_damage=self._store_damaged)
+                            on_damage=self._store_damaged, feed=feed)
         return work, verbs
 
     def _handle(self, verbs: DaemonVerbs) -> Callable[..., dict[str, Any]]:
@@ -204,6 +223,8 @@ class Daemon:
         log.info("stopping")
         server.close()
         self.watcher.stop()
+        if self.notifier is not None:
+            self.notifier.close()
         if not self.scheduler.quit(timeout=4):
             log.warning("indexer still busy at shutdown; its last batch is lost, not damaged")
         try:

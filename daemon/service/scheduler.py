@@ -3,7 +3,7 @@
 The thread (``fs-index``) is the store's only writer, so tasks never race each other;
 queries are answered beside it by the socket server's threads. Each kind of work is a
 small class (:class:`Reconcile`, :class:`ApplyEvents`, :class:`IndexPaths`,
-:class:`Precheck`) that says how it behaves when things go wrong:
+:class:`Precheck`, :class:`Announce`) that says how it behaves when things go wrong:
 
 * a full disk pauses indexing: a task is skipped (the reconcile queued when space is
   back catches up on it), refused (a client asked to index: it is told why), or run
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from findsimilar.daemon.indexing.watcher import Op
     from findsimilar.daemon.service.work import Work
 
-__all__ = ["ApplyEvents", "IndexPaths", "Precheck", "Progress", "Reconcile", "Scheduler",
-           "Task"]
+__all__ = ["Announce", "ApplyEvents", "IndexPaths", "Precheck", "Progress", "Reconcile",
+           "Scheduler", "Task"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,27 @@ class Precheck(Task):
 
     def run(self, work: Work) -> Any:
         return work.precheck(self.generation)
+
+
+@dataclass(eq=False)
+class Announce(Task):
+    """Look for duplicates around photos that just arrived (``follow``): for followers
+    of `dupes --follow` and the desktop notification."""
+
+    paths: list[str] = field(default_factory=list)
+    name: ClassVar[str] = "announce"
+    doing: ClassVar[str] = "looking for duplicates of new photos"
+    while_paused: ClassVar[str] = "run"
+    writes: ClassVar[bool] = False  # (pixel-check verdicts only, as Precheck)
+
+    def run(self, work: Work) -> Any:
+        return work.announce(self.paths)
+
+    def absorb(self, other: Task) -> bool:
+        if not isinstance(other, Announce):
+            return False
+        self.paths = list(dict.fromkeys([*self.paths, *other.paths]))
+        return True
 
 
 class _Stopped(Exception):

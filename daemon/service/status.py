@@ -27,7 +27,7 @@ class StatusReport:
     def __init__(self, config: Config, engine: Engine, *, scheduler: Scheduler, work: Work,
                  listings: Listings, folders: Roots, watcher: Watcher,
                  roots: Callable[[], list[dict[str, Any]]], disk: DiskFull,
-                 access: StoreAccess) -> None:
+                 access: StoreAccess, notifier: Any = None) -> None:
         self.config = config
         self.engine = engine
         self.scheduler = scheduler
@@ -38,6 +38,7 @@ class StatusReport:
         self.roots = roots
         self.disk = disk
         self.access = access
+        self.notifier = notifier  # notify.Notifier, when notifications are on
         self.started = time.time()
 
     def queued(self) -> int:
@@ -72,6 +73,10 @@ class StatusReport:
             "rate": round(rate, 2),
             "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
             "roots": [self._root(r) for r in self.roots()],
+            # Desktop notifications of new duplicates (config: notify): how many were
+            # sent, and why none can be shown now.
+            "notifications": None if self.notifier is None else {
+                "sent": self.notifier.sent, "problem": self.notifier.problem},
         })
         return info
 

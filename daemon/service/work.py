@@ -21,6 +21,7 @@ from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.indexing.indexer import IndexSummary
 from findsimilar.daemon.indexing.roots import Roots, availability, identify, mount_points
 from findsimilar.daemon.indexing.watcher import Delete, Move, Op, Upsert, Watcher
+from findsimilar.daemon.service.follow import Announcer
 from findsimilar.daemon.service.scheduler import Progress
 from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.daemon.storage.storeaccess import StoreAccess
@@ -72,7 +73,8 @@ class Work:
     def __init__(self, engine: Engine, watcher: Watcher, folders: Roots, roots: RootsFn, *,
                  progress: Progress, stopping: threading.Event, disk: DiskFull,
                  access: StoreAccess, listings: Listings,
-                 more_waiting: Callable[[], bool], status_line: Callable[[], str]) -> None:
+                 more_waiting: Callable[[], bool], status_line: Callable[[], str],
+                 announcer: Announcer | None = None) -> None:
         self.engine = engine
         self.watcher = watcher
         self.folders = folders
@@ -84,6 +86,7 @@ class Work:
         self.listings = listings
         self.more_waiting = more_waiting  # a task is queued: the pre-check yields to it
         self.status_line = status_line
+        self.announcer = announcer  # duplicates of arriving photos (``follow``)
         self.extracted = 0  # pictures through the model since start (a move adds none)
         self.prechecked = -1  # the generation whose duplicate candidates were all checked
 
@@ -199,6 +202,10 @@ class Work:
         # Moved and deleted paths are looked at once more, as they are now, at the end of
         # the batch (not before: a file renamed twice is at neither earlier name).
         self._index_changed(upserts + recheck)
+        if self.announcer is not None:  # duplicates of what arrived, for whoever listens
+            self.announcer.changed(list(dict.fromkeys(
+                op.dst if isinstance(op, Move) else op.path for op in ops
+                if not isinstance(op, Delete))))
         # No save here: rewriting the whole index file per event costs ~46 ms at 10k
         # photos under the lock searches need. The daemon saves within 30 s; a crash
         # before that is repaired from SQLite at the next start.
@@ -236,6 +243,13 @@ class Work:
                        save=False)
 
     # -- duplicates ----------------------------------------------------------------------
+    def announce(self, paths: list[str]) -> dict[str, Any]:
+        """The duplicates around ``paths`` (photos that arrived), for `dupes --follow` and
+        the desktop notification. Yields to any other task."""
+        if self.announcer is None:
+            return {}
+        return self.announcer.run(paths, lambda: self.stopping.is_set() or self.more_waiting())
+
     def precheck(self, generation: int) -> dict[str, Any]:
         """Pixel-check the library's new duplicate candidates while nothing else is to be
         done: the next `dupes` answers from the verdict cache. Yields to any task."""
