@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,8 @@ def record_disk_facts(groups: list[dict[str, Any]]) -> None:
             except OSError:
                 member["stat"] = None
                 continue
-            member["stat"] = ({"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
-                               "mtime_ns": st.st_mtime_ns} if os.path.isfile(member["path"])
-                              and not os.path.islink(member["path"]) else None)
+            member["stat"] = {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
+                              "mtime_ns": st.st_mtime_ns} if stat.S_ISREG(st.st_mode) else None
 
 
 def read_plan(path: Path) -> Plan:
