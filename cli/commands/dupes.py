@@ -187,10 +187,13 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
 
 
 def _warn_not_indexed(result: dict) -> None:
+    """A PATH with nothing indexed under it would otherwise just read "no duplicates"."""
     for path in result.get("stats", {}).get("not_indexed", []):
-        print(f"findsimilar: warning: nothing is indexed under {printable(path)}: its "
-              "duplicates cannot be listed (index it: `findsimilar index PATH`, or watch it: "
-              "`findsimilar watch add PATH`)", file=sys.stderr)
+        what = (f"nothing is indexed under {printable(path)}" if os.path.isdir(path) else
+                f"{printable(path)} is not an indexed photo")
+        print(f"findsimilar: warning: {what}: its duplicates cannot be listed (index it: "
+              "`findsimilar index PATH`, or watch its folder: `findsimilar watch add "
+              "FOLDER`)", file=sys.stderr)
 
 
 def _call(no_daemon: bool, command: str, args: dict[str, Any],

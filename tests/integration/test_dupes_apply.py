@@ -127,9 +127,12 @@ def test_exclude_paths_and_a_path_with_nothing_indexed(cli: Cli, tmp_path: Path)
 
     elsewhere = tmp_path / "not indexed"
     elsewhere.mkdir()
-    run = cli("dupes", str(elsewhere), str(lib / "x"))
+    (elsewhere / "a.txt").write_text("not a photo")
+    run = cli("dupes", str(elsewhere), str(lib / "x"), str(elsewhere / "a.txt"))
     assert (f"findsimilar: warning: nothing is indexed under {elsewhere}: its duplicates "
             "cannot be listed") in run.stderr
+    assert (f"findsimilar: warning: {elsewhere / 'a.txt'} is not an indexed photo"
+            in run.stderr)
     assert str(lib / "x") not in run.stderr  # indexed: no warning
     assert f"KEEP {p['x_keep']}" in run.stdout
 
