@@ -112,14 +112,27 @@ def _group(path: Path, n: int, group: Any) -> dict[str, Any]:
                   'first; edit "keep" and "files" alike')
     if len(set(files)) != len(files):
         raise bad('lists a file twice in "files"')
-    members = {m["path"]: m for m in group.get("members") or []
+    if not isinstance(group.get("members"), list):
+        raise bad('has no "members" (the facts apply checks)')
+    members = {m["path"]: m for m in group["members"]
                if isinstance(m, dict) and isinstance(m.get("path"), str)}
-    missing = [f for f in files if f not in members]
-    if missing:
-        raise bad(f'has no "members" entry (the facts apply checks) for {missing[0]}')
+    for f in files:
+        if f not in members:
+            raise bad(f'has no "members" entry (the facts apply checks) for {f}')
+        if not _facts_ok(members[f]):
+            raise bad(f"has facts for {f} that are not those `dupes --json` prints (a "
+                      '"hash" string, a whole "size", an "mtime" in seconds)')
     keeper = members[keep]
     listed = [{**members[f], "match": _match(members[f], keeper, group["tier"])} for f in files]
     return {**group, "members": listed}
+
+
+def _facts_ok(member: dict[str, Any]) -> bool:
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    return (isinstance(member.get("hash"), str) and number(member.get("size"))
+            and isinstance(member["size"], int) and number(member.get("mtime")))
 
 
 def _match(member: dict[str, Any], keeper: dict[str, Any], tier: str) -> str:

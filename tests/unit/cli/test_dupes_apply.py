@@ -227,16 +227,28 @@ def member_missing(g: dict) -> None:
     g["members"] = g["members"][:1]
 
 
+def size_as_text(g: dict) -> None:
+    g["members"][1]["size"] = "3 kB"
+
+
+def members_not_a_list(g: dict) -> None:
+    g["members"] = 7
+
+
 @pytest.mark.parametrize(("edit", "said"), [
     (keep_elsewhere, "keeps '/somewhere/else.jpg', which is not one of its \"files\""),
     (keep_not_first, "but its \"files\" start with"),
     (member_missing, 'has no "members" entry'),
+    (size_as_text, "that are not those `dupes --json` prints"),
+    (members_not_a_list, 'has no "members"'),
 ])
 def test_a_plan_edited_into_an_inconsistent_one_is_refused_and_nothing_is_done(
         library: dict[str, Path], home: Path, tmp_path: Path, edit, said: str) -> None:
     groups = listing(library)
+    record_disk_facts(groups)
     edit(groups[2])
-    plan = write_plan(tmp_path / "plan.json", groups)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"groups": groups}))
     before = snapshot(home / "Pictures")
     result = run("dupes", "apply", str(plan), "--action", "trash", "--apply")
     assert result.exit_code == EXIT_USAGE
