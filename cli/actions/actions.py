@@ -16,6 +16,7 @@ finding "our" entry again by Path= and DeletionDate is ambiguous.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -43,12 +44,15 @@ from findsimilar.cli.actions.plan import (
     PlannedStep,
     format_plan,
     plan_actions,
+    plan_groups,
 )
 from findsimilar.cli.actions.safefs import (
+    NO_CLONE,
     clone_into,
     copy_bytes,
     move_file,
     numbered,
+    reflink_into,
     tmp_name,
     unlink_quietly,
 )
@@ -59,7 +63,7 @@ from findsimilar.text import printable
 # The planning names too: callers plan and apply through this one module.
 __all__ = ["ACTIONS", "LOG_VERSION", "NEEDS_SAME_BYTES", "Action", "ActionError", "ActionLog",
            "PlannedStep", "UndoResult", "apply_plan", "format_plan", "list_logs",
-           "plan_actions", "undo"]
+           "plan_actions", "plan_groups", "undo"]
 
 ONE_FILE = ("hard-linked files are one file now: editing either changes both (undo cannot "
             "bring back bytes edited since)")
@@ -167,8 +171,8 @@ def _apply_step(step: PlannedStep, record: Record, checker: FactChecker,
         return
     try:
         here, keeper = checker.verify(step)
-        if step.action == "hardlink":
-            record["skip"] = _link_problem(here, keeper)
+        if step.action in ("hardlink", "reflink"):
+            record["skip"] = _link_problem(here, keeper, step.action)
             if record["skip"]:
                 return
         st = here.stat
@@ -186,12 +190,12 @@ def _apply_step(step: PlannedStep, record: Record, checker: FactChecker,
     # A step that raised has undone its own partial work (each is all or nothing).
 
 
-def _link_problem(here: Facts, keeper: Facts) -> str | None:
-    if here.stat.st_dev != keeper.stat.st_dev:
-        return "keeper is on another filesystem (links cannot cross filesystems)"
+def _link_problem(here: Facts, keeper: Facts, action: str) -> str | None:
     if here.inode == keeper.inode:
         return "already a hard link to the keeper"
-    return None
+    if action == "hardlink" and here.stat.st_dev != keeper.stat.st_dev:
+        return "keeper is on another filesystem (links cannot cross filesystems)"
+    return None  # reflink: FICLONE itself says so (EXDEV), as a per-file error
 
 
 def _trash_step(step: PlannedStep, record: Record, act: _Act) -> None:
@@ -217,10 +221,18 @@ def _move_step(step: PlannedStep, record: Record, act: _Act) -> None:
 
 
 def _hardlink_step(step: PlannedStep, record: Record, act: _Act) -> None:
+    _replace_with_keeper(step, record, act, link=True)
+
+
+def _reflink_step(step: PlannedStep, record: Record, act: _Act) -> None:
+    _replace_with_keeper(step, record, act, link=False)
+
+
+def _replace_with_keeper(step: PlannedStep, record: Record, act: _Act, *, link: bool) -> None:
     tmp = tmp_name(step.path)
     act.intent(tmp=tmp, inode=list(act.here.inode))
     try:
-        record["method"] = _clone_or_link(act, tmp)
+        record["method"] = _clone_or_link(act, tmp, link=link)
         act.here.check()  # not the keeper: a new link changes its ctime
         os.replace(tmp, step.path)  # atomic: the path always holds either file
     except BaseException:
@@ -228,15 +240,16 @@ def _hardlink_step(step: PlannedStep, record: Record, act: _Act) -> None:
         raise
 
 
-def _clone_or_link(act: _Act, tmp: str) -> str:
+def _clone_or_link(act: _Act, tmp: str, *, link: bool) -> str:
     """Fill ``tmp`` with the keeper: a reflink copy carrying the file's own mode, owner
-    and times where the filesystem can ("reflink"), else a hard link ("hardlink")."""
+    and times where the filesystem can ("reflink"), else, with ``link``, a hard link
+    ("hardlink"); without ``link``, an OSError saying why the filesystem cannot."""
     keeper = act.keeper
     src = open_regular(keeper.path, follow_symlinks=False)
     try:
         if identity(os.fstat(src)) != identity(keeper.stat):
             raise Changed("keeper changed while being acted on; whole group skipped")
-        if clone_into(src, tmp):
+        if clone_into(src, tmp) if link else _reflink(src, tmp):
             if identity(os.fstat(src)) != identity(keeper.stat):  # written while cloned
                 raise Changed("keeper changed while being acted on; whole group skipped")
             st = act.here.stat
@@ -253,6 +266,22 @@ def _clone_or_link(act: _Act, tmp: str) -> str:
     return "hardlink"
 
 
+def _reflink(src: int, tmp: str) -> bool:
+    """Clone ``src`` into ``tmp``, or raise an OSError saying why the filesystem cannot
+    (the step's message names the file, which is left as it is)."""
+    try:
+        reflink_into(src, tmp)
+    except OSError as error:
+        if error.errno not in NO_CLONE:
+            raise
+        why = ("the keeper is on another filesystem" if error.errno == errno.EXDEV else
+               "this filesystem cannot make reflinks (e.g. ext4, tmpfs; XFS with reflink=1, "
+               "Btrfs and bcachefs can)")
+        raise OSError(error.errno, f"cannot reflink: {why} ({error.strerror}); left as it "
+                                   "is") from None
+    return True
+
+
 def _give_attributes(path: str, mode: int, uid: int, gid: int, times_ns: tuple[int, int],
                      ) -> None:
     with contextlib.suppress(PermissionError):  # only root may give files away
@@ -262,7 +291,8 @@ def _give_attributes(path: str, mode: int, uid: int, gid: int, times_ns: tuple[i
 
 
 _APPLY: dict[str, Callable[[PlannedStep, Record, _Act], None]] = {
-    "trash": _trash_step, "hardlink": _hardlink_step, "move": _move_step}
+    "trash": _trash_step, "hardlink": _hardlink_step, "reflink": _reflink_step,
+    "move": _move_step}
 _DONE = {"trash": "trashed", "move": "moved",
          "hardlink": "hard-linked to its keeper (one file now: edit one, both change)",
          "reflink": "reflinked to its keeper (a separate file sharing its storage)"}
@@ -386,4 +416,5 @@ _EDITED_LINK = ("its bytes are no longer those the log recorded: it is one file 
 _EDITED_CLONE = ("edited since it was reflinked (its bytes are no longer those the log "
                  "recorded); left as it is")
 _UNDO: dict[str, Callable[[Record, int, Intent], str | None]] = {
-    "trash": _undo_relocation, "move": _undo_relocation, "hardlink": _undo_replacement}
+    "trash": _undo_relocation, "move": _undo_relocation, "hardlink": _undo_replacement,
+    "reflink": _undo_replacement}

@@ -2,10 +2,13 @@
 
 A listing is made from the store, which can be stale: a file whose bytes were replaced
 keeping its size and modified time still shows its old hash. So before any step (trash,
-move, hardlink, any future one) both files are hashed again and compared with the hashes
-the listing shows, and right before the rename or link the path is checked to still hold
-the very inode that was hashed (device, inode, size, mtime and ctime, which a user cannot
-set back). Stdlib only: the thin client runs it.
+move, hardlink, reflink, any future one) both files are hashed again and compared with the
+hashes the listing shows; where the listing also recorded the files as it found them on
+disk (a plan from ``dupes --json``: exact modified time, device and inode), a path that
+now holds another inode or another time is skipped before any hashing. Right before the
+rename or link the path is checked to still hold the very inode that was hashed (device,
+inode, size, mtime and ctime, which a user cannot set back). Stdlib only: the thin client
+runs it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class ListedStep(Protocol):
     keep_size: int | None
     keep_mtime: float | None
     keep_hash: str | None
+    mtime_ns: int | None
+    inode: tuple[int, int] | None
+    keep_mtime_ns: int | None
+    keep_inode: tuple[int, int] | None
 
 
 def identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -102,8 +109,10 @@ class FactChecker:
         """(the file, its keeper) as they are now, if the step may still go ahead: both
         are still the files that were listed (the hashes the listing shows; for exact
         duplicates also equal to each other). Raises Changed with the reason to skip."""
-        problem = _keeper(listed_problem(step.keep, step.keep_size, _ns(step.keep_mtime)))
-        problem = problem or listed_problem(step.path, step.size, _ns(step.mtime))
+        problem = _keeper(_seen_problem(step.keep, step.keep_size, step.keep_mtime,
+                                        step.keep_mtime_ns, step.keep_inode))
+        problem = problem or _seen_problem(step.path, step.size, step.mtime, step.mtime_ns,
+                                           step.inode)
         if problem:
             raise Changed(problem)
         try:
@@ -115,13 +124,22 @@ class FactChecker:
         here = self.now(step.path)
         if not step.hash or here.hash != step.hash:
             raise Changed("bytes changed since listing")
-        if (step.tier == "exact" or step.action == "hardlink") and here.hash != keeper.hash:
+        if (step.tier == "exact" or step.action in ("hardlink", "reflink")) and (
+                here.hash != keeper.hash):
             raise Changed("keeper's bytes differ from this file's")
         return here, keeper
 
 
 def _ns(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1e9)
+
+
+def _seen_problem(path: str, size: int | None, mtime: float | None, mtime_ns: int | None,
+                  inode: tuple[int, int] | None) -> str | None:
+    """:func:`listed_problem` on the exact facts where the listing recorded them."""
+    if mtime_ns is None:
+        return listed_problem(path, size, _ns(mtime))
+    return listed_problem(path, size, mtime_ns, inode=inode, tolerance_ns=1)
 
 
 def _keeper(problem: str | None) -> str | None:
@@ -140,15 +158,20 @@ def _lstat_regular(path: str) -> os.stat_result:
     return st
 
 
-def listed_problem(path: str, size: int | None, mtime_ns: int | None) -> str | None:
+def listed_problem(path: str, size: int | None, mtime_ns: int | None, *,
+                   inode: tuple[int, int] | None = None,
+                   tolerance_ns: int = _MTIME_TOLERANCE_NS) -> str | None:
     """Why ``path`` is visibly not the regular file that was listed (gone, another kind,
-    another size or modified time), or None: the cheap check before any hashing."""
+    another inode, size or modified time), or None: the cheap check before any hashing.
+    ``tolerance_ns`` allows for a listed time that went through float seconds."""
     try:
         st = _lstat_regular(path)
     except Changed as error:
         return str(error)
+    if inode is not None and (st.st_dev, st.st_ino) != tuple(inode):
+        return "replaced by another file since listing (another inode)"
     if size is not None and st.st_size != size:
         return f"changed since listing (size {size} -> {st.st_size})"
-    if mtime_ns is not None and abs(st.st_mtime_ns - mtime_ns) >= _MTIME_TOLERANCE_NS:
+    if mtime_ns is not None and abs(st.st_mtime_ns - mtime_ns) >= tolerance_ns:
         return "changed since listing (modified time differs)"
     return None

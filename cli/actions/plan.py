@@ -1,6 +1,7 @@
-"""Planning actions on duplicate photos: what ``dupes --action`` would do to each file
-(the dry run), decided from the listing alone. Nothing is read or touched here but the
-type of ``--move-to``; :mod:`.actions` carries a plan out. Standard library only.
+"""Planning actions on duplicate photos: what ``dupes --action`` (or ``dupes apply``)
+would do to each file (the dry run), decided from the listing alone. Nothing is read or
+touched here but the type of ``--move-to``; :mod:`.actions` carries a plan out. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -13,20 +14,26 @@ from typing import Any, Literal
 from findsimilar.cli.actions.actionlog import ActionError
 from findsimilar.text import human_size, is_under, printable
 
-__all__ = ["ACTIONS", "NEEDS_SAME_BYTES", "Action", "PlannedStep", "format_plan",
-           "plan_actions"]
+__all__ = ["ACTIONS", "DUPLICATE_TIERS", "NEEDS_SAME_BYTES", "REFLINK_NEEDS_SAME_BYTES",
+           "Action", "PlannedStep", "format_plan", "identical_subgroups", "plan_actions",
+           "plan_groups"]
 
-Action = Literal["trash", "hardlink", "move"]
-ACTIONS: tuple[str, ...] = ("trash", "hardlink", "move")
+Action = Literal["trash", "hardlink", "reflink", "move"]
+ACTIONS: tuple[str, ...] = ("trash", "hardlink", "reflink", "move")
+# Only these tiers are ever acted on: "similar" photos are different pictures.
+DUPLICATE_TIERS = ("exact", "near")
 NEEDS_SAME_BYTES = "hardlink needs identical bytes (use trash or move)"
+REFLINK_NEEDS_SAME_BYTES = ("reflink needs identical bytes: a near duplicate is another "
+                            "picture file, not a copy of the keeper's bytes (use trash or move)")
+_REPLACES = ("hardlink", "reflink")  # actions that put the keeper's bytes in the copy's place
 
 
 @dataclass(frozen=True)
 class PlannedStep:
-    action: str  # "trash" | "hardlink" | "move"
+    action: str  # "trash" | "hardlink" | "reflink" | "move"
     path: str  # the file acted on
     keep: str  # the group's keeper
-    target: str | None  # move: wanted destination; hardlink: the keeper; trash: None
+    target: str | None  # move: wanted destination; hardlink/reflink: the keeper; trash: None
     tier: str
     skip: str | None = None  # why this file will not be acted on
     size: int = 0  # as listed; apply skips the file if it differs
@@ -35,6 +42,61 @@ class PlannedStep:
     keep_size: int | None = None  # the keeper as listed
     keep_mtime: float | None = None
     keep_hash: str | None = None
+    # The files as they were on disk when the listing was made (a member's "stat"): apply
+    # then also checks the exact modified time and that the path holds the same inode.
+    mtime_ns: int | None = None
+    inode: tuple[int, int] | None = None
+    keep_mtime_ns: int | None = None
+    keep_inode: tuple[int, int] | None = None
+
+
+def plan_groups(groups: list[dict], action: Action, *, move_to: str | None = None,
+                keep_in: Sequence[str] = ()) -> list[PlannedStep]:
+    """The steps of ``action`` on a listing's groups: exact and near groups only; for
+    hardlink and reflink the byte-identical files of each group (see
+    :func:`identical_subgroups`), and for reflink also a refused step for each near copy,
+    saying why. Raises ActionError like :func:`plan_actions`."""
+    groups = [g for g in groups if g["tier"] in DUPLICATE_TIERS]
+    if action not in _REPLACES:
+        return plan_actions(groups, action, move_to=move_to, keep_in=keep_in)
+    steps = plan_actions(identical_subgroups(groups), action, move_to=move_to, keep_in=keep_in)
+    if action == "reflink":
+        steps += _refused_near_copies(groups, {s.path for s in steps})
+    return steps
+
+
+def identical_subgroups(groups: list[dict]) -> list[dict]:
+    """Links and clones join identical bytes only: each set of byte-identical files in a
+    group becomes a group of its own, kept by the group's keeper if it is one of them, else
+    by a reference-folder file, else the first path."""
+    out = []
+    for g in groups:
+        by_hash: dict[str, list[dict]] = {}
+        for m in g["members"]:
+            by_hash.setdefault(m["hash"], []).append(m)
+        for twins in by_hash.values():
+            if len(twins) < 2:
+                continue
+            keep = next((m for m in twins if m["path"] == g["keep"]), None) or min(
+                twins, key=lambda m: (not m.get("protected"), m["path"]))
+            members = [{**m, "match": "keep" if m is keep else "exact"} for m in twins]
+            out.append({**g, "tier": "exact", "keep": keep["path"], "members": members,
+                        "files": [m["path"] for m in members]})
+    return out
+
+
+def _refused_near_copies(groups: list[dict], planned: set[str]) -> list[PlannedStep]:
+    """A skipped reflink step for each file that is a copy of no other file's bytes."""
+    steps = []
+    for g in groups:
+        hashes = [m["hash"] for m in g["members"]]
+        for m in g["members"]:
+            if m["path"] != g["keep"] and hashes.count(m["hash"]) == 1 and (
+                    m["path"] not in planned):
+                steps.append(PlannedStep("reflink", m["path"], g["keep"], g["keep"],
+                                         g["tier"], REFLINK_NEEDS_SAME_BYTES, m["size"],
+                                         m["mtime"], m["hash"]))
+    return steps
 
 
 def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = None,
@@ -60,12 +122,22 @@ def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = No
                 continue
             reason = _plan_skip(member, action, keepers, folders, seen)
             seen.add(path)
-            target = keep if action == "hardlink" else dest and _move_target(dest, path)
+            target = keep if action in _REPLACES else dest and _move_target(dest, path)
             steps.append(PlannedStep(
                 action, path, keep, target, group.get("tier", ""), reason, member["size"],
                 member["mtime"], member.get("hash", ""), keeper.get("size"), keeper.get("mtime"),
-                keeper.get("hash")))
+                keeper.get("hash"), *_seen(member), *_seen(keeper)))
     return steps
+
+
+def _seen(member: dict) -> tuple[int | None, tuple[int, int] | None]:
+    """(mtime_ns, (dev, ino)) of a member as the listing found it on disk, if it says."""
+    seen = member.get("stat")
+    if not isinstance(seen, dict):
+        return None, None
+    mtime_ns, dev, ino = seen.get("mtime_ns"), seen.get("dev"), seen.get("ino")
+    ints = all(isinstance(v, int) for v in (mtime_ns, dev, ino))
+    return (mtime_ns, (dev, ino)) if ints else (None, None)  # type: ignore[return-value]
 
 
 def _plan_skip(member: dict, action: str, keepers: set[str], folders: list[str],
@@ -77,8 +149,8 @@ def _plan_skip(member: dict, action: str, keepers: set[str], folders: list[str],
         return "it is the keeper of another group"
     if path in seen:
         return "already listed in an earlier group"
-    if action == "hardlink" and member.get("match") != "exact":
-        return NEEDS_SAME_BYTES
+    if action in _REPLACES and member.get("match") != "exact":
+        return NEEDS_SAME_BYTES if action == "hardlink" else REFLINK_NEEDS_SAME_BYTES
     return None
 
 
@@ -128,5 +200,8 @@ def _total(steps: list[PlannedStep]) -> str:
     what = {"trash": f"would move {files} to the trash",
             "hardlink": f"would replace {files} with reflinks (separate files sharing storage) "
                         "where the filesystem can, else hard links to their keepers",
+            "reflink": f"would replace {files} with reflinks of their keepers (separate files "
+                       "sharing storage; where the filesystem cannot, the file is left as "
+                       "it is)",
             "move": f"would move {files} to {printable(where)}"}[steps[0].action]
     return f"{what}; {len(steps) - len(acting)} skipped"

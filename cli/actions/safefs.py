@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 
 from findsimilar.safeio import open_regular
 
-__all__ = ["Check", "clone_into", "copy_bytes", "move_file", "numbered", "rename_no_clobber",
-           "same_device", "tmp_name", "unlink_quietly"]
+__all__ = ["NO_CLONE", "Check", "clone_into", "copy_bytes", "move_file", "numbered",
+           "reflink_into", "rename_no_clobber", "same_device", "tmp_name", "unlink_quietly"]
 
 Check = Callable[[], None]
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # What FICLONE says where the filesystem cannot share extents (ext4, tmpfs: EOPNOTSUPP;
 # older kernels: EINVAL or ENOTTY; two filesystems: EXDEV).
-_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS}
+NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS}
 
 
 def rename_no_clobber(src: str, dst: str, *, check: Check | None = None,
@@ -119,22 +119,27 @@ def clone_into(src_fd: int, dst: str) -> bool:
     """Make ``dst`` (a new file) a reflink copy of ``src_fd`` (ioctl FICLONE): it shares
     the storage but is a separate file, so writing one never changes the other. Returns
     False, leaving nothing behind, where the filesystem cannot clone (ext4, tmpfs, ...)."""
+    try:
+        reflink_into(src_fd, dst)
+    except OSError as error:
+        if error.errno in NO_CLONE:
+            return False
+        raise
+    return True
+
+
+def reflink_into(src_fd: int, dst: str) -> None:
+    """As :func:`clone_into`, but raises the OSError of FICLONE (errno in ``NO_CLONE``
+    where the filesystem cannot clone), with ``dst`` removed again."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         fcntl.ioctl(fd, FICLONE, src_fd)
         os.fsync(fd)
-    except OSError as error:
-        os.close(fd)
-        unlink_quietly(dst)
-        if error.errno in _NO_CLONE:
-            return False
-        raise
     except BaseException:
         os.close(fd)
         unlink_quietly(dst)
         raise
     os.close(fd)
-    return True
 
 
 def numbered(path: str) -> Iterator[str]:

@@ -8,13 +8,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
+from findsimilar.cli.actions.planfile import record_disk_facts
 from findsimilar.cli.backends import ProgressFn, choose_backend
+from findsimilar.cli.commands.dupes_apply import (
+    act_on,
+    apply_cmd,
+    check_path_output,
+    log_dir,
+    print_paths,
+    would_act_on,
+)
 from findsimilar.cli.commands.options import NO_DAEMON
 from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
@@ -28,8 +36,8 @@ KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path
 
 
 class _DefaultToList(click.Group):
-    """``dupes [PATH...]`` means ``dupes list [PATH...]``; ``undo``, ``ignore``, ``logs`` and
-    ``unignore`` are subcommands (write ``./undo`` for a folder of that name)."""
+    """``dupes [PATH...]`` means ``dupes list [PATH...]``; ``apply``, ``undo``, ``ignore``,
+    ``logs`` and ``unignore`` are subcommands (write ``./undo`` for a folder of that name)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         first = next((a for a in args if not a.startswith("-")), None)
@@ -46,8 +54,12 @@ def dupes_group() -> None:
     Examples:
       findsimilar dupes ~/Pictures            # = findsimilar dupes list ~/Pictures
       findsimilar dupes --action trash --apply
+      findsimilar dupes --json > plan.json && findsimilar dupes apply plan.json --apply
       findsimilar dupes undo
     """
+
+
+dupes_group.add_command(apply_cmd)
 
 
 def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -75,16 +87,25 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
                                   "and never touched.")
 @click.option("--keep-by", default="resolution,size,format,oldest", show_default=True,
               callback=_keep_rules, help=f"Keeper rules in order: {', '.join(KEEP_RULES)}.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"groups": [...]} as JSON.')
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Leave out files whose name, folder name or whole path matches GLOB "
+                   "(repeatable).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"groups": [...]} as JSON: a '
+                                                     "plan for `dupes apply`.")
 @click.option("--html", "html", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write a review page with thumbnails.")
-@click.option("--action", type=click.Choice(["trash", "hardlink", "move"]),
+@click.option("--action", type=click.Choice(["trash", "hardlink", "reflink", "move"]),
               help="What to do with each non-keeper in exact/near groups (dry run unless "
                    "--apply).")
 @click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
               help="Folder for --action move (implies it).")
 @click.option("--apply", "apply_", is_flag=True, help="Really do the --action; it is logged "
                                                      "and `findsimilar dupes undo` reverses it.")
+@click.option("--paths", "paths_out", is_flag=True,
+              help="Only print the files that would be acted on (the non-keepers), one a "
+                   "line.")
+@click.option("-0", "--print0", "nul", is_flag=True,
+              help="As --paths, each path ended by a NUL byte (for xargs -0).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--follow", is_flag=True,
               help="Keep running: print each new or changed group (exact and near, or "
@@ -92,9 +113,10 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @NO_DAEMON
 def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
              threshold: float | None, similar_threshold: float | None,
-             keep_in: tuple[str, ...], keep_by: tuple[str, ...], as_json: bool,
-             html: str | None, action: str | None, move_to: str | None, apply_: bool,
-             quiet: bool, follow: bool, no_daemon: bool) -> None:
+             keep_in: tuple[str, ...], keep_by: tuple[str, ...], exclude: tuple[str, ...],
+             as_json: bool, html: str | None, action: str | None, move_to: str | None,
+             apply_: bool, paths_out: bool, nul: bool, quiet: bool, follow: bool,
+             no_daemon: bool) -> None:
     """List duplicate groups of the indexed photos (under PATHs, or all).
 
     \b
@@ -111,15 +133,20 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
       findsimilar dupes --json | jq '.groups[].files'
       findsimilar dupes --keep-in ~/Pictures/Best --action trash           # dry run
       findsimilar dupes --keep-in ~/Pictures/Best --action trash --apply
+      findsimilar dupes --exclude '*.png' --exclude 'exports*' ~/Pictures
+      findsimilar dupes -0 ~/Pictures | xargs -0 ls -l   # the non-keepers
+      findsimilar dupes --json > plan.json   # review, edit, then:
+      findsimilar dupes apply plan.json --action trash --apply
       findsimilar dupes undo                 # put the last applied action back
       findsimilar dupes --follow             # a JSON line per new duplicate group
       findsimilar dupes ignore a.jpg b.jpg   # these are not duplicates
 
     \b
-    Also: findsimilar dupes undo|logs|ignore|unignore (see their --help).
+    Also: findsimilar dupes apply|undo|logs|ignore|unignore (see their --help).
     """
     if follow:
-        if paths or action or move_to or apply_ or html or keep_in or threshold is not None:
+        if (paths or action or move_to or apply_ or html or keep_in or exclude or paths_out
+                or nul or as_json or threshold is not None):
             raise click.UsageError("--follow takes only --tier/--all (it reports what the "
                                    "daemon finds in the watched folders)")
         from findsimilar.cli.commands.follow import follow_groups
@@ -130,7 +157,8 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         raise click.UsageError("--move-to goes with --action move")
     action = "move" if move_to else action
     if apply_ and not action:
-        raise click.UsageError("--apply needs an --action (trash, hardlink or move)")
+        raise click.UsageError("--apply needs an --action (trash, hardlink, reflink or move)")
+    check_path_output(paths_out or nul, as_json, apply_)
     if action == "move" and not move_to:
         raise click.UsageError("--action move needs --move-to DIR")
     for p in [*paths, *keep_in]:
@@ -140,6 +168,8 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
                "tiers": list(TIERS) if all_tiers else list(tiers or ("exact", "near")),
                "threshold": threshold, "similar_threshold": similar_threshold,
                "keep_in": [os.path.abspath(p) for p in keep_in], "keep_by": list(keep_by)}
+    if exclude:  # only when given: a daemon from before --exclude still answers the rest
+        request["exclude"] = list(exclude)
     # New pairs get a pixel check (~50 ms each, once ever): a bar on big first runs.
     bar = ProgressBar("checking pairs") if not quiet else None
     try:
@@ -147,6 +177,8 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
     finally:
         if bar:
             bar.finish()
+    _warn_not_indexed(result)
+    record_disk_facts(result["groups"])  # what `dupes apply` checks the files against
     if html:
         from findsimilar.cli.pages.report import write_report
 
@@ -155,14 +187,27 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         except OSError as exc:  # e.g. its thumbnail folder holds files not its own
             raise FindSimilarError(f"cannot write the review page {html}: {exc}") from None
         print(f"review page: {page}", file=sys.stderr)
+    if paths_out or nul:
+        print_paths(would_act_on(result["groups"], action, move_to, request["keep_in"]), nul)
+        return
     if action:
-        result["actions"] = _act(result, action, move_to, list(request["keep_in"]), apply_,
-                                 as_json)
+        result["actions"], _ = act_on(result["groups"], action, move_to, request["keep_in"],
+                                      apply_, as_json)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     elif not action:
         click.echo(_table(result["groups"]))
         print(_summary(result["groups"]), file=sys.stderr)
+
+
+def _warn_not_indexed(result: dict) -> None:
+    """A PATH with nothing indexed under it would otherwise just read "no duplicates"."""
+    for path in result.get("stats", {}).get("not_indexed", []):
+        what = (f"nothing is indexed under {printable(path)}" if os.path.isdir(path) else
+                f"{printable(path)} is not an indexed photo")
+        print(f"findsimilar: warning: {what}: its duplicates cannot be listed (index it: "
+              "`findsimilar index PATH`, or watch its folder: `findsimilar watch add "
+              "FOLDER`)", file=sys.stderr)
 
 
 def _call(no_daemon: bool, command: str, args: dict[str, Any],
@@ -172,54 +217,6 @@ def _call(no_daemon: bool, command: str, args: dict[str, Any],
         return backend.call(command, args, progress)
     finally:
         backend.close()
-
-
-def _act(result: dict, action: str, move_to: str | None, keep_in: list[str], apply_: bool,
-         as_json: bool) -> dict[str, Any]:
-    from findsimilar.cli.actions.actions import apply_plan, format_plan, plan_actions
-
-    # Only duplicates are ever acted on: "similar" photos are different pictures.
-    groups = [g for g in result["groups"] if g["tier"] in ("exact", "near")]
-    if action == "hardlink":
-        groups = _identical_subgroups(groups)
-    steps = plan_actions(groups, action, move_to=move_to, keep_in=keep_in)  # type: ignore[arg-type]
-    if not apply_:
-        if not as_json:
-            click.echo(format_plan(steps))
-            print("dry run: nothing was changed; add --apply to do it", file=sys.stderr)
-        return {"applied": False, "plan": [asdict(s) for s in steps]}
-    log = apply_plan(steps, _log_dir())
-    if not as_json:
-        click.echo("\n".join(log.messages))
-        print(f"{action}: {log.done} done, {log.skipped} skipped, {log.failed} failed; "
-              f"log {log.path}; `findsimilar dupes undo` reverses it", file=sys.stderr)
-        for note in log.notes:
-            print(f"note: {note}", file=sys.stderr)
-    return {"applied": True, **log.to_json()}
-
-
-def _identical_subgroups(groups: list[dict]) -> list[dict]:
-    """Hard links join identical bytes only: each set of byte-identical files in a group
-    becomes a group of its own, kept by the group's keeper if it is one of them, else by
-    a reference-folder file, else the first path."""
-    out = []
-    for g in groups:
-        by_hash: dict[str, list[dict]] = {}
-        for m in g["members"]:
-            by_hash.setdefault(m["hash"], []).append(m)
-        for twins in by_hash.values():
-            if len(twins) < 2:
-                continue
-            keep = next((m for m in twins if m["path"] == g["keep"]), None) or min(
-                twins, key=lambda m: (not m.get("protected"), m["path"]))
-            members = [{**m, "match": "keep" if m is keep else "exact"} for m in twins]
-            out.append({**g, "tier": "exact", "keep": keep["path"], "members": members,
-                        "files": [m["path"] for m in members]})
-    return out
-
-
-def _log_dir() -> Path:
-    return load_config().data_dir / "actions"
 
 
 def _table(groups: list[dict]) -> str:
@@ -268,7 +265,7 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
     """
     from findsimilar.cli.actions.actions import undo
 
-    result = undo(_log_dir(), Path(log) if log else None)
+    result = undo(log_dir(), Path(log) if log else None)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -288,7 +285,7 @@ def logs_cmd(as_json: bool) -> None:
     """
     from findsimilar.cli.actions.actions import list_logs
 
-    logs = list_logs(_log_dir())
+    logs = list_logs(log_dir())
     if as_json:
         click.echo(json.dumps(logs, indent=2))
         return

@@ -2,7 +2,8 @@
 
 How a listing is made, never touching an N×N matrix:
 
-1. The files in scope are read from the store and bucketed by content hash:
+1. The files in scope (``scope.py``: under the PATHs asked for, less ``--exclude``) are
+   read from the store and bucketed by content hash:
    a bucket of two or more files is an *exact* duplicate set.
 2. One vector per distinct content gives each picture's nearest neighbours above
    ``CANDIDATE_COSINE`` (``neighbours.py``): the candidate pairs.
@@ -28,6 +29,7 @@ import numpy as np
 
 from findsimilar.daemon.dupes.keep import DEFAULT_KEEP, KEEP_RULES, listed_group, picture_pixels
 from findsimilar.daemon.dupes.neighbours import neighbour_pairs
+from findsimilar.daemon.dupes.scope import files_in_scope
 from findsimilar.daemon.dupes.verdicts import Verdicts
 from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.model.verify import NEAR_SCORE
@@ -54,6 +56,7 @@ class DupesOptions:
     similar_cosine: float = SIMILAR_COSINE
     keep_in: list[str] = field(default_factory=list)
     keep_by: tuple[str, ...] = DEFAULT_KEEP
+    exclude: tuple[str, ...] = ()  # globs of files left out (scope.py says how they match)
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tiers if t not in TIERS]
@@ -70,7 +73,8 @@ class DupesOptions:
 def options_from(paths: list[str] | None = None, tiers: list[str] | None = None,
                  threshold: float | None = None, keep_in: list[str] | None = None,
                  keep_by: list[str] | None = None,
-                 similar_threshold: float | None = None) -> DupesOptions:
+                 similar_threshold: float | None = None,
+                 exclude: list[str] | None = None) -> DupesOptions:
     """Options from the ``dupes`` request's arguments (relative paths made absolute)."""
     return DupesOptions(
         paths=[os.path.abspath(p) for p in paths or []],
@@ -78,7 +82,7 @@ def options_from(paths: list[str] | None = None, tiers: list[str] | None = None,
         near_score=NEAR_SCORE if threshold is None else float(threshold),
         similar_cosine=SIMILAR_COSINE if similar_threshold is None else float(similar_threshold),
         keep_in=[os.path.abspath(p) for p in keep_in or []],
-        keep_by=tuple(keep_by or DEFAULT_KEEP))
+        keep_by=tuple(keep_by or DEFAULT_KEEP), exclude=tuple(exclude or ()))
 
 
 def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray], np.ndarray],
@@ -92,7 +96,8 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
     ``{"groups": [...], "stats": {...}}``; groups are plain dicts (see README,
     "Duplicates").
     """
-    files = _files_in_scope(store, options.paths)
+    files, not_indexed = files_in_scope(store.ok_files, options.paths, options.exclude,
+                                        FileRow)
     by_hash: dict[str, list[FileRow]] = defaultdict(list)
     for f in files:
         by_hash[f["content_hash"]].append(f)
@@ -100,7 +105,8 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
     ignored = store.not_duplicates()
     verdicts = Verdicts(store, lambda h: [f["path"] for f in by_hash[h]], model=model,
                         should_stop=should_stop)
-    stats: dict[str, object] = {"files": len(files), "distinct": len(hashes)}
+    stats: dict[str, object] = {"files": len(files), "distinct": len(hashes),
+                                "not_indexed": not_indexed}
 
     near_edges: list[tuple[int, int, float]] = []
     similar_edges: list[tuple[int, int, float]] = []
@@ -166,13 +172,6 @@ class FileRow:
 
 
 _FORMATS: dict[Any, Any] = {}
-
-
-def _files_in_scope(store: Store, paths: list[str]) -> list[FileRow]:
-    rows = (FileRow(row) for row in store.ok_files(paths) if row["content_hash"])
-    if len(paths) < 2:
-        return list(rows)
-    return list({row.path: row for row in rows}.values())  # nested roots: each file once
 
 
 # -- grouping ---------------------------------------------------------------------------
