@@ -3,9 +3,12 @@
 A real daemon (its own data dir and socket) watches a library of --library distinct
 photos (the 320x240 JPEGs of bench/daemon.py, cached in --workdir) plus the shared photos;
 a real `findsimilar dupes --follow` reads its lines. Then, one at a time, --copies times
-each: an exact copy of a shared photo (cp), and a near copy (the photo at half size, JPEG
-q80) are written into the watched folder, and the time from the file's close to its JSON
-line is taken. The model worker stays warm (default idle time), as on a desktop in use.
+each: an exact copy of a shared photo (written in place, as cp does), and a near copy
+(the photo at half size, JPEG q80, saved in place) are written into the watched folder,
+and the time from the file's close to its JSON line is taken. (The watcher waits 0.2 s
+after a close; a file renamed in, or whose mode changes after its close, as `cp -p` does,
+waits FINDSIMILAR_SETTLE_QUIET, 2 s.) The model worker stays warm (default idle time), as
+on a desktop in use.
 
 Usage: python bench/follow.py [--workdir DIR] [--library 1000] [--copies 10] [--markdown]
 """
@@ -103,15 +106,13 @@ def main() -> None:
         for i, p in enumerate(sorted((lib / "shared").iterdir())):
             for kind in ("exact", "near"):
                 dst = lib / (f"copy-{kind}-{i:02d}" + (p.suffix if kind == "exact" else ".jpg"))
-                tmp = run / dst.name
                 if kind == "exact":
-                    shutil.copy(p, tmp)
+                    shutil.copyfile(p, dst)  # as cp does: written in place, then closed
                 else:
                     with Image.open(p) as im:
                         im.convert("RGB").resize((im.width // 2, im.height // 2)).save(
-                            tmp, quality=80)
-                start = time.monotonic()
-                os.rename(tmp, dst)  # arrives whole: its time starts here
+                            dst, quality=80)
+                start = time.monotonic()  # closed: its time starts here
                 wait_for(lambda d=str(dst): d in seen, 120)
                 times[kind].append(seen[str(dst)] - start)
         rows = [(kind, statistics.median(v), max(v), len(v)) for kind, v in times.items()]

@@ -5,9 +5,11 @@ A full listing (``grouping.find_duplicates``) reads every indexed file; when a p
 lands in a watched folder only its neighbourhood can have changed. So the scope is the
 changed files, their byte-identical copies and their nearest neighbours above the
 candidate threshold (the index's, no model call), and the listing is made over that
-scope with the same rules, verdict cache and pixel checks as ``dupes``. A group is
-reported as that neighbourhood sees it: a near group whose other members are not
-neighbours of the new file may be listed in part (``dupes`` lists it whole).
+scope with the same rules and verdict cache as ``dupes``; only pairs with an arriving
+picture get a new pixel check (pairs of the others count as the cache has them: the
+background pre-check fills it). A group is reported as that neighbourhood sees it: a near
+group whose other members are not neighbours of the new file may be listed in part
+(``dupes`` lists it whole).
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def groups_around(store: Store, index: VectorIndex, extractor: str, model: Model
                         if i >= 0 and s >= CANDIDATE_COSINE)
         found = store.paths_for_features(sorted(near))
         scope = sorted({*mine, *(p for ps in found.values() for p in ps)})
-    listing = find_duplicates(store, extractor, index.vectors, replace(options, paths=scope),
+    # Pixel checks only for pairs with an arriving picture; pairs of the others count as
+    # the cache has them (the background pre-check fills it).
+    listing = find_duplicates(store, extractor, index.vectors,
+                              replace(options, paths=scope, check_only=frozenset(hashes)),
                               model=model, should_stop=should_stop)
     if should_stop():
         return []

@@ -56,6 +56,9 @@ class DupesOptions:
     similar_cosine: float = SIMILAR_COSINE
     keep_in: list[str] = field(default_factory=list)
     keep_by: tuple[str, ...] = DEFAULT_KEEP
+    # Content hashes: only pairs with one of them get a new pixel check, other pairs count
+    # if checked before (``around``: photos that just arrived). None: every pair.
+    check_only: frozenset[str] | None = None
     exclude: tuple[str, ...] = ()  # globs of files left out (scope.py says how they match)
 
     def __post_init__(self) -> None:
@@ -115,7 +118,12 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
         pairs = _candidate_pairs(store, extractor, vectors, hashes, ignored,
                                  min(CANDIDATE_COSINE, options.similar_cosine), should_stop)
         candidates = [(hashes[a], hashes[b]) for a, b, c in pairs if c >= CANDIDATE_COSINE]
-        scores = verdicts.many(candidates, progress)
+        if options.check_only is None:
+            scores = verdicts.many(candidates, progress)
+        else:  # new checks only for pairs with one of these pictures; the cache for others
+            touching = [p for p in candidates if not options.check_only.isdisjoint(p)]
+            scores = verdicts.cached([p for p in candidates if options.check_only.isdisjoint(p)])
+            scores.update(verdicts.many(touching, progress))
         stats["candidate_pairs"] = len(candidates)
         for a, b, c in pairs:
             score = scores.get((hashes[a], hashes[b]), -1.0)

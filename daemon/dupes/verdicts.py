@@ -72,6 +72,12 @@ class Verdicts:
         self._save(fresh)
         return {p: self._known[p] for p in pairs if p in self._known}
 
+    def cached(self, pairs: list[Pair]) -> dict[Pair, float]:
+        """Scores of those of ``pairs`` checked before (no new check)."""
+        self._known.update(self.store.pair_scores(
+            [p for p in pairs if p not in self._known], VERIFIER_ID))
+        return {p: self._known[p] for p in pairs if p in self._known}
+
     def _picture(self, key: str) -> Picture:
         return Picture(self._session + key, tuple(self.paths(key)))
 

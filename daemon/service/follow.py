@@ -16,6 +16,7 @@ nothing still kept (the last ``KEEP`` groups).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,6 +26,8 @@ from typing import Any
 from findsimilar.daemon.dupes.grouping import TIERS, DupesOptions
 
 __all__ = ["FOLLOWER_FRESH", "KEEP", "MOST_WAIT", "Announcer", "DupesFeed"]
+
+log = logging.getLogger(__name__)
 
 FOLLOWER_FRESH = 90.0  # seconds a follower's last poll keeps the feed on
 KEEP = 1000  # groups kept for followers that reconnect
@@ -117,6 +120,7 @@ class Announcer:
 
     def run(self, paths: list[str], should_stop: Callable[[], bool]) -> dict[str, Any]:
         # Every tier: a follower picks its own (`--tier`); notifications are for copies.
+        started = time.monotonic()
         groups = self.groups_around(paths, DupesOptions(tiers=TIERS), should_stop=should_stop)
         if should_stop():
             # Stopped for other work (or the daemon stopping): look again after it, with
@@ -124,6 +128,9 @@ class Announcer:
             self.queue(paths)
             return {"groups": 0, "interrupted": True}
         fresh = self.feed.publish(groups, paths)
+        if fresh:
+            log.info("%d new or changed duplicate group(s) around %d arriving path(s), found "
+                     "in %.2f s", len(fresh), len(paths), time.monotonic() - started)
         if self.notifier is not None:
             for group in fresh:
                 if group["new"] and group["tier"] in ("exact", "near"):
