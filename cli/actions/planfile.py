@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,15 +79,23 @@ def read_plan(path: Path) -> Plan:
                 [k for k in keep_in if isinstance(k, str)])
 
 
+_EMBEDDED = re.compile(rb'<script type="application/json" id="findsimilar-plan">(.*?)</script>',
+                       re.S)
+
+
 def _load(path: Path) -> Any:
     try:
         raw = read_regular(path, _PLAN_LIMIT)
     except OSError as error:  # also NotRegularFile (a folder, a FIFO) and FileTooBig
         raise PlanError(f"cannot read the plan {path}: {error.strerror or error}") from None
     if raw.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
-        raise PlanError(f"{path} is a review page, not a plan: write the plan in the same "
-                        "run as the page, `findsimilar dupes --html PAGE --json > plan.json`, "
-                        "and apply plan.json")
+        # A review page (`dupes --html`) carries the listing it shows.
+        found = _EMBEDDED.search(raw)
+        if found is None:
+            raise PlanError(f"{path} is a review page without a plan in it (made by an "
+                            "older findsimilar): make it again with `findsimilar dupes "
+                            "--html PAGE`, or apply the `--json` listing of the same run")
+        raw = found.group(1)
     try:
         return json.loads(raw.decode("utf-8", "surrogateescape"))
     except ValueError as error:

@@ -5,11 +5,14 @@
 cache entries), referenced by relative URLs so that the page and its folder can be moved
 together. The page is plain
 HTML with inline CSS and one tiny script: no network, no fonts, light and dark themes,
-and 5,000 groups still open quickly because off-screen groups are not laid out.
+and 5,000 groups still open quickly because off-screen groups are not laid out. It also
+carries the listing it shows, as a JSON data block (``embedded_plan``), so that
+`findsimilar dupes apply PAGE` acts on exactly what was reviewed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -76,6 +79,9 @@ class Group:
     members: list[Member]
 
 
+PLAN_ID = "findsimilar-plan"
+
+
 def write_report(result: Mapping[str, Any], out: str | os.PathLike[str], *,
                  title: str = "findsimilar: duplicates") -> Path:
     """Write the review page for a ``dupes`` result to ``out`` and its thumbnails to
@@ -94,6 +100,7 @@ def write_report(result: Mapping[str, Any], out: str | os.PathLike[str], *,
     try:
         previews = _copy_previews(_paths(groups), staging, files_dir.name)
         page = _render_page(groups, previews, title=title, files_dir=files_dir)
+        page = page.replace("</body>", embedded_plan(result) + "</body>", 1)
         make_folder_default(staging)
         if files_dir.exists():
             _check_ours(files_dir)  # again: something may have been put there meanwhile
@@ -103,6 +110,14 @@ def write_report(result: Mapping[str, Any], out: str | os.PathLike[str], *,
         raise
     write_atomic(out, page)
     return out
+
+
+def embedded_plan(result: Mapping[str, Any]) -> str:
+    """The listing as the page shows it, for `findsimilar dupes apply PAGE`: a JSON data
+    block (not run; ``</`` escaped so it cannot end the block early)."""
+    data = json.dumps(dict(result), ensure_ascii=True, separators=(",", ":"))
+    data = data.replace("</", "<\\/").replace("<!--", "<\\u0021--")
+    return f'<script type="application/json" id="{PLAN_ID}">{data}</script>\n'
 
 
 # --- reading the result -----------------------------------------------------------------

@@ -118,6 +118,25 @@ def test_a_dry_run_by_default_then_only_the_groups_left_in_the_plan_are_acted_on
     assert library["b_copy"].exists()  # not in the plan: not touched
 
 
+def test_the_review_page_is_the_plan_it_shows(library: dict[str, Path], home: Path,
+                                             tmp_path: Path) -> None:
+    """`dupes --html PAGE` then `dupes apply PAGE`: what the page showed, also a name that
+    would end the page's data block early."""
+    from findsimilar.cli.pages.report import write_report
+
+    odd = library["a_copy"].parent / "odd<" / "script><!--copy.jpg"  # holds "</script>"
+    odd.parent.mkdir()
+    library["a_copy"].rename(odd)
+    library["a_copy"] = odd
+    groups = listing(library)
+    del groups[1]  # the page shows groups a, c and n
+    page = write_report({"groups": groups}, tmp_path / "review.html")
+    done = run("dupes", "apply", str(page), "--action", "trash", "--apply")
+    assert done.exit_code == 0, done.output
+    assert "trash: 3 done, 0 skipped, 0 failed" in done.stderr
+    assert not odd.exists() and library["b_copy"].exists()
+
+
 def test_a_keeper_changed_by_hand_is_kept_and_the_old_keeper_is_acted_on(
         library: dict[str, Path], tmp_path: Path) -> None:
     groups = listing(library)[3:]  # the near group only
@@ -200,7 +219,8 @@ NOT_PLANS = {
     "not JSON": ('{"groups": [', "is not valid JSON"),
     "a list": ("[]", "is not a findsimilar plan"),
     "no groups": ('{"results": []}', "is not a findsimilar plan"),
-    "the review page": ("<!DOCTYPE html><html></html>", "is a review page, not a plan"),
+    "an older review page": ("<!DOCTYPE html><html></html>",
+                             "is a review page without a plan in it"),
 }
 
 
