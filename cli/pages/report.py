@@ -114,9 +114,10 @@ def write_report(result: Mapping[str, Any], out: str | os.PathLike[str], *,
 
 def embedded_plan(result: Mapping[str, Any]) -> str:
     """The listing as the page shows it, for `findsimilar dupes apply PAGE`: a JSON data
-    block (not run; ``</`` escaped so it cannot end the block early)."""
+    block (not run). ``<``, ``>`` and ``&`` are JSON escapes in it (as Django's json_script
+    writes them), so no file name can end the block early or read as markup."""
     data = json.dumps(dict(result), ensure_ascii=True, separators=(",", ":"))
-    data = data.replace("</", "<\\/").replace("<!--", "<\\u0021--")
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{PLAN_ID}">{data}</script>\n'
 
 
