@@ -169,7 +169,8 @@ def _candidate_pairs(store: Store, extractor: str, vectors: Callable[[np.ndarray
 class FileRow:
     """One indexed file, as the grouping reads it (``row["path"]``, ``row.get(...)``): a
     slotted object, not the store's dict, since a listing holds one per file in scope
-    (~0.2 KB instead of ~0.6 KB each: 400 MB less at 1M photos)."""
+    (with its picture facts and values, ~0.45 KB instead of ~0.72 KB each, measured with
+    tracemalloc: 270 MB less at 1M photos)."""
 
     __slots__ = ("path", "size", "mtime_ns", "inode", "content_hash", "format", "width",
                  "height", "content_width", "content_height", "colour", "alpha", "sharpness",

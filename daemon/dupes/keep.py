@@ -217,9 +217,16 @@ def _why_original(kept: list[FileRow], dropped: list[FileRow]) -> str:
 
 
 def _why_camera(kept: list[FileRow], dropped: list[FileRow]) -> str:
-    f = next(f for f in kept if _has_camera(f))
-    what = " ".join(str(x) for x in (f.get("make"), f.get("model")) if x) or "a date taken"
+    what = _camera_name(next(f for f in kept if _has_camera(f))) or "a date taken"
     return f"camera metadata ({what}; {_names(dropped, 'has')} none)"
+
+
+def _camera_name(f: FileRow) -> str | None:
+    """"Canon EOS 400D DIGITAL" (the model alone when it names the make already)."""
+    make, model = f.get("make"), f.get("model")
+    if make and model and str(model).lower().startswith(str(make).lower()):
+        return str(model)
+    return " ".join(str(x) for x in (make, model) if x) or None
 
 
 def _why_size(kept: list[FileRow], dropped: list[FileRow]) -> str:
@@ -252,9 +259,8 @@ def _member(f: FileRow, keep: FileRow, tier: str, protected: bool) -> dict:
               "mtime": (f["mtime_ns"] or 0) / 1e9, "width": f["width"], "height": f["height"],
               "format": f["format"], "match": match, "protected": protected}
     if f.get("facts_known"):
-        camera = " ".join(str(x) for x in (f.get("make"), f.get("model")) if x) or None
         member.update(colour=bool(f.get("colour")), alpha=bool(f.get("alpha")),
-                      lossless=f.get("lossless"), camera=camera, taken=f.get("taken"),
+                      lossless=f.get("lossless"), camera=_camera_name(f), taken=f.get("taken"),
                       sharpness=f.get("sharpness"))
     if f.get("links"):
         member["links"] = list(f.get("links"))

@@ -32,19 +32,24 @@ _LOSSY = frozenset({"JPEG", "MPO", "HEIF", "AVIF"})
 # a few levels at most: chroma noise).
 _CHROMA = 24
 _COLOURED_SHARE = 0.01
-_BAND_PIXELS = 4_000_000
+# Rows hashed at a time: small bands stay in the CPU's caches between copy and hash
+# (measured on a 12 MP PNG: ~35 ms with 1 MP bands, ~100 ms with 4 MP ones).
+_BAND_PIXELS = 1_000_000
 
 
 def is_colour(small: np.ndarray) -> bool:
     """Whether the model-size RGB picture ``small`` has colour (see ``_CHROMA``)."""
-    spread = small.max(axis=2).astype(np.int16) - small.min(axis=2)
-    return bool((spread > _CHROMA).mean() > _COLOURED_SHARE)
+    # Channel slices, not reductions over the last axis: ~0.1 ms instead of ~3 ms.
+    r, g, b = small[..., 0], small[..., 1], small[..., 2]
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    return bool(np.count_nonzero(spread > _CHROMA) > _COLOURED_SHARE * spread.size)
 
 
 def sharpness(small: np.ndarray) -> float:
-    """Variance of the Laplacian of the model-size picture's grey: higher is sharper
-    (compares copies of one picture: a blurred or upscaled copy scores lower)."""
-    g = small.astype(np.float32).mean(axis=2)
+    """Variance of the Laplacian of the model-size picture's green channel (the one that
+    carries most of the detail): higher is sharper. It compares copies of one picture:
+    a blurred or upscaled copy scores lower."""
+    g = small[..., 1].astype(np.float32)
     lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
     return round(float(lap.var()), 1)
 
@@ -121,19 +126,21 @@ def _webp_lossless(source: bytes | Path) -> bool | None:
 
 
 def pixel_digest(im: Image.Image, transposes: list[Image.Transpose]) -> str | None:
-    """BLAKE2b-128 of the loaded picture's upright pixels as 8-bit RGB (alpha left out),
-    a band of rows at a time; None for high-depth pictures (no JPEG holds such pixels)."""
+    """SHA-256 (128 bits of it) of the loaded picture's upright pixels as 8-bit RGB
+    (alpha left out), a band of rows at a time; None for high-depth pictures (no JPEG
+    holds such pixels). SHA-256 has CPU instructions on x86 and ARM: faster here than
+    BLAKE2b."""
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         return None
     for op in transposes:  # rare: a lossless file with an EXIF orientation
         im = im.transpose(op)
     width, height = im.size
-    h = hashlib.blake2b(f"{width}x{height}".encode(), digest_size=16)
+    h = hashlib.sha256(f"{width}x{height}".encode())
     rows = max(1, _BAND_PIXELS // width)
     for top in range(0, height, rows):
         band = im.crop((0, top, width, min(height, top + rows)))
         h.update((band if band.mode == "RGB" else band.convert("RGB")).tobytes())
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 def picture_facts(*, width: int, height: int, fmt: str, content: tuple[float, float],
