@@ -163,4 +163,4 @@ def test_hard_links_of_one_file_are_not_duplicates(local_cli: CliFn, data_dir: P
     assert group["tier"] == "exact" and len(group["files"]) == 2
     assert [m.get("links") for m in group["members"] if m["path"].endswith("a.jpg")] == [
         [str(photos / "b.jpg")]]
-    assert "1 duplicate files" in local_cli("dupes", ok=True).stdout
+    assert "1 duplicate files, 82.4 kB reclaimable" in local_cli("dupes", ok=True).stderr

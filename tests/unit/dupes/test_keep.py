@@ -177,3 +177,12 @@ def test_without_a_reference_folder_the_rules_choose_and_byte_twins_are_exact() 
     assert group["reason"] == "most pixels (4000×3000 vs 800×600)"
     assert {m["path"]: m["match"] for m in group["members"]} == {
         "/photos/best.jpg": "keep", "/photos/twin.jpg": "exact", "/photos/small.jpg": "near"}
+
+
+def test_the_command_line_offers_the_daemons_rules_and_default() -> None:
+    # The CLI keeps its own copy (it never imports the daemon): the two must agree.
+    from findsimilar.cli.commands import dupes
+
+    assert dupes.KEEP_RULES == KEEP_RULES
+    keep_by = next(p for p in dupes.list_cmd.params if p.name == "keep_by")
+    assert tuple(keep_by.default.split(",")) == DEFAULT_KEEP
