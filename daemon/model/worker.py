@@ -7,9 +7,9 @@ model's spec, the ``LocalModel`` settings, the daemon's pid). It reads requests
 pictures, ``facts`` with one), runs them on a ``LocalModel`` and answers each as it
 goes: ``started`` when a decode thread takes it, ``decoded`` when its picture waits for
 the network, then its result (a vector, a score, facts, or the reason the picture
-cannot be read); and ``alive``
-every second, so the daemon can tell a stopped worker from a busy one. A model that
-cannot be loaded is reported once as ``fatal``, and the worker exits.
+cannot be read); and ``alive`` every second, so the daemon can tell a stopped worker from
+a busy one. A model that cannot be loaded is reported once as ``fatal``, and the worker
+exits.
 
 Everything that could crash or hang on a hostile file runs here, never in the daemon.
 The worker ends when the daemon closes its end, and dies with the daemon

@@ -78,8 +78,11 @@ def test_keepers_are_the_copies_a_photographer_would_keep_and_say_why(
         "the original: IMG_4012.png holds the same pixels converted; "
         "camera metadata (Canon EOS 400D DIGITAL; IMG_4012 export.jpg has none)")
     assert {m["camera"] for m in camera["members"]} == {"Canon EOS 400D DIGITAL", None}
-    text = cli("dupes", ok=True).stdout
+    text = cli("dupes", "--html", str(library.parent / "review.html"), ok=True).stdout
     assert "kept: colour (baboon.pgm is greyscale)" in text
+    page = (library.parent / "review.html").read_text()
+    assert "Kept: most pixels (512×480 vs " in page
+    assert "the original: IMG_4012.png holds the same pixels converted" in page
 
 
 def test_a_relinked_original_keeps_its_facts_and_stays_the_keeper(
