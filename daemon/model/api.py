@@ -1,11 +1,13 @@
-"""The model as the engine sees it: pictures in, futures of vectors and scores out.
+"""The model as the engine sees it: pictures in, futures of vectors, facts and scores out.
 
 Two implementations share this interface: ``local.LocalModel`` decodes and runs the
 network in threads of the calling process (``--no-daemon``, and inside the worker), and
 ``client.WorkerModel`` hands the same work to a worker process (the daemon, which then
-never imports torch). Neither call blocks: work is queued by priority and batched for
-the network; the future carries the result, or ``ImageDecodeError`` with the reason a
-picture could not be read.
+never imports torch). An embedding also carries the picture's facts (``PictureFacts``:
+what a duplicate's keeper is chosen on); ``facts`` decodes a picture again for them
+alone. No call blocks: work is queued by priority and batched for the network; the
+future carries the result, or ``ImageDecodeError`` with the reason a picture could not
+be read.
 """
 
 from __future__ import annotations
