@@ -240,9 +240,9 @@ class Engine:
 
     @contextlib.contextmanager
     def _side_store(self) -> Iterator[Store]:
-        """The store for a verb that reads and also writes (the verdict cache, "not
-        duplicates" marks): its reads use the calling thread's reader, its writes wait
-        their turn for the one writer connection."""
+        """The store for a verb that reads and also writes (the verdict cache, picture
+        facts learnt again, "not duplicates" marks): its reads use the calling thread's
+        reader, its writes wait their turn for the one writer connection."""
         yield self.store
 
     def status(self) -> dict[str, object]:

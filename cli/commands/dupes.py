@@ -32,7 +32,8 @@ from findsimilar.text import human_size, printable
 __all__ = ["dupes_group"]
 
 TIERS = ("exact", "near", "similar")
-KEEP_RULES = ("resolution", "size", "format", "oldest", "newest", "shortest-path")
+KEEP_RULES = ("resolution", "colour", "original", "camera", "size", "format", "oldest",
+              "newest", "shortest-path")
 
 
 class _DefaultToList(click.Group):
@@ -85,7 +86,8 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option("--keep-in", "keep_in", multiple=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Reference folder (repeatable): its files are kept first "
                                   "and never touched.")
-@click.option("--keep-by", default="resolution,size,format,oldest", show_default=True,
+@click.option("--keep-by", default="resolution,colour,original,camera,size,format,oldest",
+              show_default=True,
               callback=_keep_rules, help=f"Keeper rules in order: {', '.join(KEEP_RULES)}.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
               help="Leave out files whose name, folder name or whole path matches GLOB "
@@ -226,6 +228,8 @@ def _table(groups: list[dict]) -> str:
                  "similar": "similar (not duplicates)"}[g["tier"]]
         score = f", lowest score {g['score']:.3f}" if g.get("score") is not None else ""
         lines.append(f"#{n} {label}: {len(g['files'])} files{score}")
+        if g.get("reason") and g["tier"] != "similar":
+            lines.append(f"       kept: {g['reason']}")
         for m in g.get("members") or [{"path": p} for p in g["files"]]:
             mark = ("KEEP" if m["path"] == g["keep"] and g["tier"] != "similar" else
                     "ref" if m.get("protected") else "")

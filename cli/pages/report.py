@@ -77,6 +77,7 @@ class Group:
     tier: str
     score: float | None
     members: list[Member]
+    reason: str | None = None  # why the keeper was chosen
 
 
 PLAN_ID = "findsimilar-plan"
@@ -134,7 +135,8 @@ def _group(raw: Mapping[str, Any]) -> Group:
         keeper = keeper or (files[0] if files else None)
         members = [_member_from_disk(p, keep=p == keeper, tier=tier) for p in files]
     score = raw.get("score")
-    return Group(tier=tier, score=float(score) if score is not None else None, members=members)
+    return Group(tier=tier, score=float(score) if score is not None else None, members=members,
+                 reason=str(raw["reason"]) if raw.get("reason") else None)
 
 
 def _member(raw: Mapping[str, Any], keeper: str | None) -> Member:
@@ -254,8 +256,16 @@ def _section(index: int, group: Group, previews: Mapping[str, Preview]) -> str:
             f'<h2><a href="#g{index}">Group {index}</a> '
             f'<span class="badge tier-{tier_class}">{esc(label)}</span> '
             f'<span class="facts">{esc(" · ".join(facts))}</span></h2>\n'
-            f'<p class="hint">{esc(explanation)}</p>\n<div class="cards">\n{cards}\n</div>\n'
+            f'<p class="hint">{esc(explanation)}</p>\n{_reason(group)}<div class="cards">\n'
+            f'{cards}\n</div>\n'
             f'</section>')
+
+
+def _reason(group: Group) -> str:
+    """Why the keeper was chosen (duplicate tiers only: nothing is kept among similar)."""
+    if not group.reason or group.tier not in DUPLICATE_TIERS:
+        return ""
+    return f'<p class="reason">Kept: {esc(group.reason)}</p>\n'
 
 
 def _card(member: Member, preview: Preview | None) -> str:

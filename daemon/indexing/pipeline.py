@@ -7,8 +7,8 @@ the next.
    file too big to hold in memory) go to the model (``model.api``: in the daemon, a
    worker process that decodes in its own threads and batches the network), a bounded
    window at a time; identical content in one run goes through the model once;
-3. **commit** vectors and file rows in one transaction per batch, then add the vectors
-   to the index.
+3. **commit** vectors, picture facts (kept per content: ``storage.pictures``) and file
+   rows in one transaction per batch, then add the vectors to the index.
 
 A picture that cannot be read (damaged, a bomb, one that crashed or hung the worker)
 becomes a failed row with the reason; a file that vanished or changed while it was
@@ -191,14 +191,15 @@ class Pipeline:
         return item
 
     def commit(self, batch: list[Prepared], rows: list[dict[str, object]]) -> None:
-        """Commit embedded pictures' vectors and every row together, then index them."""
+        """Commit embedded pictures' vectors and facts and every row together, then index
+        them."""
         unique: dict[str, Prepared] = {}
         for item in batch:
             unique.setdefault(item.content_hash or "", item)
         vectors = np.zeros((0, self.model.spec.dim), np.float32)
         if unique:
             vectors = np.stack([u.embedded.vector for u in unique.values()])  # type: ignore[union-attr]
-        # Linked files (known content) inherit the picture details of their twins.
+        # Linked files (known content) take the picture facts kept for it.
         info = self.store.image_info(r["content_hash"] for r in rows if r["status"] == "ok")
         for r in rows:
             r.update(info.get(r["content_hash"], {}))  # type: ignore[arg-type]
@@ -206,6 +207,9 @@ class Pipeline:
             ids = self.store.add_features(self.model.spec.id, list(zip(unique, vectors,
                                                                        strict=True)))
             self.store.upsert_files([*rows, *(_row(b) for b in batch)])
+            self.store.save_picture_facts({h: u.embedded.facts.as_row()  # type: ignore[union-attr]
+                                           for h, u in unique.items()
+                                           if u.embedded and u.embedded.facts})
         self.index.add(np.asarray(ids, np.int64), vectors)
 
 

@@ -45,7 +45,13 @@ from typing import Any
 import numpy as np
 
 from findsimilar.config import Config
-from findsimilar.daemon.model.api import PRIORITY_CHECK, PRIORITY_INDEX, Embedded, Picture
+from findsimilar.daemon.model.api import (
+    PRIORITY_CHECK,
+    PRIORITY_INDEX,
+    Embedded,
+    Picture,
+    PictureFacts,
+)
 from findsimilar.daemon.model.memory import one_arena
 from findsimilar.daemon.model.spec import ModelSpec
 from findsimilar.daemon.model.wire import FrameReader, WireError, send_frame
@@ -121,6 +127,13 @@ class WorkerModel:
                   "b": {"key": b.key, "paths": list(b.paths)}}
         name = " / ".join(p.paths[0] if p.paths else p.key for p in (a, b))
         return self._submit(PRIORITY_CHECK, name, header, b"")
+
+    def facts(self, picture: Picture, *, digest: bool = False,
+              priority: int = PRIORITY_CHECK) -> Future[PictureFacts | None]:
+        header = {"op": "facts", "picture": {"key": picture.key, "paths": list(picture.paths)},
+                  "digest": digest, "priority": priority}
+        return self._submit(priority, picture.paths[0] if picture.paths else picture.key,
+                            header, b"")
 
     def status(self) -> dict[str, object]:
         with self._cv:
@@ -270,12 +283,16 @@ class WorkerModel:
             job.future.set_exception(ImageDecodeError(str(header["error"])))
         elif "score" in header:
             job.future.set_result(header["score"])
+        elif "facts" in header:
+            found = header["facts"]
+            job.future.set_result(found and PictureFacts.from_dict(found))
         else:
             ok = header["ok"]
             job.future.set_result(Embedded(
                 np.frombuffer(blob, "<f4").astype(np.float32, copy=False),
                 int(ok["width"]), int(ok["height"]), str(ok["format"]),
-                (float(ok["content"][0]), float(ok["content"][1]))))
+                (float(ok["content"][0]), float(ok["content"][1])),
+                ok.get("facts") and PictureFacts.from_dict(ok["facts"])))
 
     def _watch(self, worker: _Worker) -> None:
         """Kill a worker that hangs (then it is replaced); end one idle for long enough."""

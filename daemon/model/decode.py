@@ -10,6 +10,8 @@ Why this is not just ``Image.open(p).convert("RGB").resize(...)``:
 * Alpha, palette, CMYK, 16-bit, float and bilevel pictures become sensible RGB.
 * Pictures that declare more than ``max_pixels`` are refused before any pixel
   is decoded (decompression bombs).
+* What a keeper is chosen on (``facts``: colour, alpha, camera EXIF, sharpness, lossless
+  origin, and for lossless files a digest of every pixel) is learnt on the way.
 * Memory stays bounded whatever the folders hold: a big picture is shrunk a band
   of rows at a time before it is converted (a 16-bit or transparent picture
   would otherwise need several full-size copies), and the pictures being decoded
@@ -35,6 +37,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from findsimilar.daemon.indexing.scanner import signature_format
+from findsimilar.daemon.model import facts
+from findsimilar.daemon.model.api import PictureFacts
 from findsimilar.daemon.model.memory import BIG_PICTURE_PIXELS, give_back_soon
 from findsimilar.errors import ImageDecodeError
 from findsimilar.safeio import NotRegularFile, open_regular, read_head
@@ -96,6 +100,20 @@ class DecodedImage:
     height: int
     format: str  # Pillow's format name, from the content (JPEG, PNG, HEIF, ...)
     content: tuple[float, float] = (1.0, 1.0)  # share of width, height inside solid borders
+    facts: PictureFacts | None = None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A picture decoded (and shrunk) to 8-bit RGB, and what its file said on the way."""
+
+    rgb: Image.Image
+    orientation: int
+    format: str
+    alpha: bool
+    exif: Image.Exif | None
+    lossless: bool | None
+    digest: str | None
 
 
 class _PixelBudget:
@@ -151,8 +169,11 @@ def _open_file(path: str | os.PathLike[str]) -> BinaryIO:
         raise ImageDecodeError(exc.strerror) from None
 
 
-def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> DecodedImage:
-    """Decode ``source`` (file bytes or a path) into a ``size``×``size`` RGB array.
+def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int,
+                     digest: bool | None = None) -> DecodedImage:
+    """Decode ``source`` (file bytes or a path) into a ``size``×``size`` RGB array, with
+    the picture's facts; their pixel digest for a lossless file, or with ``digest`` True
+    for any (a JPEG is then decoded at full size), or False for none.
 
     The whole picture is kept (squashed, not cropped) so that crops, borders
     and captions change the input as little as possible.
@@ -160,7 +181,7 @@ def decode_for_model(source: bytes | Path, size: int, *, max_pixels: int) -> Dec
     Raises ImageDecodeError with a human-readable reason.
     """
     return _guarded(source, max_pixels,
-                    lambda im, held: _decode_opened(im, size, max_pixels, held))
+                    lambda im, held: _decode_opened(im, size, max_pixels, held, source, digest))
 
 
 def decode_preview(source: bytes | Path, max_side: int, *, max_pixels: int) -> np.ndarray:
@@ -258,12 +279,12 @@ def _bomb(exc: BaseException, max_pixels: int) -> str:
 
 
 def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
-          held: contextlib.ExitStack,
-          draft: tuple[int, int] | None = None) -> tuple[Image.Image, int, str]:
+          held: contextlib.ExitStack, draft: tuple[int, int] | None = None,
+          source: bytes | Path | None = None, digest: bool | None = False) -> _Loaded:
     """Check the declared size, decode (JPEG at the smallest DCT scale covering
-    ``draft``, by default ``target``) within the pixel budget, shrink a big picture
-    towards ``target``, and return the 8-bit RGB picture, its EXIF orientation and
-    format."""
+    ``draft``, by default ``target``, unless a ``digest`` of its pixels is asked) within
+    the pixel budget, shrink a big picture towards ``target``, and return it as 8-bit
+    RGB with what the file said (the pixel digest: see ``decode_for_model``)."""
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"invalid image size {width}x{height}")
@@ -272,7 +293,9 @@ def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
             f"refused as a decompression bomb: {width}x{height} = "
             f"{width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
     fmt = str(im.format or "unknown")
-    if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK"):
+    is_lossless = facts.lossless(im, source) if source is not None else None
+    want_digest = bool(is_lossless) if digest is None else digest
+    if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK") and not want_digest:
         im.draft(im.mode if im.mode != "YCbCr" else "RGB", draft or target)
     held.enter_context(_budget.reserve(im.size[0] * im.size[1]))
     if im.size[0] * im.size[1] > BIG_PICTURE_PIXELS:  # once its pixels are freed
@@ -280,9 +303,12 @@ def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
     im.load()  # first frame only for animations and multi-page files
     # Read after load: Pillow's TIFF loader turns the pixels itself and then drops
     # the tag (its size is reported upright already), so it must not be turned twice.
-    orientation = _orientation(im)
+    exif = facts.exif_of(im)
+    orientation = _orientation(exif)
+    pixels = facts.pixel_digest(im, _TRANSPOSE.get(orientation, [])) if want_digest else None
+    alpha = facts.with_alpha(im)
     rgb = _to_rgb(_shrink(im, target), sixteen_bit=im.mode.startswith("I;16"))
-    return rgb, orientation, fmt
+    return _Loaded(rgb, orientation, fmt, alpha, exif, is_lossless, pixels)
 
 
 def _shrink(im: Image.Image, target: tuple[int, int]) -> Image.Image:
@@ -314,20 +340,24 @@ def _shrink(im: Image.Image, target: tuple[int, int]) -> Image.Image:
     return small
 
 
-def _decode_opened(im: Image.Image, size: int, max_pixels: int,
-                   held: contextlib.ExitStack) -> DecodedImage:
+def _decode_opened(im: Image.Image, size: int, max_pixels: int, held: contextlib.ExitStack,
+                   source: bytes | Path, digest: bool | None) -> DecodedImage:
     width, height = im.size
-    rgb, orientation, fmt = _load(im, (size, size), max_pixels, held)
-    small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    for op in _TRANSPOSE.get(orientation, []):
+    got = _load(im, (size, size), max_pixels, held, source=source, digest=digest)
+    small = got.rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    for op in _TRANSPOSE.get(got.orientation, []):
         small = small.transpose(op)
-    if orientation in (5, 6, 7, 8):
+    if got.orientation in (5, 6, 7, 8):
         width, height = height, width
     pixels = np.asarray(small, dtype=np.uint8)
     if pixels.shape != (size, size, 3):
         raise ImageDecodeError(f"unexpected decoded shape {pixels.shape}")
-    return DecodedImage(pixels=pixels, width=width, height=height, format=fmt,
-                        content=content_fraction(pixels))
+    content = content_fraction(pixels)
+    known = facts.picture_facts(width=width, height=height, fmt=got.format, content=content,
+                                small=pixels, alpha=got.alpha, exif=got.exif,
+                                is_lossless=got.lossless, digest=got.digest)
+    return DecodedImage(pixels=pixels, width=width, height=height, format=got.format,
+                        content=content, facts=known)
 
 
 def content_fraction(pixels: np.ndarray, *, tolerance: int = 12, uniform: float = 0.7,
@@ -356,17 +386,17 @@ def _preview_opened(im: Image.Image, max_side: int, max_pixels: int,
                     held: contextlib.ExitStack) -> np.ndarray:
     scale = min(1.0, max_side / max(im.size))
     target = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
-    rgb, orientation, _ = _load(im, target, max_pixels, held, draft=(max_side, max_side))
-    grey = rgb.convert("L")
+    got = _load(im, target, max_pixels, held, draft=(max_side, max_side))
+    grey = got.rgb.convert("L")
     grey.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    for op in _TRANSPOSE.get(orientation, []):
+    for op in _TRANSPOSE.get(got.orientation, []):
         grey = grey.transpose(op)
     return np.asarray(grey, dtype=np.uint8)
 
 
-def _orientation(im: Image.Image) -> int:
+def _orientation(exif: Image.Exif | None) -> int:
     try:
-        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        value = exif.get(_EXIF_ORIENTATION, 1) if exif is not None else 1
         return int(value) if int(value) in range(1, 9) else 1
     except Exception:  # a damaged EXIF block must not cost us the picture
         return 1

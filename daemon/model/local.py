@@ -2,9 +2,10 @@
 
 Work waits in one queue by priority (``api``); ``decode_workers`` threads take it: an
 embedding is decoded (``decode``; Pillow releases the GIL, so decoding overlaps the
-network) and queued for the network, a pixel check is run there and then (OpenCV releases
-the GIL too). The network thread runs a batch once ``batch_size`` pictures are decoded,
-or as soon as no more are on their way, or at once for a search someone waits for.
+network) and queued for the network, a pixel check or a facts-only decode is run there
+and then (OpenCV releases the GIL too). The network thread runs a batch once
+``batch_size`` pictures are decoded, or as soon as no more are on their way, or at once
+for a search someone waits for.
 
 Used by the model worker (``worker``), and directly by an engine run with
 ``--no-daemon``. torch is imported by the network thread when it starts and OpenCV by
@@ -34,6 +35,7 @@ from findsimilar.daemon.model.api import (
     PRIORITY_QUERY,
     Embedded,
     Picture,
+    PictureFacts,
 )
 from findsimilar.daemon.model.decode import DecodedImage, decode_for_model
 from findsimilar.daemon.model.spec import ModelSpec
@@ -60,7 +62,13 @@ class _Job:
     notify: NotifyFn | None = None
     source: bytes | Path | None = None  # an embedding: what to decode
     pair: tuple[Picture, Picture] | None = None  # a pixel check
+    facts_of: Picture | None = None  # facts only (``digest``: with the pixel digest)
+    digest: bool = False
     decoded: DecodedImage | None = None
+
+    @property
+    def embeds(self) -> bool:
+        return self.pair is None and self.facts_of is None
 
 
 class LocalModel:
@@ -92,6 +100,11 @@ class LocalModel:
                 notify: NotifyFn | None = None) -> Future[float | None]:
         return self._put(_Job(Future(), PRIORITY_CHECK, f"{a.key} / {b.key}", notify,
                               pair=(a, b)))
+
+    def facts(self, picture: Picture, *, digest: bool = False, priority: int = PRIORITY_CHECK,
+              notify: NotifyFn | None = None) -> Future[PictureFacts | None]:
+        return self._put(_Job(Future(), priority, picture.key, notify, facts_of=picture,
+                              digest=digest))
 
     def status(self) -> dict[str, object]:
         with self._cv:
@@ -132,11 +145,11 @@ class LocalModel:
             if self._closed:
                 job.future.cancel()
                 return job.future
-            if self._broken is not None and job.pair is None:
+            if self._broken is not None and job.embeds:
                 _settle(job.future, error=self._broken)
                 return job.future
             heapq.heappush(self._queue, (job.priority, next(self._seq), job))
-            self._embeds_due += job.pair is None
+            self._embeds_due += job.embeds
             self._cv.notify_all()
         self.start()
         return job.future
@@ -159,12 +172,14 @@ class LocalModel:
                     job.notify("started")
                 if job.pair is not None:
                     _settle(job.future, self._check(*job.pair))
+                elif job.facts_of is not None:
+                    _settle(job.future, self._facts(job.facts_of, job.digest))
                 else:
                     self._decode(job)
             finally:
                 with self._cv:
                     self._busy -= 1
-                    self._embeds_due -= job.pair is None
+                    self._embeds_due -= job.embeds
                     self._cv.notify_all()
 
     def _decode(self, job: _Job) -> None:
@@ -200,6 +215,17 @@ class LocalModel:
             log.exception("pixel check failed for %s / %s", a.key, b.key)
             return None
 
+    def _facts(self, picture: Picture, digest: bool) -> PictureFacts | None:
+        for path in picture.paths:  # any copy will do; one may be gone
+            try:
+                return decode_for_model(Path(path), self.spec.input_size,
+                                        max_pixels=self.max_pixels, digest=digest or None).facts
+            except (ImageDecodeError, OSError) as exc:
+                log.info("cannot read the facts of %s: %s", path, exc)
+            except Exception:  # a decoder bug must cost one picture's facts, not the listing
+                log.exception("unexpected error reading the facts of %s", path)
+        return None
+
     # -- the network thread ---------------------------------------------------------------
     def _network_loop(self) -> None:
         try:
@@ -220,7 +246,8 @@ class LocalModel:
             for job, vector in zip(batch, vectors, strict=True):
                 d = job.decoded
                 assert d is not None
-                _settle(job.future, Embedded(vector, d.width, d.height, d.format, d.content))
+                _settle(job.future, Embedded(vector, d.width, d.height, d.format, d.content,
+                                             d.facts))
 
     def _load(self):  # noqa: ANN202 - a FeatureExtractor (torch is imported here)
         from findsimilar.daemon.model.features import create_extractor
@@ -239,10 +266,10 @@ class LocalModel:
         log.error("%s", error)
         with self._cv:
             self._broken = error
-            queued = [job for _, _, job in self._queue if job.pair is None]
+            queued = [job for _, _, job in self._queue if job.embeds]
             failed = [job for _, _, job in self._ready] + queued
             self._ready.clear()
-            self._queue[:] = [entry for entry in self._queue if entry[2].pair is not None]
+            self._queue[:] = [entry for entry in self._queue if not entry[2].embeds]
             heapq.heapify(self._queue)
             self._embeds_due -= len(queued)
             self._cv.notify_all()

@@ -4,11 +4,12 @@
 ``client.WorkerModel`` with its end of a socket pair as FD and OPTIONS as JSON (the
 model's spec, the ``LocalModel`` settings, the daemon's pid). It reads requests
 (``wire`` frames: ``embed`` with a file's bytes or a path, ``compare`` with two
-pictures), runs them on a ``LocalModel`` and answers each as it goes: ``started`` when a
-decode thread takes it, ``decoded`` when its picture waits for the network, then its
-result (a vector, a score, or the reason the picture cannot be read); and ``alive``
-every second, so the daemon can tell a stopped worker from a busy one. A model that
-cannot be loaded is reported once as ``fatal``, and the worker exits.
+pictures, ``facts`` with one), runs them on a ``LocalModel`` and answers each as it
+goes: ``started`` when a decode thread takes it, ``decoded`` when its picture waits for
+the network, then its result (a vector, a score, facts, or the reason the picture
+cannot be read); and ``alive`` every second, so the daemon can tell a stopped worker from
+a busy one. A model that cannot be loaded is reported once as ``fatal``, and the worker
+exits.
 
 Everything that could crash or hang on a hostile file runs here, never in the daemon.
 The worker ends when the daemon closes its end, and dies with the daemon
@@ -86,6 +87,15 @@ class _Server:
             self.model.compare(a, b, notify=notify).add_done_callback(
                 lambda f: f.cancelled() or self._send({"id": job, "score": f.result()}))
             return
+        if header.get("op") == "facts":
+            p = header["picture"]
+            self.model.facts(Picture(str(p["key"]), tuple(p["paths"])),
+                             digest=bool(header.get("digest")),
+                             priority=int(header.get("priority", 1)),
+                             notify=notify).add_done_callback(
+                lambda f: f.cancelled() or self._send(
+                    {"id": job, "facts": f.result() and f.result().as_dict()}))
+            return
         source = Path(header["path"]) if header.get("path") else blob
         future = self.model.embed(source, str(header.get("name", "")),
                                   priority=int(header.get("priority", 2)), notify=notify)
@@ -101,7 +111,8 @@ class _Server:
         if exc is None:
             e = future.result()
             self._send({"id": job, "ok": {"width": e.width, "height": e.height,
-                                          "format": e.format, "content": list(e.content)}},
+                                          "format": e.format, "content": list(e.content),
+                                          "facts": e.facts and e.facts.as_dict()}},
                        e.vector.astype("<f4").tobytes())
         elif isinstance(exc, ImageDecodeError):
             self._send({"id": job, "error": str(exc)})

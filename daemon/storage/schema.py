@@ -81,6 +81,24 @@ def m006_change_facts(db: sqlite_utils.Database) -> None:
     db.execute("alter table roots add column mount text")
 
 
+@migrations()
+def m007_picture_facts(db: sqlite_utils.Database) -> None:
+    # What a keeper is chosen on, per content (pictures.py): a file relinked to known
+    # content (restored, moved back, copied) has them without being decoded again.
+    db.execute("create table if not exists pictures (content_hash text primary key, "
+               "width integer, height integer, format text, content_width integer, "
+               "content_height integer, colour integer, alpha integer, sharpness real, "
+               "make text, model text, taken text, lossless integer, pixel_digest text, "
+               "updated_at real) without rowid")
+    # What older versions knew (sizes and format): the rest is NULL, so the picture is
+    # decoded again before a keeper is chosen on it.
+    db.execute("insert or ignore into pictures (content_hash, width, height, format, "
+               "content_width, content_height) select content_hash, max(width), max(height), "
+               "max(format), max(content_width), max(content_height) from files "
+               "where status = 'ok' and content_hash is not null and width is not null "
+               "group by content_hash")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 import sqlite_utils
 
-from findsimilar.daemon.storage import summary
+from findsimilar.daemon.storage import pictures, summary
 from findsimilar.daemon.storage.connections import Connections
 from findsimilar.daemon.storage.schema import FileRecord, migrations
 from findsimilar.errors import StoreError, store_damage
@@ -200,17 +200,22 @@ class Store:
         return found
 
     def image_info(self, hashes: Iterable[str]) -> dict[str, dict[str, object]]:
-        """Format, width, height and content size known for each content hash (from any
-        of its files)."""
-        info: dict[str, dict[str, object]] = {}
-        for chunk in _chunks(list(hashes), 500):
-            marks = ",".join("?" * len(chunk))
-            for r in self.db.query(
-                    f"select content_hash, format, width, height, content_width, content_height "
-                    f"from files where status = 'ok' "
-                    f"and width is not null and content_hash in ({marks})", chunk):
-                info[r.pop("content_hash")] = r
-        return info
+        """Format, width, height and content size known for each content hash (kept per
+        content: see ``pictures``)."""
+        keys = ("format", "width", "height", "content_width", "content_height")
+        return {h: {k: facts[k] for k in keys}
+                for h, facts in pictures.read(self.db, hashes).items()
+                if facts["width"] is not None}
+
+    def picture_facts(self, hashes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The facts known of each content hash (``pictures.COLUMNS``; absent: none)."""
+        return pictures.read(self.db, hashes)
+
+    @_writes
+    def save_picture_facts(self, facts: dict[str, dict[str, Any]]) -> None:
+        """Record picture facts by content hash (see ``pictures.save``)."""
+        with self.db.atomic():
+            pictures.save(self.db, facts)
 
     def hash_in_use(self, content_hash: str) -> bool:
         return bool(list(self.db.query(
@@ -309,18 +314,21 @@ class Store:
 
     # -- duplicates --------------------------------------------------------------
     def ok_files(self, roots: Iterable[str] = ()) -> Iterator[dict[str, object]]:
-        """Indexed files (path, size, mtime_ns, content_hash, format, width, height),
-        under any of ``roots`` (absolute paths) or all of them."""
-        cols = ("path, size, mtime_ns, content_hash, format, width, height, content_width, "
-                "content_height")
+        """Indexed files (path, size, mtime_ns, inode, content_hash and the picture facts
+        of its content, ``pictures.COLUMNS``, with ``facts_known`` 1 when complete), under
+        any of ``roots`` (absolute paths) or all of them."""
+        facts = ", ".join(f"coalesce(p.{c}, f.{c}) as {c}" if c in _FILE_FACTS else f"p.{c}"
+                          for c in pictures.COLUMNS)
+        sql = (f"select f.path, f.size, f.mtime_ns, f.inode, f.content_hash, {facts}, "
+               "p.colour is not null as facts_known from files f left join pictures p "
+               "on p.content_hash = f.content_hash where f.status = 'ok'")
         roots = list(roots)
         if not roots:
-            yield from self.db.query(f"select {cols} from files where status = 'ok'")
+            yield from self.db.query(sql)
             return
+        under = _UNDER.replace("path", "f.path")
         for root in roots:
-            yield from self.db.query(
-                f"select {cols} from files where status = 'ok' and ({_UNDER})",
-                _under_params(root))
+            yield from self.db.query(f"{sql} and ({under})", _under_params(root))
 
     def pair_scores(self, pairs: list[tuple[str, str]],
                     verifier: str) -> dict[tuple[str, str], float]:
@@ -391,6 +399,8 @@ class Store:
             yield writer
 
 
+# Facts a file row has kept itself since before the pictures table (m007).
+_FILE_FACTS = ("width", "height", "format", "content_width", "content_height")
 # "path at or below a folder" as a range scan on the unique path index.
 _UNDER = "path = ? or (path >= ? and path < ?)"
 

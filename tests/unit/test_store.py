@@ -56,7 +56,8 @@ def test_a_new_store_records_each_migration_once_and_reopening_changes_nothing(t
                        {"migration_set": "findsimilar", "name": "m003_no_status_index"},
                        {"migration_set": "findsimilar", "name": "m004_duplicates"},
                        {"migration_set": "findsimilar", "name": "m005_content_size"},
-                       {"migration_set": "findsimilar", "name": "m006_change_facts"}]
+                       {"migration_set": "findsimilar", "name": "m006_change_facts"},
+                       {"migration_set": "findsimilar", "name": "m007_picture_facts"}]
     assert migrations.pending(reopened.db) == []
     assert {"files", "features", "settings", "roots"} <= set(reopened.db.table_names())
     reopened.close()

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from findsimilar.daemon.dupes.grouping import FileRow
-from findsimilar.daemon.dupes.keep import DEFAULT_KEEP, KEEP_RULES, listed_group, pick_keeper
+from findsimilar.daemon.dupes.keep import (
+    DEFAULT_KEEP,
+    KEEP_RULES,
+    choose_keeper,
+    listed_group,
+    pick_keeper,
+)
 
 
 def row(path: str, **facts: Any) -> FileRow:
@@ -20,18 +26,76 @@ def row(path: str, **facts: Any) -> FileRow:
     return FileRow({**base, **facts})
 
 
+def photo(path: str, **facts: Any) -> FileRow:
+    """A file whose picture facts are known: a colour JPEG without camera metadata,
+    unless ``facts`` say otherwise."""
+    base = {"facts_known": 1, "colour": 1, "alpha": 0, "lossless": 0, "sharpness": 100.0}
+    return row(path, **{**base, **facts})
+
+
 def keeper(rows: list[FileRow], rules: tuple[str, ...] = DEFAULT_KEEP) -> str:
     return pick_keeper(rows, rules)["path"]
 
 
-def test_the_sharpest_picture_wins_and_within_ten_percent_the_next_rule_decides() -> None:
+def test_a_downscale_or_a_crop_never_wins_however_big_its_file() -> None:
     small = row("/p/small.jpg", width=2000, height=1500, size=9_000_000)
     assert keeper([small, row("/p/big.jpg")]) == "/p/big.jpg"
-    # 3840x2880 has 92% of the pixels: as sharp, so the bigger file wins.
+    # 3840x2880 has 92% of the pixels (a slight downscale or crop): still fewer.
     nearly = row("/p/nearly.jpg", width=3840, height=2880, size=3_000_000)
-    assert keeper([row("/p/big.jpg"), nearly]) == "/p/nearly.jpg"
-    just_below = row("/p/below.jpg", width=3780, height=2835, size=3_000_000)  # 89.3%
-    assert keeper([row("/p/big.jpg"), just_below]) == "/p/big.jpg"
+    assert keeper([row("/p/big.jpg"), nearly]) == "/p/big.jpg"
+    # The same pixels, turned by EXIF: as much picture, so the next rule decides.
+    turned = row("/p/turned.jpg", width=3000, height=4000, size=3_000_000)
+    assert keeper([row("/p/big.jpg"), turned]) == "/p/turned.jpg"
+    # Only a size estimated inside a frame is fuzzy: within 10% counts as equal.
+    framed = row("/p/framed.jpg", width=4200, height=3150, content_width=3840,
+                 content_height=2880, size=3_000_000)
+    assert keeper([row("/p/small-plain.jpg", width=3900, height=2925), framed],
+                  ("resolution", "size")) == "/p/small-plain.jpg"
+
+
+def test_the_reason_names_the_sizes_that_decided() -> None:
+    keep, reason = choose_keeper([photo("/p/fruits.jpg", width=512, height=480),
+                                  photo("/p/fruits small.jpg", width=256, height=240,
+                                        size=9_000_000)], DEFAULT_KEEP)
+    assert (keep["path"], reason) == ("/p/fruits.jpg", "most pixels (512×480 vs 256×240)")
+
+
+def test_colour_is_kept_over_greyscale_whatever_the_bytes() -> None:
+    colour = photo("/p/baboon.jpg", width=512, height=512, size=100_000)
+    grey = photo("/p/baboon.pgm", width=512, height=512, size=262_000, format="PPM",
+                 colour=0, lossless=1)
+    keep, reason = choose_keeper([grey, colour], DEFAULT_KEEP)
+    assert (keep["path"], reason) == ("/p/baboon.jpg", "colour (baboon.pgm is greyscale)")
+
+
+def test_the_original_is_kept_over_a_lossless_file_holding_its_pixels() -> None:
+    jpeg = photo("/p/baboon.jpg", size=180_000, pixel_digest="d1")
+    png = photo("/p/baboon.png", size=613_000, format="PNG", lossless=1, alpha=1,
+                pixel_digest="d1")
+    keep, reason = choose_keeper([png, jpeg], DEFAULT_KEEP)
+    assert (keep["path"], reason) == (
+        "/p/baboon.jpg", "the original: baboon.png holds the same pixels converted")
+    # Pixels that differ (an edit saved as PNG): not a conversion; the next rules decide.
+    edited = photo("/p/edited.png", size=613_000, format="PNG", lossless=1, pixel_digest="d2")
+    assert keeper([edited, jpeg]) == "/p/edited.png"
+    # Unknown digests (the JPEG's was not computed) prove nothing either.
+    assert keeper([png, photo("/p/other.jpg", size=180_000)]) == "/p/baboon.png"
+
+
+def test_camera_metadata_wins_before_the_bytes() -> None:
+    camera = photo("/p/IMG_0001.jpg", size=3_000_000, make="Canon", model="EOS 5D",
+                   taken="2008:04:20 19:12:06")
+    converted = photo("/p/IMG_0001.png", size=15_000_000, format="PNG", lossless=1)
+    keep, reason = choose_keeper([converted, camera], DEFAULT_KEEP)
+    assert (keep["path"], reason) == (
+        "/p/IMG_0001.jpg", "camera metadata (Canon EOS 5D; IMG_0001.png has none)")
+
+
+def test_facts_not_known_drop_no_file() -> None:
+    # Content indexed by an older version: only its sizes are known.
+    old = row("/p/old.png", size=5_000_000, format="PNG")
+    grey = photo("/p/grey.jpg", colour=0)
+    assert keeper([old, grey], ("colour", "camera", "size")) == "/p/old.png"
 
 
 def test_picture_pixels_count_not_the_bars_around_them() -> None:
@@ -94,6 +158,7 @@ def test_a_reference_folder_file_is_kept_however_poor_and_every_member_is_descri
     poor = row("/ref/poor.jpg", content_hash="h2", width=800, height=600, size=90_000)
     group = listed_group("near", [best, poor, copy], ["/ref"], DEFAULT_KEEP, score=0.91234)
     assert group["keep"] == "/ref/poor.jpg"
+    assert group["reason"] == "in a reference folder (--keep-in)"
     assert group["files"] == ["/ref/poor.jpg", "/photos/best.jpg", "/photos/copy.jpg"]
     assert group["score"] == 0.9123
     assert [(m["match"], m["protected"]) for m in group["members"]] == [
@@ -109,5 +174,15 @@ def test_without_a_reference_folder_the_rules_choose_and_byte_twins_are_exact() 
     small = row("/photos/small.jpg", content_hash="h2", width=800, height=600)
     group = listed_group("near", [small, twin, best], ["/elsewhere"], DEFAULT_KEEP, None)
     assert group["keep"] == "/photos/best.jpg" and group["score"] is None
+    assert group["reason"] == "most pixels (4000×3000 vs 800×600)"
     assert {m["path"]: m["match"] for m in group["members"]} == {
         "/photos/best.jpg": "keep", "/photos/twin.jpg": "exact", "/photos/small.jpg": "near"}
+
+
+def test_the_command_line_offers_the_daemons_rules_and_default() -> None:
+    # The CLI keeps its own copy (it never imports the daemon): the two must agree.
+    from findsimilar.cli.commands import dupes
+
+    assert dupes.KEEP_RULES == KEEP_RULES
+    keep_by = next(p for p in dupes.list_cmd.params if p.name == "keep_by")
+    assert tuple(keep_by.default.split(",")) == DEFAULT_KEEP
