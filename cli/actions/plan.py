@@ -116,17 +116,20 @@ def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = No
     for group in groups:
         keep = group["keep"]
         keeper: dict[str, Any] = next((m for m in group["members"] if m["path"] == keep), {})
-        for member in group["members"]:
-            path = member["path"]
-            if path == keep:
+        for listed in group["members"]:
+            if listed["path"] == keep:
                 continue
-            reason = _plan_skip(member, action, keepers, folders, seen)
-            seen.add(path)
-            target = keep if action in _REPLACES else dest and _move_target(dest, path)
-            steps.append(PlannedStep(
-                action, path, keep, target, group.get("tier", ""), reason, member["size"],
-                member["mtime"], member.get("hash", ""), keeper.get("size"), keeper.get("mtime"),
-                keeper.get("hash"), *_seen(member), *_seen(keeper)))
+            # A copy's other hard links are the same file: acting on one path alone would
+            # free nothing, so each of its paths gets the step.
+            for path in [listed["path"], *listed.get("links", [])]:
+                member = {**listed, "path": path}
+                reason = _plan_skip(member, action, keepers, folders, seen)
+                seen.add(path)
+                target = keep if action in _REPLACES else dest and _move_target(dest, path)
+                steps.append(PlannedStep(
+                    action, path, keep, target, group.get("tier", ""), reason, member["size"],
+                    member["mtime"], member.get("hash", ""), keeper.get("size"),
+                    keeper.get("mtime"), keeper.get("hash"), *_seen(member), *_seen(keeper)))
     return steps
 
 

@@ -56,7 +56,10 @@ def listed_group(tier: str, members: list[FileRow], keep_in: Sequence[str],
     member is in one, by the rules ``keep_by``), ``reason`` (why it was kept),
     ``files`` (the keeper first, then by path), its lowest ``score`` and each member's
     facts, ``match`` and ``protected``."""
-    protected = {f["path"] for f in members if any(is_under(f["path"], d) for d in keep_in)}
+    # A file is protected if any of its paths (its hard links too) is in a reference folder.
+    protected = {f["path"] for f in members
+                 if any(is_under(p, d) for p in [f["path"], *(f.get("links") or [])]
+                        for d in keep_in)}
     pool = [f for f in members if f["path"] in protected] or members
     keep, reason = choose_keeper(pool, keep_by)
     if len(pool) < len(members):

@@ -334,3 +334,19 @@ def test_reflink_refuses_a_near_duplicate_and_where_the_filesystem_cannot_nothin
     assert "reflink: 0 done, 1 skipped, 3 failed" in done.stderr
     assert snapshot(home / "Pictures") == before
     assert not [p for p in (home / "Pictures").rglob(".findsimilar-*")]  # no temp file left
+
+
+def test_every_hard_link_of_a_copy_is_acted_on(
+        library: dict[str, Path], home: Path, tmp_path: Path) -> None:
+    """A listing shows one path per inode (its other paths as `links`): trashing only that
+    path would free nothing while its links kept the bytes."""
+    link = library["a_copy"].with_name("copy-link.jpg")
+    os.link(library["a_copy"], link)
+    groups = listing(library)[:1]
+    groups[0]["members"][1]["links"] = [str(link)]
+    plan = write_plan(tmp_path / "plan.json", groups)
+    done = run("dupes", "apply", str(plan), "--action", "trash", "--apply")
+    assert done.exit_code == 0, done.output
+    assert "trash: 2 done, 0 skipped, 0 failed" in done.stderr
+    assert not library["a_copy"].exists() and not link.exists()
+    assert library["a_keep"].exists()

@@ -186,3 +186,13 @@ def test_the_command_line_offers_the_daemons_rules_and_default() -> None:
     assert dupes.KEEP_RULES == KEEP_RULES
     keep_by = next(p for p in dupes.list_cmd.params if p.name == "keep_by")
     assert tuple(keep_by.default.split(",")) == DEFAULT_KEEP
+
+
+def test_a_file_with_a_hard_link_in_a_reference_folder_is_protected() -> None:
+    linked = row("/photos/a.jpg", content_hash="h1")
+    linked.links = ["/ref/a.jpg"]  # one inode, listed by its first path
+    other = row("/photos/b.jpg", content_hash="h1")
+    group = listed_group("exact", [other, linked], ["/ref"], DEFAULT_KEEP, 1.0)
+    assert group["keep"] == "/photos/a.jpg"
+    assert [(m["path"], m["protected"]) for m in group["members"]] == [
+        ("/photos/a.jpg", True), ("/photos/b.jpg", False)]
