@@ -1,0 +1,117 @@
+"""Telling an overlay from motion: where two aligned pictures differ in a few tiles only,
+is the differing content new (a caption, a watermark, a logo, a sticker: an edited copy)
+or moved (an arm, a head, a car: another shot of the scene)?
+
+Two kinds of motion are looked for, and an overlay is what shows neither:
+
+* a small motion (a few pixels: two frames of a video): shifting a differing tile a
+  little (up to ``SHIFT`` pixels) makes it match (NCC ``SHIFTED`` or more) where it did
+  not in place, each picture's tile in the other;
+* content moved further (up to ``SEARCH`` pixels at half resolution): a good share of
+  the patches that differ in place are found elsewhere nearby in the other picture,
+  and that both ways (the moved object in each picture, and the background it left).
+  An overlay's own patches are found nowhere in the picture it covers (whatever the
+  covered part of the picture does: on a plain or repeating background it is found
+  anywhere). The patches are searched at half the preview's size: motion between
+  shots is larger than that detail, and the search costs a quarter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["new_content"]
+
+SHIFT = 8  # preview pixels a differing tile is shifted by, at most, to look for motion
+SHIFTED = 0.9  # NCC a shifted tile reaching this (and gaining _GAIN) was moved
+PATCH = 16  # side of a searched patch, at half the preview's resolution
+SEARCH = 32  # how far a patch may have moved, at half resolution (64 preview pixels)
+FOUND = 0.85  # NCC at which a patch counts as found
+MOVED_SHARE = 0.35  # share of each picture's differing patches found moved: motion
+_GAIN = 0.04
+_SAME = 0.8  # a patch pair that correlates this well in place does not differ
+_HOLD = 2  # shifts up to this many pixels are "in place"
+
+Tile = tuple[slice, slice]
+
+
+def new_content(a: np.ndarray, b: np.ndarray, tiles: list[Tile]) -> bool:
+    """True if aligned float32 pictures ``a`` and ``b`` differ in ``tiles`` (of the
+    preview) by new content, False if by motion, small or large."""
+    return not any(_shifted(a, b, t) and _shifted(b, a, t) for t in tiles) and not _moved_far(
+        a, b, tiles)
+
+
+def _shifted(a: np.ndarray, b: np.ndarray, tile: Tile) -> bool:
+    """Does ``a``'s tile match ``b`` closely a few pixels off, though not in place? (Both
+    ways for motion: an overlay at a tile's edge lets the clean picture's tile match once
+    shifted away from it, never the covered one.)"""
+    import cv2
+
+    ys, xs = tile
+    h, w = b.shape
+    y0, x0 = max(0, ys.start - SHIFT), max(0, xs.start - SHIFT)
+    window = b[y0:min(h, ys.stop + SHIFT), x0:min(w, xs.stop + SHIFT)]
+    scores = np.nan_to_num(cv2.matchTemplate(window, a[tile], cv2.TM_CCOEFF_NORMED), nan=-1.0)
+    in_place = float(scores[ys.start - y0, xs.start - x0])
+    best = float(scores.max())
+    return best >= SHIFTED and best >= in_place + _GAIN
+
+
+def _moved_far(a: np.ndarray, b: np.ndarray, tiles: list[Tile]) -> bool:
+    """Is what differs in ``tiles`` found moved, both ways: most of each picture's
+    differing patches found near their place in the other picture? An overlay's own
+    patches are found nowhere in the picture it covers."""
+    import cv2
+
+    region = np.zeros(a.shape, np.uint8)
+    for t in tiles:
+        region[t] = 1
+    a, b = (cv2.resize(x, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for x in (a, b))
+    region = cv2.resize(region, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    shares = []
+    for src, dst in ((b, a), (a, b)):
+        found = [f for f in (_found(src, dst, y, x) for y, x in _patches(region))
+                 if f is not None]
+        shares.append(sum(found) / len(found) if found else 0.0)
+    return min(shares) >= MOVED_SHARE
+
+
+def _patches(region: np.ndarray) -> list[tuple[int, int]]:
+    """Top-left corners of the PATCH-sided patches that lie mostly inside ``region``."""
+    h, w = region.shape
+    return [(y, x) for y in range(0, h - PATCH + 1, PATCH) for x in range(0, w - PATCH + 1, PATCH)
+            if region[y:y + PATCH, x:x + PATCH].mean() > 0.5]
+
+
+def _found(src: np.ndarray, dst: np.ndarray, y: int, x: int) -> bool | None:
+    """Is ``src``'s patch at (y, x) found in ``dst`` near its place, though not in it?
+    None if the patch says nothing: too plain, or not different in place."""
+    patch = src[y:y + PATCH, x:x + PATCH]
+    if patch.std() < 6 or _ncc(patch, dst[y:y + PATCH, x:x + PATCH]) >= _SAME:
+        return None
+    return _best_elsewhere(dst, patch, y, x)[0] >= FOUND
+
+
+def _best_elsewhere(image: np.ndarray, patch: np.ndarray, y: int, x: int,
+                    ) -> tuple[float, tuple[int, int]]:
+    """The best NCC of ``patch`` in ``image`` within SEARCH of (y, x), not in place, and
+    its shift from (y, x)."""
+    import cv2
+
+    h, w = image.shape
+    y0, x0 = max(0, y - SEARCH), max(0, x - SEARCH)
+    window = image[y0:min(h, y + PATCH + SEARCH), x0:min(w, x + PATCH + SEARCH)]
+    scores = cv2.matchTemplate(window, patch, cv2.TM_CCOEFF_NORMED)
+    cy, cx = y - y0, x - x0
+    scores[max(0, cy - _HOLD):cy + _HOLD + 1, max(0, cx - _HOLD):cx + _HOLD + 1] = -1.0
+    # Where the window is flat, the normalisation divides by nearly nothing.
+    scores = np.nan_to_num(scores, nan=-1.0).clip(-1, 1)
+    at = np.unravel_index(int(scores.argmax()), scores.shape)
+    return float(scores[at]), (int(at[0]) - cy, int(at[1]) - cx)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 1e-6 else 0.0
