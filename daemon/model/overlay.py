@@ -25,9 +25,15 @@ __all__ = ["new_content"]
 SHIFT = 8  # preview pixels a differing tile is shifted by, at most, to look for motion
 SHIFTED = 0.9  # NCC a shifted tile reaching this (and gaining _GAIN) was moved
 PATCH = 16  # side of a searched patch, at half the preview's resolution
+STRIDE = 8  # patches overlap by half
 SEARCH = 32  # how far a patch may have moved, at half resolution (64 preview pixels)
 FOUND = 0.85  # NCC at which a patch counts as found
-MOVED_SHARE = 0.35  # share of each picture's differing patches found moved: motion
+# Motion: at least this many differing patches (8 pixels apart) found by one shift,
+# and this share of all those that differ. Calibrated on the generated moved objects and
+# overlays (bench/dupes_edits.py): moved objects show 12-34 such patches, 15-60% of the
+# differing ones; overlays at most 12 (on brick, 8% of them) and otherwise at most 10.
+MOVED_PATCHES = 11
+MOVED_SHARE = 0.15
 _GAIN = 0.04
 _SAME = 0.8  # a patch pair that correlates this well in place does not differ
 _HOLD = 2  # shifts up to this many pixels are "in place"
@@ -59,9 +65,15 @@ def _shifted(a: np.ndarray, b: np.ndarray, tile: Tile) -> bool:
 
 
 def _moved_far(a: np.ndarray, b: np.ndarray, tiles: list[Tile]) -> bool:
-    """Is what differs in ``tiles`` found moved, both ways: most of each picture's
-    differing patches found near their place in the other picture? An overlay's own
-    patches are found nowhere in the picture it covers."""
+    """Is what differs in ``tiles`` content moved? Many of the differing patches, of
+    either picture, found in the other by one same shift (a moved object moves all its
+    patches alike, where an overlay's patches match anything only here and there)."""
+    alike, differing = _motion_evidence(a, b, tiles)
+    return alike >= MOVED_PATCHES and alike >= MOVED_SHARE * differing
+
+
+def _motion_evidence(a: np.ndarray, b: np.ndarray, tiles: list[Tile]) -> tuple[int, int]:
+    """The most differing patches found by one shift, and how many patches differ."""
     import cv2
 
     region = np.zeros(a.shape, np.uint8)
@@ -69,28 +81,43 @@ def _moved_far(a: np.ndarray, b: np.ndarray, tiles: list[Tile]) -> bool:
         region[t] = 1
     a, b = (cv2.resize(x, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for x in (a, b))
     region = cv2.resize(region, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-    shares = []
-    for src, dst in ((b, a), (a, b)):
-        found = [f for f in (_found(src, dst, y, x) for y, x in _patches(region))
-                 if f is not None]
-        shares.append(sum(found) / len(found) if found else 0.0)
-    return min(shares) >= MOVED_SHARE
+    differing = 0
+    shifts = []
+    for y, x in _patches(region):
+        for src, dst, sign in ((b, a, 1), (a, b, -1)):
+            seen = _search(src, dst, y, x)
+            if seen is None:
+                continue
+            differing += 1
+            if seen[0] >= FOUND:
+                shifts.append((sign * seen[1][0], sign * seen[1][1]))
+    return _most_alike(shifts), differing
+
+
+def _most_alike(shifts: list[tuple[int, int]]) -> int:
+    """The most shifts within a pixel of one of them."""
+    return max((sum(abs(dy - y) <= 1 and abs(dx - x) <= 1 for dy, dx in shifts)
+                for y, x in shifts), default=0)
 
 
 def _patches(region: np.ndarray) -> list[tuple[int, int]]:
-    """Top-left corners of the PATCH-sided patches that lie mostly inside ``region``."""
+    """Top-left corners of the PATCH-sided patches, every STRIDE pixels, that lie mostly
+    inside ``region``."""
     h, w = region.shape
-    return [(y, x) for y in range(0, h - PATCH + 1, PATCH) for x in range(0, w - PATCH + 1, PATCH)
+    return [(y, x) for y in range(0, h - PATCH + 1, STRIDE)
+            for x in range(0, w - PATCH + 1, STRIDE)
             if region[y:y + PATCH, x:x + PATCH].mean() > 0.5]
 
 
-def _found(src: np.ndarray, dst: np.ndarray, y: int, x: int) -> bool | None:
-    """Is ``src``'s patch at (y, x) found in ``dst`` near its place, though not in it?
-    None if the patch says nothing: too plain, or not different in place."""
+def _search(src: np.ndarray, dst: np.ndarray, y: int, x: int,
+            ) -> tuple[float, tuple[int, int]] | None:
+    """Where ``src``'s patch at (y, x) is best found in ``dst`` near its place, though
+    not in it: the NCC and the shift. None if the patch says nothing: too plain, or not
+    different in place."""
     patch = src[y:y + PATCH, x:x + PATCH]
     if patch.std() < 6 or _ncc(patch, dst[y:y + PATCH, x:x + PATCH]) >= _SAME:
         return None
-    return _best_elsewhere(dst, patch, y, x)[0] >= FOUND
+    return _best_elsewhere(dst, patch, y, x)
 
 
 def _best_elsewhere(image: np.ndarray, patch: np.ndarray, y: int, x: int,

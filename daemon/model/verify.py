@@ -40,7 +40,7 @@ from findsimilar.errors import ImageDecodeError
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
 
-VERIFIER_ID = "orb-tile-ncc/v3"  # stored with cached verdicts; bump when scores change
+VERIFIER_ID = "orb-tile-ncc/v4"  # stored with cached verdicts; bump when scores change
 PREVIEW_SIDE = 512
 NEAR_SCORE = 0.88  # worst-tile NCC at or above which two pictures are the same picture
 MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
@@ -49,6 +49,8 @@ _MIN_TILE_SIDE = 40
 _MIN_TILES = 2
 _ORB_FEATURES = 1000
 _MIN_INLIERS = 12
+_FAINT = 6.0  # a tile of less contrast than this (grey levels, std) is faint
+_NOISE = 2.0  # ... and says nothing if it matches within this many times the pair's noise
 _REFINE_FROM = 0.5  # a tile score from which a better alignment may reach NEAR_SCORE
 _SOFTEN = (1.0, 2.0, 3.0)  # Gaussian sigmas tried on the sharper picture, in turn
 _SOFTER = 1.2  # ... if it has this many times the other's detail
@@ -238,18 +240,36 @@ def _tiles(mask: np.ndarray) -> Tiles:
 
 def _tile_scores(a: np.ndarray, b: np.ndarray, mask: np.ndarray, usable: np.ndarray,
                  tiles: Tiles) -> np.ndarray:
-    """NCC per tile, NaN where a tile says nothing (mostly outside the overlap, clipped,
-    or flat in both pictures)."""
+    """NCC per tile, NaN where a tile says nothing: mostly outside the overlap or
+    clipped, flat in both pictures, or faint and no further off than the pair's noise
+    (``_faint``)."""
     scores = np.full((len(tiles), len(tiles)), np.nan)
+    contrast = np.full(scores.shape, np.inf)
     for i, row in enumerate(tiles):
         for j, tile in enumerate(row):
             if mask[tile].mean() < 0.9 or usable[tile].mean() < 0.5:
                 continue
             ta, tb = a[tile][usable[tile]], b[tile][usable[tile]]
-            if ta.std() < 4 and tb.std() < 4:  # both flat: any two flat tiles "match"
+            contrast[i, j] = min(ta.std(), tb.std())
+            if max(ta.std(), tb.std()) < 4:  # both flat: any two flat tiles "match"
                 continue
             scores[i, j] = _ncc(ta, tb)
+    scores[_faint(scores, contrast)] = np.nan
     return scores
+
+
+def _faint(scores: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+    """Tiles too faint for their NCC to mean much: low contrast (a sky, a wall), and
+    what does not match there (``contrast`` × sqrt(1 - NCC²): what a linear fit leaves)
+    no more than ``_NOISE`` times the pair's typical leftover. Heavy JPEG compression
+    leaves blocks that make a faint tile's NCC drop; a moved arm leaves far more."""
+    scored = ~np.isnan(scores)
+    if not scored.any():
+        return scored
+    left = contrast * np.sqrt(np.clip(1 - np.nan_to_num(scores) ** 2, 0, 1))
+    typical = float(np.median(left[scored]))
+    return scored & (scores < NEAR_SCORE) & (contrast < _FAINT) & (
+        left <= _NOISE * typical + 0.5)
 
 
 def _same_sharpness(a: np.ndarray, b: np.ndarray, mask: np.ndarray, scores: np.ndarray,
