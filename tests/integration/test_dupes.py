@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import CliFn, shared
 
-from ..photo_edits import apply_edit
+from ..photo_edits import apply_edit, apply_seeded_edit
 
 ORIGINALS = ["opencv/fruits.jpg", "mate/LadyBird.jpg"]
 EDIT_NAMES = ["resize 30%", "JPEG quality 15", "centre crop 75%", "mirror", "caption bar",
@@ -417,3 +417,20 @@ def test_the_daemon_checks_new_candidates_when_idle_so_a_listing_is_instant(
     assert listing["stats"]["verified_now"] == 0
     assert any(str(corpus / "pic0" / "fruits.jpg") in g["files"] for g in listing["groups"])
     assert "duplicates: every candidate pair checked" in _invoker()("status", ok=True).stdout
+
+
+def test_overlay_copies_and_a_deep_crop_join_their_original_and_a_moved_object_does_not(
+        local_cli: CliFn, data_dir: Path, tmp_path: Path) -> None:
+    # Issue 14: a caption band, a logo or a sticker over part of the picture and a
+    # half-area off-centre crop are copies of it; the same picture with a part moved
+    # (an arm between two shots) is another picture, however alike the rest is.
+    root = tmp_path / "overlays"
+    root.mkdir()
+    original = Path(shutil.copy2(shared("opencv/fruits.jpg"), root / "fruits.jpg"))
+    copies = {apply_seeded_edit(edit, original, root / edit.split()[0], seed=0)
+              for edit in ("caption band 20%", "logo 20%", "sticker 20%", "crop 50% area")}
+    moved = apply_seeded_edit("moved object", original, root / "moved", seed=0)
+    _indexed(local_cli, root)
+    near = _groups_by_tier(_dupes(local_cli, "--all"), "near")
+    assert {str(original), *map(str, copies)} in near, near
+    assert not any(str(moved) in g for g in near), near
