@@ -335,13 +335,17 @@ NEAR_EDITS: dict[str, Callable[[Image.Image, Path, Rng], Path]] = {
 def moved_object(im: Image.Image, out: Path, rng: Rng) -> Path:
     """A different shot in one respect: a part of the picture (a sixth of each side)
     moved by 30-60% of its size, the place it left filled in from its surroundings
-    (OpenCV's inpainting), as when an arm or a head moves between two shots."""
+    (OpenCV's inpainting), as when an arm or a head moves between two shots. The part
+    is the most detailed of eight places drawn at random: an object, not a patch of
+    plain sky, whose move would change nothing one could see."""
     import cv2
     import numpy as np
 
     w, h = im.size
     pw, ph = max(8, w // 6), max(8, h // 6)
-    x, y = rng.randrange(pw, w - 2 * pw), rng.randrange(ph, h - 2 * ph)
+    grey = np.asarray(im.convert("L"), np.float32)
+    places = [(rng.randrange(pw, w - 2 * pw), rng.randrange(ph, h - 2 * ph)) for _ in range(8)]
+    x, y = max(places, key=lambda p: grey[p[1]:p[1] + ph, p[0]:p[0] + pw].std())
     dx = int(pw * rng.uniform(0.3, 0.6)) * rng.choice([-1, 1])
     dy = int(ph * rng.uniform(0.0, 0.4)) * rng.choice([-1, 1])
     pixels = np.asarray(im).copy()
