@@ -53,7 +53,7 @@ _FAINT = 6.0  # a tile of less contrast than this (grey levels, std) is faint
 _NOISE = 2.0  # ... and says nothing if it matches within this many times the pair's noise
 _REFINE_FROM = 0.5  # a tile score from which a better alignment may reach NEAR_SCORE
 _SOFTEN = (1.0, 2.0, 3.0)  # Gaussian sigmas tried on the sharper picture, in turn
-_SOFTER = 1.2  # ... if it has this many times the other's detail
+_SOFTER = 1.5  # ... if it has this many times the other's detail
 _OVERLAY_REST = 0.94  # tiles below this are the overlay; all others match this well
 _OVERLAY_SHARE = 0.4  # an overlay covers at most this share of the scored tiles
 _OVERLAY_PLACES = 2  # in at most this many places (a logo and a caption)
@@ -250,8 +250,8 @@ def _tile_scores(a: np.ndarray, b: np.ndarray, mask: np.ndarray, usable: np.ndar
             if mask[tile].mean() < 0.9 or usable[tile].mean() < 0.5:
                 continue
             ta, tb = a[tile][usable[tile]], b[tile][usable[tile]]
-            contrast[i, j] = min(ta.std(), tb.std())
-            if max(ta.std(), tb.std()) < 4:  # both flat: any two flat tiles "match"
+            contrast[i, j] = max(ta.std(), tb.std())
+            if contrast[i, j] < 4:  # both flat: any two flat tiles "match"
                 continue
             scores[i, j] = _ncc(ta, tb)
     scores[_faint(scores, contrast)] = np.nan
@@ -259,7 +259,9 @@ def _tile_scores(a: np.ndarray, b: np.ndarray, mask: np.ndarray, usable: np.ndar
 
 
 def _faint(scores: np.ndarray, contrast: np.ndarray) -> np.ndarray:
-    """Tiles too faint for their NCC to mean much: low contrast (a sky, a wall), and
+    """Tiles too faint for their NCC to mean much: low contrast in both pictures (a sky,
+    a wall; ``contrast`` is the higher of the two: a blurred copy's faintness is no
+    excuse), and
     what does not match there (``contrast`` × sqrt(1 - NCC²): what a linear fit leaves)
     no more than ``_NOISE`` times the pair's typical leftover. Heavy JPEG compression
     leaves blocks that make a faint tile's NCC drop; a moved arm leaves far more."""
