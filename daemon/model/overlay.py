@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["new_content"]
+__all__ = ["moved_a_little", "new_content"]
 
 SHIFT = 8  # preview pixels a differing tile is shifted by, at most, to look for motion
 SHIFTED = 0.9  # NCC a shifted tile reaching this (and gaining _GAIN) was moved
@@ -46,6 +46,12 @@ def new_content(a: np.ndarray, b: np.ndarray, tiles: list[Tile]) -> bool:
     preview) by new content, False if by motion, small or large."""
     return not any(_shifted(a, b, t) and _shifted(b, a, t) for t in tiles) and not _moved_far(
         a, b, tiles)
+
+
+def moved_a_little(a: np.ndarray, b: np.ndarray, tile: Tile) -> bool:
+    """True if ``tile`` of aligned float32 pictures ``a`` and ``b`` matches better a few
+    pixels off than in place, either way: a small motion (for tiles known to match)."""
+    return _shifted(a, b, tile) or _shifted(b, a, tile)
 
 
 def _shifted(a: np.ndarray, b: np.ndarray, tile: Tile) -> bool:

@@ -36,6 +36,7 @@ from types import ModuleType
 
 import numpy as np
 
+from findsimilar.daemon.model.overlay import moved_a_little, new_content
 from findsimilar.errors import ImageDecodeError
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
@@ -215,8 +216,14 @@ def _worst_tile(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     if np.nanmin(scores) < NEAR_SCORE:
         softened = _same_sharpness(a, b, mask, scores, tiles)
         if softened is not None:
-            a, b = softened
-            scores = _tile_scores(a, b, mask, usable, tiles)
+            soft_scores = _tile_scores(*softened, mask, usable, tiles)
+            # Softening also hides a small motion: a tile it rescued that matches better
+            # a pixel or two off is a second shot seen through the blur.
+            rescued = np.nan_to_num(scores, nan=1.0) < NEAR_SCORE
+            rescued &= np.nan_to_num(soft_scores, nan=-1.0) >= NEAR_SCORE
+            if not any(moved_a_little(*softened, tiles[i][j]) for i, j in zip(
+                    *np.nonzero(rescued), strict=True)):
+                (a, b), scores = softened, soft_scores
     worst = float(np.nanmin(scores))
     if worst >= NEAR_SCORE:
         return worst
@@ -309,8 +316,6 @@ def _overlay_score(a: np.ndarray, b: np.ndarray, usable: np.ndarray, scores: np.
     closely (the copy is otherwise clean, where two frames of a video differ a little
     everywhere); and what differs there is new content, not content moved
     (``overlay.new_content``: a second shot)."""
-    from findsimilar.daemon.model.overlay import new_content
-
     scored = ~np.isnan(scores)
     low = scored & (scores < _OVERLAY_REST)
     if low.sum() > _OVERLAY_SHARE * scored.sum() or _places(low) > _OVERLAY_PLACES:
