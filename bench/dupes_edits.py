@@ -22,7 +22,7 @@ each pair finding its own keypoints). ``--baseline FILE`` measures an older veri
 the same pairs beside the current one.
 
 Usage: python bench/dupes_edits.py [--half calibration|held-out|both] [--baseline FILE]
-       [--misses]
+       [--misses]   (or: python bench/dupes_quality.py --edits [the same options])
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ def summary(pairs: list[Pair], verifier: str, near: float) -> str:
             f"{np.mean(ms):.1f} ms a pair (median {np.median(ms):.1f}, {len(ms)} pairs)")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bench/dupes_edits.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/findsimilar-bench-edits"))
     ap.add_argument("--half", choices=[*HALVES, "both"], default="both")
@@ -232,7 +232,7 @@ def main() -> None:
                     help="also measure the verify.py in this file (e.g. from "
                          "`git show COMMIT:daemon/model/verify.py`), on the same pairs")
     ap.add_argument("--misses", action="store_true", help="list each wrong pair")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     verifiers = {"now": verify}
     if args.baseline:
         verifiers = {"before": load_verifier(args.baseline), **verifiers}

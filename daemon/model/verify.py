@@ -11,13 +11,23 @@ pictures are aligned, so a candidate pair is checked like this:
    on contrast-equalised copies, for smooth pictures)
    (crops, borders, captions, small rotations); each also mirrored.
 3. The sharper picture is warped onto the softer one (never upsampled, so a
-   small copy is not punished for its lost detail), both are blurred a little,
-   and normalised cross-correlation is measured in a grid of tiles over the
-   overlap: 6×6, fewer on a small overlap (tiles of about 40 pixels at least,
-   2×2 at the fewest). Flat tiles and clipped pixels say nothing and are skipped.
+   small copy is not punished for its lost detail; smoothed first when shrunk, so it
+   does not alias), both are blurred a little, and normalised cross-correlation is
+   measured in a grid of tiles over the overlap: 6×6, fewer on a small overlap (tiles
+   of about 40 pixels at least, 2×2 at the fewest). Flat tiles, clipped pixels and
+   faint tiles no further off than the pair's noise (a sky in a heavily compressed
+   copy) say nothing and are skipped.
 4. The score is the *worst* tile: an edit changes a picture everywhere the same
-   way (NCC ignores brightness and contrast), while a moved arm, a second shot or
-   a pasted object leaves at least one tile that does not match.
+   way (NCC ignores brightness and contrast), while a moved arm or a second shot
+   leaves at least one tile that does not match. Where a tile fails:
+   * a deep crop's alignment is refined (ECC) and the tiles measured again;
+   * a blurred or heavily compressed copy has lost detail: the sharper picture is
+     softened to look like it, unless a tile that rescues then matches better a pixel
+     or two off (a small motion, seen through the blur);
+   * an overlay (caption band, watermark, logo, sticker) is forgiven: failing tiles
+     that are at most 40% of the tiles, in one or two places, every other tile
+     matching closely (≥ 0.94), and what differs there new content rather than
+     content moved (``overlay``). The score is then the worst tile outside it.
 
 The score is in [-1, 1]; ``NEAR_SCORE`` is calibrated on the shared photos
 (see BENCHMARKS.md, "Duplicates").
@@ -227,7 +237,7 @@ def _worst_tile(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     worst = float(np.nanmin(scores))
     if worst >= NEAR_SCORE:
         return worst
-    return max(worst, _overlay_score(a, b, usable, scores, tiles))
+    return max(worst, _overlay_score(a, b, scores, tiles))
 
 
 Tiles = list[list[tuple[slice, slice]]]
@@ -308,7 +318,7 @@ def _same_sharpness(a: np.ndarray, b: np.ndarray, mask: np.ndarray, scores: np.n
     return (best, b) if ratio > 1 else (a, best)
 
 
-def _overlay_score(a: np.ndarray, b: np.ndarray, usable: np.ndarray, scores: np.ndarray,
+def _overlay_score(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                    tiles: Tiles) -> float:
     """The worst NCC of the tiles outside an overlay, or -1.0 if the tiles that do not
     match closely are not one. An overlay (caption band, watermark, logo, sticker)
