@@ -218,9 +218,12 @@ def summary(pairs: list[Pair], verifier: str, near: float) -> str:
     dup = sum(p.duplicate for p in pairs)
     candidates = sum(p.cosine >= CANDIDATE_COSINE and p.duplicate for p in pairs)
     ms = [p.ms[verifier] for p in pairs if verifier in p.ms]
+    same = [p.ms[verifier] for p in pairs if verifier in p.ms and p.duplicate]
+    other = [p.ms[verifier] for p in pairs if verifier in p.ms and not p.duplicate]
     return (f"{verifier}: recall {tp / dup:.3f} ({tp}/{dup}; candidates {candidates}), "
             f"precision {tp / max(1, tp + fp):.4f} ({fp} false); pixel check "
-            f"{np.mean(ms):.1f} ms a pair (median {np.median(ms):.1f}, {len(ms)} pairs)")
+            f"{np.mean(ms):.1f} ms a pair (median {np.median(ms):.1f}, {len(ms)} pairs; "
+            f"duplicates {np.mean(same):.1f}, others {np.mean(other):.1f})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,6 +60,7 @@ _MIN_TILE_SIDE = 40
 _MIN_TILES = 2
 _ORB_FEATURES = 1000
 _MIN_INLIERS = 12
+_HOPELESS = 0.6  # below this median tile NCC nothing is forgiven (saves the time)
 _FAINT = 6.0  # a tile of less contrast than this (grey levels, std) is faint
 _NOISE = 2.0  # ... and says nothing if it matches within this many times the pair's noise
 _REFINE_FROM = 0.5  # a tile score from which a better alignment may reach NEAR_SCORE
@@ -223,6 +224,8 @@ def _worst_tile(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     scores = _tile_scores(a, b, mask, usable, tiles)
     if (~np.isnan(scores)).sum() < _MIN_TILES:
         return -1.0
+    if np.nanmedian(scores) < _HOPELESS:  # most tiles differ: another picture, no rescue
+        return float(np.nanmin(scores))
     if np.nanmin(scores) < NEAR_SCORE:
         softened = _same_sharpness(a, b, mask, scores, tiles)
         if softened is not None:
