@@ -7,13 +7,13 @@ Two kinds of motion are looked for, and an overlay is what shows neither:
 * a small motion (a few pixels: two frames of a video): shifting a differing tile a
   little (up to ``SHIFT`` pixels) makes it match (NCC ``SHIFTED`` or more) where it did
   not in place, each picture's tile in the other;
-* content moved further (up to ``SEARCH`` pixels at half resolution): a good share of
-  the patches that differ in place are found elsewhere nearby in the other picture,
-  and that both ways (the moved object in each picture, and the background it left).
-  An overlay's own patches are found nowhere in the picture it covers (whatever the
-  covered part of the picture does: on a plain or repeating background it is found
-  anywhere). The patches are searched at half the preview's size: motion between
-  shots is larger than that detail, and the search costs a quarter.
+* content moved further (up to ``SEARCH`` pixels at half resolution): many of the
+  patches that differ in place, of either picture, are found in the other picture by
+  one same shift (a moved object moves all its patches alike), over the differing
+  tiles or within one of them. An overlay's patches are found nowhere in the picture
+  it covers, or, by coincidence, each somewhere else. The patches are searched at
+  half the preview's size: motion between shots is larger than that detail, and the
+  search costs a quarter.
 """
 
 from __future__ import annotations
