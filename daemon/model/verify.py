@@ -1,7 +1,7 @@
 """A second opinion on "are these two files the same picture?".
 
 CNN descriptors rank well but cannot tell an edited copy from a burst shot:
-on the shared photos, edited copies score 0.63–1.0 cosine while different
+on the shared photos, edited copies score 0.46–1.0 cosine while different
 shots of one scene score 0.54–0.99. Pixels can tell them apart once the two
 pictures are aligned, so a candidate pair is checked like this:
 
