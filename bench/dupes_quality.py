@@ -25,6 +25,11 @@ Methods, on the same files:
     dedup tool built on it shows.
 
 Usage: python bench/dupes_quality.py [--every 1] [--thresholds 0.8,0.9] [--misses] [--append]
+
+Near-tier precision and recall by edit kind, pair by pair, on a generated set (every edit
+of tests/photo_edits.NEAR_EDITS at several strengths, moved objects, same-scene pairs; a
+calibration half and a held-out half): ``python bench/dupes_quality.py --edits [...]``,
+which runs bench/dupes_edits.py (see its docstring).
 """
 
 from __future__ import annotations
@@ -530,6 +535,11 @@ def goal_note(run: Run, truth: Truth) -> str:
 
 
 def main() -> None:
+    if "--edits" in sys.argv[1:]:
+        import dupes_edits
+
+        dupes_edits.main([a for a in sys.argv[1:] if a != "--edits"])
+        return
     args = parse_args()
     started, version, load = time.perf_counter(), code_version(), os.getloadavg()[0]
     c = build_corpus(args.workdir.absolute(), args.every)

@@ -14,10 +14,14 @@ if _REPO not in sys.path:
 
 from tests.photo_edits import (  # noqa: E402
     EDITS,
+    NEAR_EDITS,
+    SAME_SCENE_EDITS,
     SHARED,
     apply_edit,
+    apply_seeded_edit,
     shared_groups,
     shared_photos,
 )
 
-__all__ = ["EDITS", "SHARED", "apply_edit", "shared_groups", "shared_photos"]
+__all__ = ["EDITS", "NEAR_EDITS", "SAME_SCENE_EDITS", "SHARED", "apply_edit", "apply_seeded_edit",
+           "shared_groups", "shared_photos"]

@@ -1,7 +1,7 @@
 """A second opinion on "are these two files the same picture?".
 
 CNN descriptors rank well but cannot tell an edited copy from a burst shot:
-on the shared photos, edited copies score 0.63–1.0 cosine while different
+on the shared photos, edited copies score 0.46–1.0 cosine while different
 shots of one scene score 0.54–0.99. Pixels can tell them apart once the two
 pictures are aligned, so a candidate pair is checked like this:
 
@@ -11,13 +11,23 @@ pictures are aligned, so a candidate pair is checked like this:
    on contrast-equalised copies, for smooth pictures)
    (crops, borders, captions, small rotations); each also mirrored.
 3. The sharper picture is warped onto the softer one (never upsampled, so a
-   small copy is not punished for its lost detail), both are blurred a little,
-   and normalised cross-correlation is measured in a grid of tiles over the
-   overlap: 6×6, fewer on a small overlap (tiles of about 40 pixels at least,
-   2×2 at the fewest). Flat tiles and clipped pixels say nothing and are skipped.
+   small copy is not punished for its lost detail; smoothed first when shrunk, so it
+   does not alias), both are blurred a little, and normalised cross-correlation is
+   measured in a grid of tiles over the overlap: 6×6, fewer on a small overlap (tiles
+   of about 40 pixels at least, 2×2 at the fewest). Flat tiles, clipped pixels and
+   faint tiles no further off than the pair's noise (a sky in a heavily compressed
+   copy) say nothing and are skipped.
 4. The score is the *worst* tile: an edit changes a picture everywhere the same
-   way (NCC ignores brightness and contrast), while a moved arm, a second shot or
-   a pasted object leaves at least one tile that does not match.
+   way (NCC ignores brightness and contrast), while a moved arm or a second shot
+   leaves at least one tile that does not match. Where a tile fails:
+   * a deep crop's alignment is refined (ECC) and the tiles measured again;
+   * a blurred or heavily compressed copy has lost detail: the sharper picture is
+     softened to look like it, unless a tile that rescues then matches better a pixel
+     or two off (a small motion, seen through the blur);
+   * an overlay (caption band, watermark, logo, sticker) is forgiven: failing tiles
+     that are at most 40% of the tiles, in one or two places, every other tile
+     matching closely (≥ 0.94), and what differs there new content rather than
+     content moved (``overlay``). The score is then the worst tile outside it.
 
 The score is in [-1, 1]; ``NEAR_SCORE`` is calibrated on the shared photos
 (see BENCHMARKS.md, "Duplicates").
@@ -36,11 +46,12 @@ from types import ModuleType
 
 import numpy as np
 
+from findsimilar.daemon.model.overlay import moved_a_little, new_content
 from findsimilar.errors import ImageDecodeError
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
 
-VERIFIER_ID = "orb-tile-ncc/v3"  # stored with cached verdicts; bump when scores change
+VERIFIER_ID = "orb-tile-ncc/v4"  # stored with cached verdicts; bump when scores change
 PREVIEW_SIDE = 512
 NEAR_SCORE = 0.88  # worst-tile NCC at or above which two pictures are the same picture
 MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
@@ -49,6 +60,15 @@ _MIN_TILE_SIDE = 40
 _MIN_TILES = 2
 _ORB_FEATURES = 1000
 _MIN_INLIERS = 12
+_HOPELESS = 0.6  # below this median tile NCC nothing is forgiven (saves the time)
+_FAINT = 6.0  # a tile of less contrast than this (grey levels, std) is faint
+_NOISE = 2.0  # ... and says nothing if it matches within this many times the pair's noise
+_REFINE_FROM = 0.5  # a tile score from which a better alignment may reach NEAR_SCORE
+_SOFTEN = (1.0, 2.0, 3.0)  # Gaussian sigmas tried on the sharper picture, in turn
+_SOFTER = 1.5  # ... if it has this many times the other's detail
+_OVERLAY_REST = 0.94  # tiles below this are the overlay; all others match this well
+_OVERLAY_SHARE = 0.4  # an overlay covers at most this share of the scored tiles
+_OVERLAY_PLACES = 2  # in at most this many places (a logo and a caption)
 
 
 
@@ -139,7 +159,37 @@ def _ransac(fa: tuple[list, np.ndarray | None],
 
 def _tile_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
     """Worst-tile NCC of ``a`` and ``b`` aligned by ``matrix`` (b -> a), compared in
-    the frame of the softer picture so that neither is upsampled."""
+    the frame of the softer picture so that neither is upsampled; if that falls short
+    but not far, again with the alignment refined (``_refine``)."""
+    score = _aligned_score(a, b, matrix)
+    if _REFINE_FROM <= score < NEAR_SCORE:
+        refined = _refine(a, b, matrix)
+        if refined is not None:
+            score = max(score, _aligned_score(a, b, refined))
+    return score
+
+
+def _refine(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+    """``matrix`` (b -> a) refined by ECC maximisation over a full affine map, at half
+    size: keypoints place a deep crop's scale a little off, and the tiles far from its
+    centre then miss by a pixel or two. None if ECC does not converge."""
+    cv2 = _cv2()
+    half = np.diag([0.5, 0.5, 1.0])
+    small_a, small_b = (cv2.resize(x, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+                        for x in (a, b))
+    inverse = cv2.invertAffineTransform(matrix)  # ECC's warp maps a's pixels into b
+    warp = (half @ np.vstack([inverse, [0, 0, 1]]) @ np.linalg.inv(half))[:2].astype(np.float32)
+    try:
+        _, warp = cv2.findTransformECC(small_a, small_b, warp, cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40,
+                                        1e-5), None, 3)
+    except cv2.error:
+        return None
+    full = np.linalg.inv(half) @ np.vstack([warp, [0, 0, 1]]) @ half
+    return cv2.invertAffineTransform(full[:2].astype(np.float64))
+
+
+def _aligned_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
     cv2 = _cv2()
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if not np.isfinite(scale) or scale <= 1e-3:
@@ -148,7 +198,9 @@ def _tile_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
         matrix, scale = cv2.invertAffineTransform(matrix), 1.0 / scale
         a, b = b, a
     h, w = a.shape
-    warped = cv2.warpAffine(b, matrix, (w, h), flags=cv2.INTER_AREA)
+    if scale < 0.9:  # warpAffine samples, it does not average: smooth b first, or it aliases
+        b = cv2.GaussianBlur(b, (0, 0), 0.5 * np.sqrt(1 / scale**2 - 1))
+    warped = cv2.warpAffine(b, matrix, (w, h), flags=cv2.INTER_LINEAR)
     mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), matrix, (w, h),
                           flags=cv2.INTER_NEAREST) > 0
     mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -159,29 +211,137 @@ def _tile_score(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> float:
 
 
 def _worst_tile(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """The worst tile's NCC; failing that, the same with the sharper picture softened to
+    the other's (``_same_sharpness``); failing that, the worst tile outside an overlay
+    (``_overlay_score``)."""
     cv2 = _cv2()
     a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), 1.0)
     # A pixel clipped in one picture but not the other says nothing (a brightened
     # copy burns highlights to white), so it takes no part; clipped in both agrees.
     usable = mask & (_clipped(a) == _clipped(b))
+    tiles = _tiles(mask)
+    scores = _tile_scores(a, b, mask, usable, tiles)
+    if (~np.isnan(scores)).sum() < _MIN_TILES:
+        return -1.0
+    if np.nanmedian(scores) < _HOPELESS:  # most tiles differ: another picture, no rescue
+        return float(np.nanmin(scores))
+    if np.nanmin(scores) < NEAR_SCORE:
+        softened = _same_sharpness(a, b, mask, scores, tiles)
+        if softened is not None:
+            soft_scores = _tile_scores(*softened, mask, usable, tiles)
+            # Softening also hides a small motion: a tile it rescued that matches better
+            # a pixel or two off is a second shot seen through the blur.
+            rescued = np.nan_to_num(scores, nan=1.0) < NEAR_SCORE
+            rescued &= np.nan_to_num(soft_scores, nan=-1.0) >= NEAR_SCORE
+            if not any(moved_a_little(*softened, tiles[i][j]) for i, j in zip(
+                    *np.nonzero(rescued), strict=True)):
+                (a, b), scores = softened, soft_scores
+    worst = float(np.nanmin(scores))
+    if worst >= NEAR_SCORE:
+        return worst
+    return max(worst, _overlay_score(a, b, scores, tiles))
+
+
+Tiles = list[list[tuple[slice, slice]]]
+
+
+def _tiles(mask: np.ndarray) -> Tiles:
+    """A grid of tiles over the overlap, by row and column."""
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     # Tiles of at least ~_MIN_TILE_SIDE pixels: on a thumbnail-sized copy smaller
     # tiles measure resampling noise, not the picture.
     grid = max(2, min(_GRID, min(y1 - y0, x1 - x0) // _MIN_TILE_SIDE))
-    scores = []
-    for i in range(grid):
-        for j in range(grid):
-            tile = (slice(y0 + (y1 - y0) * i // grid, y0 + (y1 - y0) * (i + 1) // grid),
-                    slice(x0 + (x1 - x0) * j // grid, x0 + (x1 - x0) * (j + 1) // grid))
+    return [[(slice(y0 + (y1 - y0) * i // grid, y0 + (y1 - y0) * (i + 1) // grid),
+              slice(x0 + (x1 - x0) * j // grid, x0 + (x1 - x0) * (j + 1) // grid))
+             for j in range(grid)] for i in range(grid)]
+
+
+def _tile_scores(a: np.ndarray, b: np.ndarray, mask: np.ndarray, usable: np.ndarray,
+                 tiles: Tiles) -> np.ndarray:
+    """NCC per tile, NaN where a tile says nothing: mostly outside the overlap or
+    clipped, flat in both pictures, or faint and no further off than the pair's noise
+    (``_faint``)."""
+    scores = np.full((len(tiles), len(tiles)), np.nan)
+    contrast = np.full(scores.shape, np.inf)
+    for i, row in enumerate(tiles):
+        for j, tile in enumerate(row):
             if mask[tile].mean() < 0.9 or usable[tile].mean() < 0.5:
                 continue
             ta, tb = a[tile][usable[tile]], b[tile][usable[tile]]
-            if ta.std() < 4 and tb.std() < 4:  # both flat: any two flat tiles "match"
+            contrast[i, j] = max(ta.std(), tb.std())
+            if contrast[i, j] < 4:  # both flat: any two flat tiles "match"
                 continue
-            scores.append(_ncc(ta, tb))
-    return min(scores) if len(scores) >= _MIN_TILES else -1.0
+            scores[i, j] = _ncc(ta, tb)
+    scores[_faint(scores, contrast)] = np.nan
+    return scores
+
+
+def _faint(scores: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+    """Tiles too faint for their NCC to mean much: low contrast in both pictures (a sky,
+    a wall; ``contrast`` is the higher of the two: a blurred copy's faintness is no
+    excuse), and
+    what does not match there (``contrast`` × sqrt(1 - NCC²): what a linear fit leaves)
+    no more than ``_NOISE`` times the pair's typical leftover. Heavy JPEG compression
+    leaves blocks that make a faint tile's NCC drop; a moved arm leaves far more."""
+    scored = ~np.isnan(scores)
+    if not scored.any():
+        return scored
+    left = contrast * np.sqrt(np.clip(1 - np.nan_to_num(scores) ** 2, 0, 1))
+    typical = float(np.median(left[scored]))
+    return scored & (scores < NEAR_SCORE) & (contrast < _FAINT) & (
+        left <= _NOISE * typical + 0.5)
+
+
+def _same_sharpness(a: np.ndarray, b: np.ndarray, mask: np.ndarray, scores: np.ndarray,
+                    tiles: Tiles) -> tuple[np.ndarray, np.ndarray] | None:
+    """``a`` and ``b`` with the sharper one blurred to look most like the other, or None
+    if they are about as sharp. A blurred or heavily compressed copy has lost detail its
+    original still shows, and that detail would count as a difference; blurring never
+    creates the difference a second shot shows (a moved arm stays moved). Sharpness is
+    compared tile by tile (the median ratio), so that an overlay's crisp text does not
+    make its copy look sharper."""
+    cv2 = _cv2()
+    la, lb = (cv2.Laplacian(x, cv2.CV_32F) ** 2 for x in (a, b))
+    ratios = [(la[t].mean() + 1e-3) / (lb[t].mean() + 1e-3)
+              for i, row in enumerate(tiles) for j, t in enumerate(row)
+              if not np.isnan(scores[i, j])]
+    ratio = float(np.median(ratios))
+    if 1 / _SOFTER < ratio < _SOFTER:
+        return None  # equally sharp: blurring would smooth away a small motion
+    sharp, soft = (a, b) if ratio > 1 else (b, a)
+    best, best_ncc = sharp, _ncc(sharp[mask], soft[mask])
+    for sigma in _SOFTEN:
+        candidate = cv2.GaussianBlur(sharp, (0, 0), sigma)
+        ncc = _ncc(candidate[mask], soft[mask])
+        if ncc <= best_ncc:
+            break
+        best, best_ncc = candidate, ncc
+    return (best, b) if ratio > 1 else (a, best)
+
+
+def _overlay_score(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                   tiles: Tiles) -> float:
+    """The worst NCC of the tiles outside an overlay, or -1.0 if the tiles that do not
+    match closely are not one. An overlay (caption band, watermark, logo, sticker)
+    covers a minority of the tiles, in one or two places; every other tile matches
+    closely (the copy is otherwise clean, where two frames of a video differ a little
+    everywhere); and what differs there is new content, not content moved
+    (``overlay.new_content``: a second shot)."""
+    scored = ~np.isnan(scores)
+    low = scored & (scores < _OVERLAY_REST)
+    if low.sum() > _OVERLAY_SHARE * scored.sum() or _places(low) > _OVERLAY_PLACES:
+        return -1.0
+    if not new_content(a, b, [tiles[i][j] for i, j in zip(*np.nonzero(low), strict=True)]):
+        return -1.0
+    return float(scores[scored & ~low].min())
+
+
+def _places(cells: np.ndarray) -> int:
+    """How many 8-connected groups the True cells of ``cells`` form."""
+    count, _ = _cv2().connectedComponents(cells.astype(np.uint8), connectivity=8)
+    return count - 1
 
 
 def _clipped(x: np.ndarray) -> np.ndarray:

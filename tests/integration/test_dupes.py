@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import CliFn, shared
 
-from ..photo_edits import apply_edit
+from ..photo_edits import apply_edit, apply_seeded_edit
 
 ORIGINALS = ["opencv/fruits.jpg", "mate/LadyBird.jpg"]
 EDIT_NAMES = ["resize 30%", "JPEG quality 15", "centre crop 75%", "mirror", "caption bar",
@@ -417,3 +417,26 @@ def test_the_daemon_checks_new_candidates_when_idle_so_a_listing_is_instant(
     assert listing["stats"]["verified_now"] == 0
     assert any(str(corpus / "pic0" / "fruits.jpg") in g["files"] for g in listing["groups"])
     assert "duplicates: every candidate pair checked" in _invoker()("status", ok=True).stdout
+
+
+def test_overlay_copies_and_a_deep_crop_join_their_original_and_a_moved_object_does_not(
+        local_cli: CliFn, data_dir: Path, tmp_path: Path) -> None:
+    # Issue 14: a caption band, a logo or a sticker over part of the picture and a
+    # half-area off-centre crop are copies of it; the same picture with a part moved
+    # (an arm between two shots) is another picture, however alike the rest is, and
+    # stays out even beside copies that match both.
+    original = shared("opencv/fruits.jpg")
+    edits = {"copies": ("caption band 20%", "logo 20%", "sticker 20%", "crop 50% area"),
+             "shots": ("caption band 20%", "crop 50% area", "moved object")}
+    made: dict[str, set[str]] = {}
+    for folder, names in edits.items():
+        (tmp_path / folder).mkdir()
+        made[folder] = {str(shutil.copy2(original, tmp_path / folder / "fruits.jpg")), *(
+            str(apply_seeded_edit(name, original, tmp_path / folder / name.split()[0], seed=0))
+            for name in names)}
+    _indexed(local_cli, tmp_path)
+    near = _groups_by_tier(_dupes(local_cli, str(tmp_path / "copies")), "near")
+    assert near == [made["copies"]], near
+    moved = str(tmp_path / "shots" / "moved.jpg")
+    near = _groups_by_tier(_dupes(local_cli, str(tmp_path / "shots")), "near")
+    assert near == [made["shots"] - {moved}], near

@@ -13,7 +13,7 @@ from findsimilar.daemon.model.verify import NEAR_SCORE, compare, load_preview
 from findsimilar.errors import ImageDecodeError
 from tests.conftest import shared
 
-from ..photo_edits import apply_edit
+from ..photo_edits import apply_edit, apply_seeded_edit
 
 MP = 250_000_000
 
@@ -45,7 +45,9 @@ def test_unrelated_photos_score_low() -> None:
     assert compare(a, b) < 0.5
 
 
-def test_a_pasted_object_is_noticed(tmp_path: Path) -> None:
+def test_a_pasted_patch_of_colour_is_a_sticker_not_another_picture(tmp_path: Path) -> None:
+    # Until issue 14 a pasted rectangle made a copy "another picture"; a sticker or a
+    # logo over part of the picture leaves an edited copy of it.
     from PIL import Image
 
     original = shared("opencv/building.jpg")
@@ -54,7 +56,45 @@ def test_a_pasted_object_is_noticed(tmp_path: Path) -> None:
         w, h = im.size
         im.paste((250, 20, 20), (w // 3, h // 3, w // 3 + w // 6, h // 3 + h // 6))
         im.save(tmp_path / "tampered.jpg", quality=92)
-    assert compare(_preview(original), _preview(tmp_path / "tampered.jpg")) < NEAR_SCORE
+    assert compare(_preview(original), _preview(tmp_path / "tampered.jpg")) >= NEAR_SCORE
+
+
+@pytest.mark.parametrize("edit", ["caption band 20%", "watermark 70%", "logo 20%",
+                                  "sticker 20%"])
+@pytest.mark.parametrize("photo", ["opencv/fruits.jpg", "mate/LadyBird.jpg"])
+def test_a_copy_with_an_overlay_is_the_same_picture(edit: str, photo: str,
+                                                     tmp_path: Path) -> None:
+    original = shared(photo)
+    copy = apply_seeded_edit(edit, original, tmp_path / "copy", seed=0)
+    assert compare(_preview(original), _preview(copy)) >= NEAR_SCORE
+
+
+@pytest.mark.parametrize("edit", ["crop 50% area", "crop 60% area, other shape"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_half_area_off_centre_crop_is_the_same_picture(edit: str, seed: int,
+                                                          tmp_path: Path) -> None:
+    original = shared("mate/Storm.jpg")
+    copy = apply_seeded_edit(edit, original, tmp_path / "copy", seed=seed)
+    assert compare(_preview(original), _preview(copy)) >= NEAR_SCORE
+
+
+@pytest.mark.parametrize("edit", ["JPEG quality 12", "blur 0.5%", "brightness -40%",
+                                  "contrast -40%", "rotation 5°", "small 15%"])
+def test_a_heavily_degraded_copy_is_the_same_picture(edit: str, tmp_path: Path) -> None:
+    original = shared("opencv/fruits.jpg")
+    copy = apply_seeded_edit(edit, original, tmp_path / "copy", seed=0)
+    assert compare(_preview(original), _preview(copy)) >= NEAR_SCORE
+
+
+@pytest.mark.parametrize("photo", ["opencv/fruits.jpg", "opencv/building.jpg",
+                                   "mate/LadyBird.jpg"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_moved_object_is_another_picture(photo: str, seed: int, tmp_path: Path) -> None:
+    # What differs is in one place, like an overlay, but it is the picture's own content
+    # moved: a second shot.
+    original = shared(photo)
+    moved = apply_seeded_edit("moved object", original, tmp_path / "moved", seed=seed)
+    assert compare(_preview(original), _preview(moved)) < NEAR_SCORE
 
 
 def test_an_undecodable_file_is_a_clear_error(tmp_path: Path) -> None:
