@@ -66,6 +66,13 @@ class Follower:
         self.proc.wait(10)
 
 
+def indexed(d: DaemonProcess, count: int) -> None:
+    """Wait until the watched folder's first scan is done (``count`` photos indexed and
+    nothing queued): a copy made before would be found by that scan, not announced."""
+    wait_until(lambda: (s := d.status())["indexed"] >= count and s["state"] == "idle"
+               and not s["queued"], WITHIN, message=lambda: str(d.status()))
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     base = tmp_path_factory.mktemp("follow")
@@ -76,7 +83,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     # No background duplicate pre-check: what arrives is found because someone follows.
     with module_daemon(base, FINDSIMILAR_PRECHECK_AFTER="0") as d:
         d.call("watch_add", path=str(lib), excludes=[])
-        d.wait_idle()
+        indexed(d, len(PHOTOS))
         d.lib = lib  # type: ignore[attr-defined]
         d.base = base  # type: ignore[attr-defined]
         yield d
@@ -132,9 +139,11 @@ def test_the_same_group_is_not_said_twice_and_a_changed_one_is(
 def test_a_restarted_daemon_is_followed_again(daemon: DaemonProcess,
                                               follower: Follower) -> None:
     lib: Path = daemon.lib  # type: ignore[attr-defined]
+    scans = daemon.log().count(f"reconciled {lib}:")
     daemon.terminate()
     daemon.start()
-    daemon.wait_idle()
+    # Its start-up scan is done: a copy made before would be found by it, not announced.
+    wait_until(lambda: daemon.log().count(f"reconciled {lib}:") > scans, WITHIN)
     copy = lib / "chelsea-copy.png"
     deadline = time.monotonic() + 30  # the follower has reconnected and polled
     while time.monotonic() < deadline and not daemon.status().get("followed"):
@@ -242,7 +251,7 @@ def test_a_new_duplicate_is_a_desktop_notification_and_a_click_opens_its_page(
     try:
         with module_daemon(tmp_path, **env) as d:
             d.call("watch_add", path=str(lib), excludes=[])
-            d.wait_idle()
+            indexed(d, 1)  # watched and scanned: what arrives now is an event
             copy = lib / "coffee (copy).png"
             shutil.copy(lib / "coffee.png", copy)
             try:
