@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+import numpy as np
+
 from findsimilar.daemon.dupes.grouping import (
     CANDIDATE_COSINE,
     NEIGHBOURS,
@@ -46,17 +48,14 @@ def groups_around(store: Store, index: VectorIndex, extractor: str, model: Model
     if len(hashes) > MOST_AT_ONCE:
         scope: list[str] = []  # everything
     else:
-        ids = store.feature_ids(hashes, extractor)
-        near: set[int] = set(ids.values())  # their own: byte-identical copies elsewhere
-        for fid in ids.values():
-            if should_stop():
-                return []
-            vector = store.vector(fid)
-            if vector is None or len(index) == 0:
-                continue
-            scores, hits = index.search(vector[None], NEIGHBOURS + 1)
-            near.update(int(i) for s, i in zip(scores[0], hits[0], strict=True)
+        ids = np.array(sorted(store.feature_ids(hashes, extractor).values()), np.int64)
+        near: set[int] = set(ids.tolist())  # their own: byte-identical copies elsewhere
+        if len(ids) and len(index):  # one search for all of them
+            scores, hits = index.search(store.vectors(ids, index.dim), NEIGHBOURS + 1)
+            near.update(int(i) for s, i in zip(scores.ravel(), hits.ravel(), strict=True)
                         if i >= 0 and s >= CANDIDATE_COSINE)
+        if should_stop():
+            return []
         found = store.paths_for_features(sorted(near))
         scope = sorted({*mine, *(p for ps in found.values() for p in ps)})
     # Pixel checks only for pairs with an arriving picture; pairs of the others count as
