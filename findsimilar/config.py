@@ -272,9 +272,7 @@ def load_config() -> Config:
     ConfigError for a bad config file."""
     data_dir = default_data_dir()
     kwargs: dict[str, Any] = {"data_dir": data_dir, "socket_path": default_socket_path(data_dir)}
-    for key in ("extractor", "settle_after_close", "settle_quiet", "precheck_after",
-                "compress_above", "busy_timeout", "model_idle", "model_timeout", "client_timeout",
-                "no_daemon", "notify", "precision", "resnet50_weights", "plugins_dir"):
+    for key in SETTINGS.keys() - {"data_dir", "socket"}:  # (those two: the locations above)
         value = setting(key)
         if value is not None:
             kwargs[key] = value
