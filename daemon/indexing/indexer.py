@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from findsimilar.config import Config
-from findsimilar.daemon.indexing.pipeline import Pipeline, storable, stored_path
+from findsimilar.daemon.indexing.pipeline import Pipeline, stored_path
 from findsimilar.daemon.indexing.scanner import ScannedFile, ScanProblem, scan
 from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.storage.index import VectorIndex
-from findsimilar.daemon.storage.store import FileRecord, Store
+from findsimilar.daemon.storage.store import FileRecord, Store, storable
 from findsimilar.text import is_under
 
 __all__ = ["IndexSummary", "Indexer"]

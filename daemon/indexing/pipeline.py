@@ -35,13 +35,13 @@ from findsimilar.config import Config
 from findsimilar.daemon.indexing.scanner import ScannedFile
 from findsimilar.daemon.model.api import Embedded, Model
 from findsimilar.daemon.storage.index import VectorIndex
-from findsimilar.daemon.storage.store import FileRecord, Store
+from findsimilar.daemon.storage.store import FileRecord, Store, storable
 from findsimilar.errors import ImageDecodeError
 
 if TYPE_CHECKING:
     from findsimilar.daemon.indexing.indexer import IndexSummary
 
-__all__ = ["BAD_NAME", "Pipeline", "Prepared", "hash_file", "storable", "stored_path"]
+__all__ = ["BAD_NAME", "Pipeline", "Prepared", "hash_file", "stored_path"]
 
 log = logging.getLogger(__name__)
 
@@ -348,14 +348,6 @@ def _identifiable(fd: int) -> bool:
             return probe_format(fh) is not None
     finally:
         os.lseek(fd, 0, os.SEEK_SET)
-
-
-def storable(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _printable(path: str) -> str:

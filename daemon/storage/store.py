@@ -36,7 +36,7 @@ from findsimilar.daemon.storage.connections import Connections
 from findsimilar.daemon.storage.schema import FileRecord, migrations
 from findsimilar.errors import StoreError, store_damage
 
-__all__ = ["FileRecord", "Store", "migrations"]
+__all__ = ["FileRecord", "Store", "migrations", "storable"]
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -328,6 +328,8 @@ class Store:
             return
         under = _UNDER.replace("path", "f.path")
         for root in roots:
+            if not storable(root):  # a name no row can hold (not UTF-8): nothing under it
+                continue
             yield from self.db.query(f"{sql} and ({under})", _under_params(root))
 
     def pair_scores(self, pairs: list[tuple[str, str]],
@@ -414,3 +416,12 @@ def _under_params(root: str) -> list[str]:
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def storable(path: str) -> bool:
+    """Whether ``path`` can be a row's path (the store holds UTF-8 text)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -3,6 +3,7 @@ real Engine with the real model in-process, real shared photos."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,3 +67,12 @@ def test_nothing_indexed_there_is_no_group(library) -> None:
     engine, lib = library
     assert engine.groups_around([str(lib / "no-such.jpg")]) == []
     assert [g["tier"] for g in engine.groups_around([str(lib / "coffee.png")])] == []
+
+
+def test_a_name_that_is_not_utf8_is_nothing_indexed_not_a_crash(library) -> None:
+    """Such a file is recorded under a printable name, never under its own: arriving, or
+    given to `dupes`, it has no group (was: UnicodeEncodeError from the store's query)."""
+    engine, lib = library
+    odd = os.fsdecode(bytes(lib) + b"/caf\xe9.png")
+    assert engine.groups_around([odd]) == []
+    assert engine.duplicates(DupesOptions(paths=[odd]))["groups"] == []
