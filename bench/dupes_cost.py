@@ -84,8 +84,8 @@ def main() -> None:
         ("photos", f"{len(photos)} ({indexed['new']} indexed, {len(indexed['failed'])} failed)"),
         ("index, --no-daemon", f"{index_s:.1f} s"),
         ("first dupes, --no-daemon", f"{dupes_s:.1f} s ({pairs} candidate pairs, "
-                                     f"{stats.get('verified_now', 0)} checked, "
-                                     f"{1000 * dupes_s / max(1, pairs):.1f} ms a pair)"),
+                                     f"{stats.get('pairs_checked', pairs)} needed a verdict, "
+                                     f"{stats.get('verified_now', 0)} checked)"),
         ("groups", ", ".join(f"{t} {sum(g['tier'] == t for g in result['groups'])}"
                              for t in ("exact", "near"))),
         ("**dupes / index**", f"**{dupes_s / index_s:.2f}** (goal <= 1.0)"),

@@ -8,9 +8,10 @@ version has only its sizes. So before keepers are chosen:
    again (``Model.facts``, from any of its files; in the daemon, by the model worker) and
    its facts kept, once, ever; a picture none of whose files can be read leaves its
    group out of the listing, with the reason (``stats["left_out"]``);
-2. where a group holds a lossless file and a lossy one of the same size, the lossy one's
-   pixel digest is computed (a full decode: only then, and kept), to tell whether the
-   lossless file is a conversion of it (``keep.py``, rule ``original``).
+2. where a group holds a lossless file and lossy ones of the same size, the lossy ones'
+   pixel digests are computed (a full decode: only then, and kept), one at a time, the
+   likeliest original first, until one equals the lossless file's: it is a conversion of
+   that one (``keep.py``, rule ``original``).
 
 Groups of byte-identical copies need neither: their files share one content, so no fact
 can tell them apart.
@@ -47,8 +48,11 @@ def complete_facts(store: Store, model: Model, groups: list[list[FileRow]],
             rows.setdefault(f.content_hash, []).append(f)
     unknown = {h: fs for h, fs in rows.items() if not fs[0].facts_known}
     failed = _learn(store, model, unknown, digest=False, should_stop=should_stop)
-    wanted = {h: rows[h] for h in _digests_wanted(groups) if h not in failed}
-    _learn(store, model, wanted, digest=True, should_stop=should_stop)
+    tried = set(failed)
+    while (wanted := {h: rows[h] for h in _digests_wanted(groups, tried)}) and \
+            not should_stop():
+        tried.update(wanted)
+        tried.update(_learn(store, model, wanted, digest=True, should_stop=should_stop))
     return failed
 
 
@@ -63,14 +67,23 @@ def left_out(group: dict, failed: dict[str, str]) -> dict | None:
     return None
 
 
-def _digests_wanted(groups: Iterable[list[FileRow]]) -> set[str]:
-    """Lossy pictures without a pixel digest that share their size with a lossless
-    member of their group that has one (a candidate conversion of them)."""
+def _digests_wanted(groups: Iterable[list[FileRow]], tried: set[str]) -> set[str]:
+    """For each lossless member with a pixel digest that no lossy member of its group is
+    known to share: the next lossy member of its size whose digest is to be computed (a
+    full decode, so one at a time: the likeliest original first, of its colour and
+    sharpness; a conversion has its original's pixels). None once all are known."""
     wanted = set()
     for group in groups:
-        sizes = {(f.width, f.height) for f in group if f.lossless and f.pixel_digest}
-        wanted.update(f.content_hash for f in group if f.lossless is False
-                      and f.pixel_digest is None and (f.width, f.height) in sizes)
+        lossy = [f for f in group if f.lossless is False]
+        known = {f.pixel_digest for f in lossy if f.pixel_digest}
+        for f in group:
+            if not (f.lossless and f.pixel_digest) or f.pixel_digest in known:
+                continue
+            todo = [m for m in lossy if m.pixel_digest is None and m.content_hash not in tried
+                    and (m.width, m.height) == (f.width, f.height)]
+            if todo:
+                wanted.add(min(todo, key=lambda m: (m.colour != f.colour, abs(
+                    (m.sharpness or 0.0) - (f.sharpness or 0.0)), m.content_hash)).content_hash)
     return wanted
 
 

@@ -7,12 +7,14 @@ How a listing is made, never touching an N×N matrix:
    a bucket of two or more files is an *exact* duplicate set.
 2. One vector per distinct content gives each picture's nearest neighbours above
    ``CANDIDATE_COSINE`` (``neighbours.py``): the candidate pairs.
-3. Each candidate pair gets a pixel-level second opinion (``verify.py``); verdicts
-   are cached in SQLite by content hash (``verdicts.py``), so a pair is checked once.
-4. Pairs scoring at least the near threshold join (union-find, sharpest pairs
-   first) into *near* groups, two groups only if most checked pairs between them pass;
-   with ``similar`` requested, pairs above ``SIMILAR_COSINE`` that are not the same
-   picture join groups into *similar* clusters.
+3. Candidate pairs join into *near* groups (union-find, sharpest pairs first,
+   ``join_pictures``) on a pixel-level second opinion (``verify.py``), asked only where
+   the answer can change the groups: not for a pair inside one group (copies of one
+   picture joined already), nor between two groups already seen to differ; two groups
+   join only if most pairs checked between them pass. Verdicts are cached in SQLite by
+   content hash (``verdicts.py``), so a pair is checked once, ever. With ``similar``
+   requested, pairs above ``SIMILAR_COSINE`` that are not one picture join groups into
+   *similar* clusters.
 5. Pairs the user marked "not duplicates" are never joined.
 6. Hard links of one inode count as one file (``hardlinks.py``).
 7. The facts keepers are chosen on are made sure of (``facts.py``: pictures decoded
@@ -43,9 +45,9 @@ from findsimilar.daemon.model.verify import NEAR_SCORE
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "DupesOptions", "FileRow",
-           "UnionFind", "agree", "find_duplicates", "join_pictures", "mark_not_duplicates",
-           "near_groups", "options_from", "similar_groups"]
+__all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "UNDECIDED",
+           "DupesOptions", "FileRow", "UnionFind", "find_duplicates", "join_pictures",
+           "mark_not_duplicates", "near_groups", "options_from", "similar_groups"]
 
 TIERS = ("exact", "near", "similar")
 # Below every copy by the 13 edits of tests/photo_edits.EDITS (lowest: 0.63); stickers
@@ -125,32 +127,34 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
     stats: dict[str, object] = {"files": len(files) - links, "distinct": len(hashes),
                                 "hard_links": links, "not_indexed": not_indexed}
 
-    near_edges: list[tuple[int, int, float]] = []
-    similar_edges: list[tuple[int, int, float]] = []
-    known: dict[tuple[int, int], float] = {}  # every checked pair's score, by rows
+    pairs: list[tuple[int, int, float]] = []
     if ("near" in options.tiers or "similar" in options.tiers) and len(hashes) > 1:
         pairs = _candidate_pairs(store, extractor, vectors, hashes, ignored,
                                  min(CANDIDATE_COSINE, options.similar_cosine), should_stop)
-        candidates = [(hashes[a], hashes[b]) for a, b, c in pairs if c >= CANDIDATE_COSINE]
-        if options.check_only is None:
-            scores = verdicts.many(candidates, progress)
-        else:  # new checks only for pairs with one of these pictures; the cache for others
-            touching = [p for p in candidates if not options.check_only.isdisjoint(p)]
-            scores = verdicts.cached([p for p in candidates if options.check_only.isdisjoint(p)])
-            scores.update(verdicts.many(touching, progress))
-        stats["candidate_pairs"] = len(candidates)
-        for a, b, c in pairs:
-            score = scores.get((hashes[a], hashes[b]), -1.0)
-            if c >= CANDIDATE_COSINE:
-                known[(a, b)] = score
-            if score >= options.near_score:
-                near_edges.append((a, b, score))
-            elif c >= options.similar_cosine:
-                similar_edges.append((a, b, c))
+    candidates = [p for p in pairs if p[2] >= CANDIDATE_COSINE]
+    stats["candidate_pairs"] = len(candidates)
+    verdicts.preload([(hashes[a], hashes[b]) for a, b, _ in candidates])
+
+    def check(a: int, b: int, *, now: bool) -> float | None:
+        """The pixel check of rows a < b: started (``now`` False) or its score."""
+        pair = (hashes[a], hashes[b])
+        if options.check_only is not None and options.check_only.isdisjoint(pair):
+            return verdicts.known(pair)  # (new checks only for the arriving pictures)
+        if not now:
+            verdicts.start(pair)
+            return None
+        return verdicts.result(pair)
 
     sharpness = [max(picture_pixels(f) for f in by_hash[h]) for h in hashes]
-    pictures, low = join_pictures(len(hashes), near_edges, sharpness, known,
-                                  options.near_score)
+    try:
+        pictures, low, checked = join_pictures(len(hashes), candidates, sharpness, check,
+                                               verdicts.running, options.near_score,
+                                               progress=progress, should_stop=should_stop)
+    finally:
+        verdicts.finish()
+    stats["pairs_checked"] = checked
+    similar_edges = [(a, b, c) for a, b, c in pairs
+                     if c >= options.similar_cosine and pictures.find(a) != pictures.find(b)]
     several = [rows for rows in pictures.components(range(len(hashes))).values()
                if len(rows) > 1]  # groups of different pictures: keepers need facts
     if "similar" in options.tiers:  # (one picture at a time: no conversion to look for)
@@ -239,46 +243,106 @@ class UnionFind:
         return out
 
 
-def join_pictures(n: int, edges: list[tuple[int, int, float]], sharpness: list[int],
-                  known: dict[tuple[int, int], float],
-                  near_score: float) -> tuple[UnionFind, dict[int, float]]:
-    """Join rows into pictures along near edges, sharpest pairs first; returns the
-    union-find and each component's lowest score, by root.
+CheckFn = Callable[..., "float | None"]
+# Pairs between two groups stop being checked once this many more have failed than passed.
+UNDECIDED = 2
+_AHEAD = 8  # pairs checked ahead of the one the joining waits for (the model's threads)
 
-    Chains are where "near" goes wrong: a blurred or 30% copy of one burst shot matches
-    a copy of the next shot (the motion is below their resolution), and single links
-    would join the two shots and all their copies. So two groups join only if at least
-    half of the pairs between them that were checked (``known``: row pair -> score)
-    pass: copies of one picture match each other, copies of two shots mostly do not.
+
+def join_pictures(n: int, pairs: list[tuple[int, int, float]], sharpness: list[int],
+                  check: CheckFn, running: Callable[[], int], near_score: float, *,
+                  progress: ProgressFn | None = None,
+                  should_stop: Callable[[], bool] = lambda: False,
+                  ) -> tuple[UnionFind, dict[int, float], int]:
+    """Join rows 0..n-1 into pictures along candidate ``pairs`` (row a < row b, cosine),
+    checking as few pairs as the answer needs; returns the union-find, each component's
+    lowest joining score by root, and how many pairs were looked at.
+
+    ``check(a, b, now=False)`` starts a pair's pixel check, ``check(a, b, now=True)``
+    returns its score (None: no verdict); ``running()`` says how many started checks
+    wait to be taken. Pairs go sharpest first (the smaller picture's pixels), then by
+    cosine. A pair inside one picture's group is not checked: the group already holds
+    it. Chains are where "near" goes wrong: a blurred or 30% copy of one burst shot
+    matches a copy of the next shot (the motion is below their resolution), and single
+    links would join the two shots and all their copies. So two groups join on a passing
+    pair only if at least half of the pairs checked between them pass; once
+    ``UNDECIDED`` more have failed than passed, no more pairs between them are checked
+    (copies of one picture match each other, copies of two shots mostly do not). While
+    the joining waits for a score, the next pairs likely to be needed are checked ahead
+    (``_AHEAD``), as if those on their way passed; the result does not depend on it.
     """
     uf = UnionFind(n)
-    members: dict[int, list[int]] = {r: [r] for r in range(n)}
     low: dict[int, float] = {}
-    for a, b, score in sorted(edges, key=lambda e: (-min(sharpness[e[0]], sharpness[e[1]]),
-                                                     -e[2])):
+    # Between two roots: [passed, failed] of the pairs checked between their groups.
+    tally: dict[int, dict[int, list[int]]] = defaultdict(dict)
+    order = sorted(pairs, key=lambda p: (-min(sharpness[p[0]], sharpness[p[1]]), -p[2]))
+    ahead, looked = 0, 0
+    flying: list[tuple[int, int, int]] = []  # (position, a, b) checked ahead
+
+    def settled(a: int, b: int, assume: Iterable[tuple[int, int, int]] = ()) -> bool:
         ra, rb = uf.find(a), uf.find(b)
-        if ra == rb or not agree(members[ra], members[rb], known, near_score):
-            continue
-        root = uf.union(ra, rb)
-        members[root] = members.pop(rb if root == ra else ra) + members[root]
-        low[root] = min(low.get(ra, 1.0), low.get(rb, 1.0), score)
-    return uf, low
+        if ra == rb:
+            return True
+        passed, failed = tally.get(ra, {}).get(rb, (0, 0))
+        if failed - passed >= UNDECIDED:
+            return True
+        if assume:  # joined if the pairs on their way pass (a throw-away union-find)
+            roots: dict[int, int] = {}
 
+            def top(x: int) -> int:
+                while roots.get(x, x) != x:
+                    x = roots[x]
+                return x
+            for _, x, y in assume:
+                tx, ty = top(uf.find(x)), top(uf.find(y))
+                if tx != ty:
+                    roots[tx] = ty
+            return top(ra) == top(rb)
+        return False
 
-def agree(left: list[int], right: list[int], known: dict[tuple[int, int], float],
-          near_score: float, most: int = 20_000) -> bool:
-    """True if at least half of the checked pairs between ``left`` and ``right`` are
-    near (looking at ``most`` pairs at the most)."""
-    checked = passed = 0
-    for n, x in enumerate(left, 1):
-        for y in right:
-            score = known.get((x, y) if x < y else (y, x))
-            if score is not None:
-                checked += 1
-                passed += score >= near_score
-        if n * len(right) >= most:
+    for done, (a, b, _) in enumerate(order, 1):
+        if progress is not None and (done % 64 == 0 or done == len(order)):
+            progress(done, len(order))
+        if should_stop():
             break
-    return 2 * passed >= checked
+        flying = [f for f in flying if f[0] >= done]  # (this pair's turn: done - 1)
+        if settled(a, b):
+            continue
+        ahead = max(ahead, done)
+        assume = flying + [(done - 1, a, b)]  # (this pair too, as if it passed)
+        while running() < _AHEAD and ahead < len(order):
+            x, y, _ = order[ahead]
+            if not settled(x, y, assume):
+                check(x, y, now=False)
+                flying.append((ahead, x, y))
+                assume.append((ahead, x, y))
+            ahead += 1
+        score = check(a, b, now=True)
+        if score is None:
+            continue
+        looked += 1
+        ra, rb = uf.find(a), uf.find(b)
+        count = tally[ra].setdefault(rb, [0, 0])
+        tally[rb][ra] = count
+        count[score < near_score] += 1
+        if score >= near_score and 2 * count[0] >= count[0] + count[1]:
+            root = uf.union(ra, rb)
+            _merge_tally(tally, root, rb if root == ra else ra)
+            low[root] = min(low.pop(ra, 1.0), low.pop(rb, 1.0), score)
+    return uf, low, looked
+
+
+def _merge_tally(tally: dict[int, dict[int, list[int]]], root: int, gone: int) -> None:
+    """Root ``gone`` joined ``root``: its counts with other groups become ``root``'s."""
+    mine = tally[root]
+    for other, (passed, failed) in tally.pop(gone, {}).items():
+        del tally[other][gone]
+        if other == root:
+            continue
+        count = mine.setdefault(other, [0, 0])
+        tally[other][root] = count
+        count[0] += passed
+        count[1] += failed
 
 
 def near_groups(hashes: list[str], by_hash: dict[str, list[FileRow]], pictures: UnionFind,

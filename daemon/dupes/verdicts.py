@@ -41,6 +41,9 @@ class Verdicts:
         self.store, self.paths, self.model, self.should_stop = store, paths, model, should_stop
         self.computed = 0  # pairs checked now rather than read from the cache
         self._known: dict[Pair, float] = {}
+        self._running: dict[Pair, Future[float | None]] = {}  # started by ``start``
+        self._fresh: dict[Pair, float] = {}  # checked by ``result``, not yet saved
+        self._unreadable: set[Pair] = set()  # checked by ``result``: no score
         self._session = f"{next(_sessions)}:"
 
     def many(self, pairs: list[Pair], progress: ProgressFn | None = None) -> dict[Pair, float]:
@@ -71,6 +74,68 @@ class Verdicts:
                 progress(done, len(missing))
         self._save(fresh)
         return {p: self._known[p] for p in pairs if p in self._known}
+
+    # -- one pair at a time, a few ahead (``grouping.join_pictures``) ------------------
+    def preload(self, pairs: list[Pair]) -> None:
+        """Read the cached scores of ``pairs`` in one go (``known`` then answers)."""
+        self._known.update(self.store.pair_scores(
+            [p for p in pairs if p not in self._known], VERIFIER_ID))
+
+    def known(self, pair: Pair) -> float | None:
+        """``pair``'s score if checked before (preloaded or checked now)."""
+        return self._known.get(pair)
+
+    def running(self) -> int:
+        """Pairs started whose check is not done yet (one done and not taken is kept for
+        ``result`` and saved)."""
+        for pair, future in list(self._running.items()):
+            if future.done():
+                del self._running[pair]
+                score = _score(pair, future)
+                if score is None:
+                    self._unreadable.add(pair)
+                else:
+                    self._fresh[pair] = self._known[pair] = score
+        if len(self._fresh) >= _SAVE_EVERY:
+            self._save(self._fresh)
+        return len(self._running)
+
+    def start(self, pair: Pair) -> None:
+        """Have the model check ``pair`` (unless known or on its way): its ``result`` will
+        be wanted soon."""
+        if pair not in self._known and pair not in self._running and \
+                pair not in self._unreadable and not self.should_stop():
+            self._running[pair] = self.model.compare(self._picture(pair[0]),
+                                                     self._picture(pair[1]))
+
+    def result(self, pair: Pair) -> float | None:
+        """``pair``'s score, checked now if need be (None: its pictures cannot be read,
+        or the listing is stopping)."""
+        if pair in self._known or pair in self._unreadable:
+            return self._known.get(pair)
+        self.start(pair)
+        future = self._running.pop(pair, None)
+        if future is None:
+            return None
+        score = _score(pair, future)
+        if score is None:
+            self._unreadable.add(pair)
+        else:
+            self._fresh[pair] = self._known[pair] = score
+            if len(self._fresh) >= _SAVE_EVERY:
+                self._save(self._fresh)
+        return score
+
+    def finish(self) -> None:
+        """Save what was checked; pairs started and never taken are dropped if the model
+        has not begun them, else kept (their work is done)."""
+        for pair, future in list(self._running.items()):
+            if not future.cancel():
+                score = _score(pair, future)
+                if score is not None:
+                    self._fresh[pair] = score
+        self._running.clear()
+        self._save(self._fresh)
 
     def cached(self, pairs: list[Pair]) -> dict[Pair, float]:
         """Scores of those of ``pairs`` checked before (no new check)."""

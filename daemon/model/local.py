@@ -8,7 +8,8 @@ and then (OpenCV releases the GIL too). The network thread runs a batch once
 for a search someone waits for.
 
 Used by the model worker (``worker``), and directly by an engine run with
-``--no-daemon``. torch is imported by the network thread when it starts and OpenCV by
+``--no-daemon``. torch is imported by the network thread, started by the first embedding
+(pixel checks and facts need only the decode threads), and OpenCV by
 the first pixel check, so an engine that never needs the model never loads either.
 """
 
@@ -86,6 +87,7 @@ class LocalModel:
         self._busy = 0  # jobs taken by a decode thread and not yet decoded or checked
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
+        self._network: threading.Thread | None = None  # started by the first embedding
         self._closed = False
         self._broken: FindSimilarError | None = None  # the network could not be loaded
         self._previews = _Previews(max_pixels)
@@ -108,21 +110,28 @@ class LocalModel:
 
     def status(self) -> dict[str, object]:
         with self._cv:
-            running = bool(self._threads) and not self._closed and self._broken is None
+            running = self._network is not None and not self._closed and self._broken is None
             return {"running": running, "in_process": True,
                     "pid": os.getpid() if running else None,
                     "busy": len(self._queue) + self._busy + len(self._ready)}
 
-    def start(self) -> None:
-        """Start the threads now (the network loads at once) rather than on first use."""
+    def start(self, *, network: bool = True) -> None:
+        """Start the threads now rather than on first use: the decode threads, and with
+        ``network`` the network's (it loads the model at once). A pixel check or a
+        facts-only decode needs no network: those start the decode threads alone, so a
+        listing never loads torch."""
         with self._cv:
-            if self._threads or self._closed:
+            if self._closed:
                 return
-            self._threads = [threading.Thread(target=self._network_loop, name="fs-model",
-                                              daemon=True)]
-            self._threads += [threading.Thread(target=self._decode_loop, name=f"fs-decode-{i}",
-                                               daemon=True) for i in range(self.decode_workers)]
-        for thread in self._threads:
+            new = [] if self._threads else [
+                threading.Thread(target=self._decode_loop, name=f"fs-decode-{i}", daemon=True)
+                for i in range(self.decode_workers)]
+            if network and self._network is None:
+                self._network = threading.Thread(target=self._network_loop, name="fs-model",
+                                                 daemon=True)
+                new.append(self._network)
+            self._threads += new
+        for thread in new:
             thread.start()
 
     def close(self) -> None:
@@ -151,7 +160,7 @@ class LocalModel:
             heapq.heappush(self._queue, (job.priority, next(self._seq), job))
             self._embeds_due += job.embeds
             self._cv.notify_all()
-        self.start()
+        self.start(network=job.embeds)
         return job.future
 
     def _next(self) -> _Job | None:

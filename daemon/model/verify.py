@@ -51,7 +51,7 @@ from findsimilar.errors import ImageDecodeError
 
 __all__ = ["NEAR_SCORE", "PREVIEW_SIDE", "Preview", "VERIFIER_ID", "compare", "load_preview"]
 
-VERIFIER_ID = "orb-tile-ncc/v4"  # stored with cached verdicts; bump when scores change
+VERIFIER_ID = "orb-tile-ncc/v5"  # stored with cached verdicts; bump when scores change
 PREVIEW_SIDE = 512
 NEAR_SCORE = 0.88  # worst-tile NCC at or above which two pictures are the same picture
 MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
@@ -60,6 +60,9 @@ _MIN_TILE_SIDE = 40
 _MIN_TILES = 2
 _ORB_FEATURES = 1000
 _MIN_INLIERS = 12
+# A preview with fewer ORB keypoints than this is smooth: matched again contrast-equalised
+# if need be (every such pass on the shared photos and their edits had one below 210).
+_SMOOTH = _ORB_FEATURES // 2
 _HOPELESS = 0.6  # below this median tile NCC nothing is forgiven (saves the time)
 _FAINT = 6.0  # a tile of less contrast than this (grey levels, std) is faint
 _NOISE = 2.0  # ... and says nothing if it matches within this many times the pair's noise
@@ -117,27 +120,31 @@ def load_preview(path: str | Path, *, max_pixels: int) -> Preview:
 def compare(a: Preview, b: Preview, *, good_enough: float = NEAR_SCORE) -> float:
     """How surely ``a`` and ``b`` show the same picture: the worst-tile NCC under the
     best geometry found, -1.0 if none could be found. Stops early once a geometry
-    reaches ``good_enough``."""
+    reaches ``good_enough``; the cheap geometries go first (the same frame, as is and
+    mirrored: no keypoints needed)."""
     best = -1.0
-    for mirrored in (False, True):
-        for matrix in _geometries(a, b, mirrored):
-            best = max(best, _tile_score(a.grey, b.image(mirrored), matrix))
-            if best >= good_enough:
-                return best
+    for mirrored, matrix in _geometries(a, b):
+        best = max(best, _tile_score(a.grey, b.image(mirrored), matrix))
+        if best >= good_enough:
+            return best
     return best
 
 
-def _geometries(a: Preview, b: Preview, mirrored: bool):  # noqa: ANN202 - generator
-    """Matrices mapping ``b`` (maybe mirrored) onto ``a``: the same frame first (cheap,
-    and right for resizes and re-encodes), then RANSAC on ORB features, then (only if
-    that found nothing) on contrast-equalised previews."""
+def _geometries(a: Preview, b: Preview):  # noqa: ANN202 - generator
+    """(mirrored, matrix) pairs, the matrix mapping ``b`` (mirrored or not) onto ``a``:
+    the same frame (cheap, and right for resizes and re-encodes), then RANSAC on ORB
+    features, and only where that found nothing and a picture has few keypoints (a
+    smooth one: sky, clouds, fog), on contrast-equalised previews."""
     (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
-    yield np.array([[wa / wb, 0, 0], [0, ha / hb, 0]], np.float64)
-    for equalised in (False, True):
-        matrix = _ransac(a.features(False, equalised), b.features(mirrored, equalised))
+    for mirrored in (False, True):
+        yield mirrored, np.array([[wa / wb, 0, 0], [0, ha / hb, 0]], np.float64)
+    for mirrored in (False, True):
+        plain = (a.features(False, False), b.features(mirrored, False))
+        matrix = _ransac(*plain)
+        if matrix is None and min(len(plain[0][0]), len(plain[1][0])) < _SMOOTH:
+            matrix = _ransac(a.features(False, True), b.features(mirrored, True))
         if matrix is not None:
-            yield matrix
-            return
+            yield mirrored, matrix
 
 
 def _ransac(fa: tuple[list, np.ndarray | None],
@@ -248,8 +255,8 @@ Tiles = list[list[tuple[slice, slice]]]
 
 def _tiles(mask: np.ndarray) -> Tiles:
     """A grid of tiles over the overlap, by row and column."""
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
     # Tiles of at least ~_MIN_TILE_SIDE pixels: on a thumbnail-sized copy smaller
     # tiles measure resampling noise, not the picture.
     grid = max(2, min(_GRID, min(y1 - y0, x1 - x0) // _MIN_TILE_SIDE))
@@ -267,13 +274,18 @@ def _tile_scores(a: np.ndarray, b: np.ndarray, mask: np.ndarray, usable: np.ndar
     contrast = np.full(scores.shape, np.inf)
     for i, row in enumerate(tiles):
         for j, tile in enumerate(row):
-            if mask[tile].mean() < 0.9 or usable[tile].mean() < 0.5:
+            inside, use = mask[tile], usable[tile]
+            share = np.count_nonzero(use) / use.size
+            if share < 0.5 or np.count_nonzero(inside) < 0.9 * inside.size:
                 continue
-            ta, tb = a[tile][usable[tile]], b[tile][usable[tile]]
-            contrast[i, j] = max(ta.std(), tb.std())
+            ta, tb = (a[tile], b[tile]) if share == 1.0 else (a[tile][use], b[tile][use])
+            ta, tb = ta - ta.mean(), tb - tb.mean()
+            saa, sbb = float(np.vdot(ta, ta)), float(np.vdot(tb, tb))
+            contrast[i, j] = np.sqrt(max(saa, sbb) / ta.size)
             if contrast[i, j] < 4:  # both flat: any two flat tiles "match"
                 continue
-            scores[i, j] = _ncc(ta, tb)
+            denom = np.sqrt(saa * sbb)
+            scores[i, j] = float(np.vdot(ta, tb)) / denom if denom > 1e-6 else 0.0
     scores[_faint(scores, contrast)] = np.nan
     return scores
 
