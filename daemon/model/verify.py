@@ -58,7 +58,7 @@ MIN_OVERLAP = 0.4  # the aligned overlap must cover this share of each picture
 _GRID = 6
 _MIN_TILE_SIDE = 40
 _MIN_TILES = 2
-_ORB_FEATURES = 1000
+_ORB_FEATURES = 750
 _MIN_INLIERS = 12
 # A preview with fewer ORB keypoints than this is smooth: matched again contrast-equalised
 # if need be (every such pass on the shared photos and their edits had one below 210).
