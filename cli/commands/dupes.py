@@ -192,14 +192,17 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
     if paths_out or nul:
         print_paths(would_act_on(result["groups"], action, move_to, request["keep_in"]), nul)
         return
+    failed = 0
     if action:
-        result["actions"], _ = act_on(result["groups"], action, move_to, request["keep_in"],
-                                      apply_, as_json)
+        result["actions"], failed = act_on(result["groups"], action, move_to,
+                                           request["keep_in"], apply_, as_json)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     elif not action:
         click.echo(_table(result["groups"]))
         print(_summary(result["groups"]), file=sys.stderr)
+    if failed:  # as `dupes apply` and `dupes undo`: a script must see a step that failed
+        sys.exit(1)
 
 
 def _warn_not_indexed(result: dict) -> None:

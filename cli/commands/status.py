@@ -50,7 +50,7 @@ def _dupes_state(info: dict[str, Any]) -> str:
     running = [p for p in info.get("dupes_progress") or [] if p.get("total")]
     if running:
         return "checking pairs " + ", ".join(f"{p['done']}/{p['total']}" for p in running)
-    return ("every candidate pair checked: `findsimilar dupes` answers from the cache"
+    return ("every candidate pair decided: `findsimilar dupes` answers from the cache"
             if info["duplicates_checked"] else "new photos not yet checked for duplicates")
 
 

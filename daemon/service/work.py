@@ -263,8 +263,9 @@ class Work:
         stats = dict(result["stats"])  # type: ignore[call-overload]
         if not interrupted():
             self.prechecked = generation
-            log.info("duplicate candidates checked: %s pairs, %s new",
-                     stats.get("candidate_pairs", 0), stats.get("verified_now", 0))
+            log.info("duplicate candidates decided: %s pairs, %s needing a verdict, %s "
+                     "checked now", stats.get("candidate_pairs", 0),
+                     stats.get("pairs_checked", 0), stats.get("verified_now", 0))
         return stats
 
 

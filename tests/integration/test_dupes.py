@@ -416,7 +416,7 @@ def test_the_daemon_checks_new_candidates_when_idle_so_a_listing_is_instant(
         listing = client.call("dupes", tiers=["exact", "near"])
     assert listing["stats"]["verified_now"] == 0
     assert any(str(corpus / "pic0" / "fruits.jpg") in g["files"] for g in listing["groups"])
-    assert "duplicates: every candidate pair checked" in _invoker()("status", ok=True).stdout
+    assert "duplicates: every candidate pair decided" in _invoker()("status", ok=True).stdout
 
 
 def test_overlay_copies_and_a_deep_crop_join_their_original_and_a_moved_object_does_not(

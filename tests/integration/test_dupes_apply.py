@@ -182,3 +182,7 @@ def test_reflink_where_the_filesystem_cannot_is_a_per_file_error_and_nothing_is_
     assert "reflink: 0 done, 0 skipped, 1 failed" in run.stderr
     assert state(lib) == original and files_in(lib) == [copy, keep]  # no temp file left
     assert os.stat(copy).st_ino != os.stat(keep).st_ino
+    # Straight from a listing, the same: the failed step is the exit status too.
+    run = cli("dupes", str(lib), "--action", "reflink", "--apply", check=False)
+    assert run.returncode == 1 and "reflink: 0 done, 0 skipped, 1 failed" in run.stderr
+    assert state(lib) == original
