@@ -195,6 +195,8 @@ class WorkerModel:
                         job = self._solo.popleft() if not self._jobs else None
                     elif self._outbox:
                         job = heapq.heappop(self._outbox)[2]
+                if job is not None and job.future.cancelled():
+                    continue  # (a pixel check started ahead and not needed after all)
                 if job is not None:
                     if not self._jobs:
                         self._busy_since = time.monotonic()
@@ -261,7 +263,11 @@ class WorkerModel:
                 self._died(worker)
             return
         for header, blob in frames:
-            self._answered(worker, header, blob)
+            try:
+                self._answered(worker, header, blob)
+            except Exception:  # a malformed answer must not end the thread every answer needs
+                log.exception("an answer of the model worker could not be taken: %.200r",
+                              header)
 
     def _answered(self, worker: _Worker, header: dict[str, Any], blob: bytes) -> None:
         now = time.monotonic()
@@ -279,16 +285,18 @@ class WorkerModel:
             del self._jobs[job.id]
             self._last_work, self._deaths_in_a_row = now, 0
             self._cv.notify_all()  # a suspect may be sent now
+        if job.future.cancelled():  # its asker has given up on it meanwhile
+            return
         if "error" in header:
-            job.future.set_exception(ImageDecodeError(str(header["error"])))
+            _fail(job.future, ImageDecodeError(str(header["error"])))
         elif "score" in header:
-            job.future.set_result(header["score"])
+            _settle(job.future, header["score"])
         elif "facts" in header:
             found = header["facts"]
-            job.future.set_result(found and PictureFacts.from_dict(found))
+            _settle(job.future, found and PictureFacts.from_dict(found))
         else:
             ok = header["ok"]
-            job.future.set_result(Embedded(
+            _settle(job.future, Embedded(
                 np.frombuffer(blob, "<f4").astype(np.float32, copy=False),
                 int(ok["width"]), int(ok["height"]), str(ok["format"]),
                 (float(ok["content"][0]), float(ok["content"][1])),
@@ -380,6 +388,11 @@ class WorkerModel:
 def _fail(future: Future, error: Exception) -> None:
     with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
         future.set_exception(error)
+
+
+def _settle(future: Future, result: object) -> None:
+    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+        future.set_result(result)
 
 
 def _death(code: int) -> tuple[str, str]:

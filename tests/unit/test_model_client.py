@@ -108,3 +108,19 @@ def test_a_model_the_worker_cannot_load_fails_every_picture_with_the_reason(
         assert "v9" in str(model.status()["last_failure"])
     finally:
         model.close()
+
+
+def test_checks_given_up_on_are_not_sent_and_their_late_answers_break_nothing(
+        worker: WorkerModel):
+    # A listing checks pairs ahead and cancels those it does not need: some are still
+    # queued (never sent), some already with the worker (their answer comes back to a
+    # cancelled future). The worker client must go on answering everyone.
+    a, b = (Picture(name, (str(shared(p)),)) for name, p in zip("ab", PHOTOS[:2], strict=False))
+    ahead = [worker.compare(a, b) for _ in range(12)]
+    time.sleep(0.05)  # a few are sent
+    for future in ahead:
+        future.cancel()
+    same = worker.compare(Picture("c", (str(shared(PHOTOS[0])),)),
+                          Picture("d", (str(shared(PHOTOS[0])),)))
+    assert same.result(timeout=60) == pytest.approx(1.0, abs=1e-3)
+    assert worker.status()["running"]
