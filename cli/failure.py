@@ -13,15 +13,16 @@ from typing import NoReturn
 
 import click
 
-from findsimilar.errors import ERROR_PREFIX, FindSimilarError, StoreError
+from findsimilar.errors import ERROR_PREFIX, EXIT_FAILURE, FindSimilarError, StoreError
+from findsimilar.jsonout import displayable
 
-__all__ = ["ERROR_PREFIX", "fail", "report_error"]
+__all__ = ["ERROR_PREFIX", "fail", "report_error", "unexpected"]
 
 
 def report_error(message: str) -> None:
     """Print ``findsimilar: error: MESSAGE`` on stderr (for a failure that does not end
     the command, such as one query of several)."""
-    click.echo(f"{ERROR_PREFIX}{message}", err=True)
+    click.echo(f"{ERROR_PREFIX}{displayable(message)}", err=True)
 
 
 def fail(exc: FindSimilarError) -> NoReturn:
@@ -49,3 +50,21 @@ def _damaged_store() -> StoreError | None:
     except FindSimilarError:
         pass
     return None
+
+
+def unexpected(exc: BaseException) -> NoReturn:
+    """An error findsimilar did not foresee (a bug): one line saying what, the traceback
+    kept in a file for the bug report instead of on the terminal; exit code 1."""
+    import tempfile
+    import traceback
+
+    where = ""
+    try:
+        fd, name = tempfile.mkstemp(prefix="findsimilar-error-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+        where = f" (details for a bug report: {name})"
+    except OSError:
+        pass
+    report_error(f"unexpected error: {type(exc).__name__}: {exc}{where}")
+    sys.exit(EXIT_FAILURE)

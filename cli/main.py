@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 
 from findsimilar import __version__
-from findsimilar.cli.failure import fail
+from findsimilar.cli.failure import fail, unexpected
 from findsimilar.errors import FindSimilarError
 
 __all__ = ["COMMANDS", "cli", "main"]
@@ -86,3 +86,5 @@ def main() -> None:
         cli()
     except FindSimilarError as exc:  # raised before any command ran (a bad config file)
         fail(exc)
+    except Exception as exc:  # a bug: said in one line, never as a traceback
+        unexpected(exc)

@@ -20,8 +20,29 @@ def human_size(n: int | float | None) -> str:
 
 
 def printable(path: str) -> str:
-    """``path`` as is, or quoted if a newline or control character would break a listing."""
-    return path if path.isprintable() else repr(path)
+    """``path`` as the shell would show it: as is, or, where a byte that is not UTF-8, a
+    newline or another control character would break a listing, in the shell's ANSI-C
+    quotes (``$'caf\\xe9.jpg'``; what GNU ``ls`` prints), which the shell reads back as the
+    exact name."""
+    if path.isprintable():
+        return path
+    return "$'" + "".join(_shell_char(c) for c in path) + "'"
+
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+
+
+def _shell_char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (os.fsdecode)
+        return f"\\x{code - 0xDC00:02x}"
+    if c in _NAMED:
+        return _NAMED[c]
+    if c.isprintable():
+        return c
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def is_under(path: str, folder: str) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from findsimilar.errors import EXIT_USAGE, FindSimilarError
+from findsimilar.jsonout import restore
 from findsimilar.safeio import read_regular
 
 __all__ = ["Plan", "PlanError", "read_plan", "record_disk_facts"]
@@ -97,7 +98,7 @@ def _load(path: Path) -> Any:
                             "--html PAGE`, or apply the `--json` listing of the same run")
         raw = found.group(1)
     try:
-        return json.loads(raw.decode("utf-8", "surrogateescape"))
+        return restore(json.loads(raw.decode("utf-8", "surrogateescape")))
     except ValueError as error:
         raise PlanError(f"{path} is not valid JSON ({error}): a plan is what "
                         "`findsimilar dupes --json` prints") from None

@@ -5,7 +5,6 @@ Imported only when a ``dupes`` command runs (see ``main.COMMANDS``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from findsimilar.cli.commands.options import NO_DAEMON
 from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
 from findsimilar.errors import FindSimilarError, MissingFileError
+from findsimilar.jsonout import dumps
 from findsimilar.text import human_size, printable
 
 __all__ = ["dupes_group"]
@@ -197,7 +197,7 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         result["actions"], failed = act_on(result["groups"], action, move_to,
                                            request["keep_in"], apply_, as_json)
     if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        click.echo(dumps(result, indent=2))
     elif not action:
         click.echo(_table(result["groups"]))
         print(_summary(result["groups"]), file=sys.stderr)
@@ -274,7 +274,7 @@ def undo_cmd(log: str | None, as_json: bool) -> None:
 
     result = undo(log_dir(), Path(log) if log else None)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        click.echo(dumps(result.to_json(), indent=2))
     else:
         click.echo("\n".join([*result.messages, result.message]).strip())
     if not result.complete and result.failed:
@@ -294,7 +294,7 @@ def logs_cmd(as_json: bool) -> None:
 
     logs = list_logs(log_dir())
     if as_json:
-        click.echo(json.dumps(logs, indent=2))
+        click.echo(dumps(logs, indent=2))
         return
     for entry in logs:
         state = ("in progress" if entry.get("in_progress") else "undone" if entry.get("undone")

@@ -8,7 +8,6 @@ daemon: the plan file holds everything its checks rest on.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -19,6 +18,7 @@ import click
 
 from findsimilar.cli.actions.plan import ACTIONS
 from findsimilar.config import load_config
+from findsimilar.jsonout import dumps
 
 __all__ = ["act_on", "apply_cmd", "log_dir", "print_paths", "would_act_on"]
 
@@ -135,7 +135,7 @@ def apply_cmd(plan: str, action: str | None, move_to: str | None, keep_in: tuple
         return
     actions, failed = act_on(the_plan.groups, action, move_to, keep, apply_, as_json)
     if as_json:
-        click.echo(json.dumps({"plan": str(the_plan.path), "groups": the_plan.groups,
+        click.echo(dumps({"plan": str(the_plan.path), "groups": the_plan.groups,
                                "actions": actions}, indent=2, ensure_ascii=False))
     if failed:
         sys.exit(1)

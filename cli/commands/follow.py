@@ -8,7 +8,6 @@ next one, missing none of the groups the daemon still keeps.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from findsimilar.cli.backends import DaemonBackend, choose_backend, no_daemon_re
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable
 from findsimilar.config import load_config
 from findsimilar.errors import EXIT_NO_DAEMON
+from findsimilar.jsonout import dumps
 
 __all__ = ["follow_groups"]
 
@@ -66,7 +66,7 @@ def follow_groups(tiers: tuple[str, ...], no_daemon: bool) -> None:
             after = reply["seq"]
             for group in reply["groups"]:
                 if group["tier"] in tiers:
-                    click.echo(json.dumps(group, ensure_ascii=False))
+                    click.echo(dumps(group))
             sys.stdout.flush()
     except KeyboardInterrupt:
         sys.exit(0)

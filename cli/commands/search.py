@@ -3,7 +3,6 @@ query. The command most run, so it imports the least: the socket client, no engi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -13,6 +12,8 @@ import click
 from findsimilar.cli.commands.options import NO_DAEMON, backend, result_options
 from findsimilar.cli.failure import report_error
 from findsimilar.errors import EXIT_MISSING_FILE
+from findsimilar.jsonout import dumps
+from findsimilar.text import printable
 
 __all__ = ["search_cmd"]
 
@@ -22,10 +23,13 @@ __all__ = ["search_cmd"]
 @result_options(default_top=10)
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per query per line: {"query", "results": [{"path", "score"}]}.')
-@click.option("-0", "--null", "null", is_flag=True, help="NUL-separated paths, for xargs -0.")
+@click.option("-0", "--null", "null", is_flag=True,
+              help="Only the paths, each ended by a NUL byte (for xargs -0).")
+@click.option("--paths", "paths_out", is_flag=True,
+              help="Only the paths, one a line (the exact bytes of each name).")
 @NO_DAEMON
 def search_cmd(photos: tuple[str, ...], top: int, min_score: float | None, as_json: bool,
-               null: bool, no_daemon: bool) -> None:
+               null: bool, paths_out: bool, no_daemon: bool) -> None:
     """Show the indexed photos most similar to each PHOTO.
 
     PHOTO need not be indexed. Scores are cosine similarities (1.0 = same
@@ -58,22 +62,26 @@ def search_cmd(photos: tuple[str, ...], top: int, min_score: float | None, as_js
             report_error(error["message"])
             exit_code = exit_code or int(error.get("exit_code", 1))
             continue
-        _print_result(result, as_json, null, len(photos) > 1)
+        _print_result(result, as_json, b"\0" if null else b"\n" if paths_out else None,
+                      len(photos) > 1)
     sys.exit(exit_code)
 
 
-def _print_result(result: dict[str, Any], as_json: bool, null: bool, many: bool) -> None:
+def _print_result(result: dict[str, Any], as_json: bool, end: bytes | None,
+                  many: bool) -> None:
+    """One query's answer: JSON, only the paths as bytes each followed by ``end``, or a
+    table (names as the shell shows them: ``text.printable``)."""
     if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False))
-    elif null:
+        click.echo(dumps(result))
+    elif end is not None:
         out = sys.stdout.buffer
         for m in result["results"]:
-            out.write(m["path"].encode("utf-8", "surrogateescape") + b"\0")
+            out.write(os.fsencode(m["path"]) + end)
         out.flush()
     else:
         if many:
-            click.echo(f"# {result['query']}")
+            click.echo(f"# {printable(result['query'])}")
         if not result["results"]:
             click.echo("(no similar photos)", err=True)
         for m in result["results"]:
-            click.echo(f"{m['score']:.4f}  {m['path']}")
+            click.echo(f"{m['score']:.4f}  {printable(m['path'])}")

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from findsimilar.config import Config
-from findsimilar.daemon.indexing.pipeline import Pipeline, stored_path
+from findsimilar.daemon.indexing.pipeline import Pipeline
 from findsimilar.daemon.indexing.scanner import ScannedFile, ScanProblem, scan
 from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.storage.index import VectorIndex
-from findsimilar.daemon.storage.store import FileRecord, Store, storable
+from findsimilar.daemon.storage.store import FileRecord, Store
 from findsimilar.text import is_under
 
 __all__ = ["IndexSummary", "Indexer"]
@@ -92,16 +92,16 @@ class Indexer:
         started = time.monotonic()
         summary = IndexSummary()
         roots = [os.path.abspath(r) for r in roots]
-        known = self._known([stored_path(r) for r in roots])
+        known = self._known(roots)
         problems: list[ScanProblem] = []
         scanned = list(scan(roots, known={p: (r.size, r.mtime_ns) for p, r in known.items()},
                             problems=problems, exclude=exclude,
                             explicit_files=explicit_files))
-        summary.failed.extend((stored_path(p.path), p.reason) for p in problems)
+        summary.failed.extend((p.path, p.reason) for p in problems)
         todo, old_hashes = self._triage(scanned, known, summary, rehash)
         # A root we could not read (unmounted, permissions) is not a mass deletion.
-        unreadable = {stored_path(p.path) for p in problems}
-        vanished = {p for p in set(known) - {stored_path(f.path) for f in scanned}
+        unreadable = {p.path for p in problems}
+        vanished = {p for p in set(known) - {f.path for f in scanned}
                     if not any(is_under(p, r) for r in unreadable)}
         moved_from = {known[p].content_hash for p in vanished if known[p].status == "ok"}
         self._process(todo, known, moved_from, summary, progress)
@@ -126,7 +126,7 @@ class Indexer:
         adopted: list[tuple[str, int]] = []
         stale = set(self.store.hashes_needing_features(self.model.spec.id))
         for f in scanned:
-            rec = known.get(stored_path(f.path))
+            rec = known.get(f.path)
             if rec and not rehash and _same_file(rec, f):
                 if rec.ctime_ns is None:
                     adopted.append((rec.path, f.ctime_ns))
@@ -181,7 +181,7 @@ class Indexer:
     def remove_paths(self, paths: Iterable[str]) -> int:
         """Forget deleted files or folders; returns how many file rows went."""
         gone = {r.path for p in paths
-                for r in self.store.files_under(stored_path(os.path.abspath(p)))}
+                for r in self.store.files_under(os.path.abspath(p))}
         if gone:
             self._retire(gone, set(), IndexSummary())
         return len(gone)
@@ -191,11 +191,6 @@ class Indexer:
 
         Returns the number of rows moved (0 if nothing was known under ``src``).
         """
-        if not (storable(src) and storable(dst)):
-            # A name that is (or was) not UTF-8 is failed under a printable stand-in:
-            # forget the old rows; the caller indexes ``dst`` afresh (0 rows moved).
-            self.remove_paths([src])
-            return 0
         moved, orphans = self.store.move_path(os.path.abspath(src), os.path.abspath(dst))
         self._drop_orphans(orphans)
         return moved
@@ -210,7 +205,7 @@ class Indexer:
             st = os.lstat(path)
         except OSError:
             return
-        rec = self.store.file(stored_path(path)) if stat.S_ISREG(st.st_mode) else None
+        rec = self.store.file(path) if stat.S_ISREG(st.st_mode) else None
         if (rec is not None and rec.ctime_ns is not None and rec.inode == st.st_ino
                 and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns):
             self.store.adopt_ctimes([(rec.path, st.st_ctime_ns)])

@@ -35,20 +35,19 @@ from findsimilar.config import Config
 from findsimilar.daemon.indexing.scanner import ScannedFile
 from findsimilar.daemon.model.api import Embedded, Model
 from findsimilar.daemon.storage.index import VectorIndex
-from findsimilar.daemon.storage.store import FileRecord, Store, storable
+from findsimilar.daemon.storage.store import FileRecord, Store
 from findsimilar.errors import ImageDecodeError
 
 if TYPE_CHECKING:
     from findsimilar.daemon.indexing.indexer import IndexSummary
 
-__all__ = ["BAD_NAME", "Pipeline", "Prepared", "hash_file", "stored_path"]
+__all__ = ["Pipeline", "Prepared", "hash_file"]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 LookupFn = Callable[[str], "int | None"]  # content hash -> feature id, from any thread
 
-BAD_NAME = "the file name is not valid UTF-8 (rename the file to index it)"
 EMPTY = "empty file (0 bytes)"  # decode's words for it: no need to ask the model
 # Bytes of files read and not yet answered by the model, together: a folder of big PNGs
 # must not sit in memory whole (a file's bytes are kept until the model answers, to be
@@ -154,9 +153,6 @@ class Pipeline:
     def prepare(self, f: ScannedFile) -> Prepared:
         """``fs-read`` thread: read, hash, look up; keep the bytes only for unknown content."""
         item = Prepared(f.path, f.size, f.mtime_ns, f.inode, f.ctime_ns)
-        if not storable(f.path):  # recorded under a printable name, never opened
-            item.path, item.error = _printable(f.path), BAD_NAME
-            return item
         try:
             fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError as exc:
@@ -348,13 +344,3 @@ def _identifiable(fd: int) -> bool:
             return probe_format(fh) is not None
     finally:
         os.lseek(fd, 0, os.SEEK_SET)
-
-
-def _printable(path: str) -> str:
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def stored_path(path: str) -> str:
-    """The key a path has in the store: itself, or for a name that is not UTF-8 (SQLite
-    text cannot hold it) its printable form, ``\\xff`` for the byte 0xff."""
-    return path if storable(path) else _printable(path)

@@ -33,10 +33,11 @@ import sqlite_utils
 
 from findsimilar.daemon.storage import pictures, summary
 from findsimilar.daemon.storage.connections import Connections
+from findsimilar.daemon.storage.pathtext import to_path, to_text
 from findsimilar.daemon.storage.schema import FileRecord, migrations
 from findsimilar.errors import StoreError, store_damage
 
-__all__ = ["FileRecord", "Store", "migrations", "storable"]
+__all__ = ["FileRecord", "Store", "migrations"]
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -109,20 +110,23 @@ class Store:
         self._conns.close()
 
     # -- files ---------------------------------------------------------------
+    # Paths are stored as ``pathtext.to_text`` gives them (any file name, kept exactly)
+    # and read back through ``to_path``: every method here takes and returns real paths.
     def file(self, path: str) -> FileRecord | None:
-        rows = list(self.db.query(f"select {_RECORD} from files where path = ?", [path]))
-        return FileRecord(**rows[0]) if rows else None
+        rows = list(self.db.query(f"select {_RECORD} from files where path = ?",
+                                  [to_text(path)]))
+        return _record(rows[0]) if rows else None
 
     def files_under(self, root: str) -> Iterator[FileRecord]:
         """Every file at ``root`` or below it (``root`` is an absolute path)."""
         sql = f"select {_RECORD} from files where {_UNDER}"
         for row in self.db.query(sql, _under_params(root)):
-            yield FileRecord(**row)
+            yield _record(row)
 
     @_writes
     def upsert_files(self, rows: Iterable[dict[str, object]]) -> None:
         now = time.time()
-        records = [{**r, "updated_at": now} for r in rows]
+        records = [{**r, "path": to_text(str(r["path"])), "updated_at": now} for r in rows]
         if records:
             self.db["files"].upsert_all(records, pk="path", alter=False)  # type: ignore[union-attr]
 
@@ -132,12 +136,12 @@ class Store:
         from before ctime was recorded; files renamed by a watched move)."""
         with self.db.atomic():
             self.db.conn.executemany("update files set ctime_ns = ? where path = ?",
-                                     [(ctime, path) for path, ctime in facts])
+                                     [(ctime, to_text(path)) for path, ctime in facts])
 
     @_writes
     def delete_files(self, paths: Iterable[str]) -> set[str]:
         """Delete file rows; return the content hashes that no ok file uses any more."""
-        paths = list(paths)
+        paths = [to_text(p) for p in paths]
         hashes: set[str] = set()
         with self.db.atomic():
             for chunk in _chunks(paths, 500):
@@ -162,26 +166,27 @@ class Store:
         targets = [dst + p[len(src):] for p in moving]
         with self.db.atomic():
             orphans = self.delete_files(t for t in targets if t not in set(moving))
-            for chunk in _chunks(moving, 500):
+            for chunk in _chunks([to_text(p) for p in moving], 500):
                 marks = ",".join("?" * len(chunk))
-                self.db.execute(
+                self.db.execute(  # (substr counts characters of the stored text)
                     f"update files set path = ? || substr(path, ?) where path in ({marks})",
-                    [dst, len(src) + 1, *chunk])
+                    [to_text(dst), len(to_text(src)) + 1, *chunk])
         return len(moving), {h for h in orphans if not self.hash_in_use(h)}
 
     # -- watched roots -----------------------------------------------------------
     def roots(self) -> list[dict[str, object]]:
         """The watched folders: path, excludes, and the identity of the folder that was
         there (dev, ino, mount; None where not known yet)."""
-        return [{**r, "excludes": json.loads(r["excludes"] or "[]")} for r in self.db.query(
-            "select path, dev, ino, mount, excludes from roots order by path")]
+        return [{**r, "path": to_path(r["path"]), "excludes": json.loads(r["excludes"] or "[]")}
+                for r in self.db.query(
+                    "select path, dev, ino, mount, excludes from roots order by path")]
 
     @_writes
     def add_root(self, path: str, identity: tuple[int, int, str] | None,
                  excludes: list[str]) -> None:
         dev, ino, mount = identity or (None, None, None)
         self.db["roots"].upsert(  # type: ignore[union-attr]
-            {"path": path, "dev": dev, "ino": ino, "mount": mount,
+            {"path": to_text(path), "dev": dev, "ino": ino, "mount": mount,
              "excludes": json.dumps(excludes), "added_at": time.time()}, pk="path")
 
     @_writes
@@ -190,13 +195,14 @@ class Store:
         dev, ino, mount = identity
         with self.db.atomic():
             self.db.execute("update roots set dev = ?, ino = ?, mount = ? where path = ?",
-                            [dev, ino, mount, path])
+                            [dev, ino, mount, to_text(path)])
 
     @_writes
     def remove_root(self, path: str) -> bool:
         with self.db.atomic():
-            found = bool(list(self.db.query("select 1 from roots where path = ?", [path])))
-            self.db.execute("delete from roots where path = ?", [path])
+            found = bool(list(self.db.query("select 1 from roots where path = ?",
+                                            [to_text(path)])))
+            self.db.execute("delete from roots where path = ?", [to_text(path)])
         return found
 
     def image_info(self, hashes: Iterable[str]) -> dict[str, dict[str, object]]:
@@ -223,7 +229,7 @@ class Store:
             [content_hash])))
 
     def paths_for_hash(self, content_hash: str) -> list[str]:
-        return [r["path"] for r in self.db.query(
+        return [to_path(r["path"]) for r in self.db.query(
             "select path from files where content_hash = ? and status = 'ok' order by path",
             [content_hash])]
 
@@ -309,7 +315,7 @@ class Store:
                     f"select x.id, f.path from features x join files f "
                     f"on f.content_hash = x.content_hash and f.status = 'ok' "
                     f"where x.id in ({marks}) order by f.path", chunk):
-                out.setdefault(r["id"], []).append(r["path"])
+                out.setdefault(r["id"], []).append(to_path(r["path"]))
         return out
 
     # -- duplicates --------------------------------------------------------------
@@ -323,14 +329,12 @@ class Store:
                "p.colour is not null as facts_known from files f left join pictures p "
                "on p.content_hash = f.content_hash where f.status = 'ok'")
         roots = list(roots)
-        if not roots:
-            yield from self.db.query(sql)
-            return
         under = _UNDER.replace("path", "f.path")
-        for root in roots:
-            if not storable(root):  # a name no row can hold (not UTF-8): nothing under it
-                continue
-            yield from self.db.query(f"{sql} and ({under})", _under_params(root))
+        for query, params in ([(sql, [])] if not roots else
+                              [(f"{sql} and ({under})", _under_params(r)) for r in roots]):
+            for row in self.db.query(query, params):
+                row["path"] = to_path(row["path"])
+                yield row
 
     def pair_scores(self, pairs: list[tuple[str, str]],
                     verifier: str) -> dict[tuple[str, str], float]:
@@ -407,8 +411,12 @@ _FILE_FACTS = ("width", "height", "format", "content_width", "content_height")
 _UNDER = "path = ? or (path >= ? and path < ?)"
 
 
+def _record(row: dict[str, Any]) -> FileRecord:
+    return FileRecord(**{**row, "path": to_path(row["path"])})
+
+
 def _under_params(root: str) -> list[str]:
-    root = root.rstrip("/") or "/"  # '/a/b/' means the folder '/a/b', itself included
+    root = to_text(root.rstrip("/") or "/")  # '/a/b/' means the folder '/a/b', itself included
     prefix = root.rstrip("/") + "/"
     return [root, prefix, prefix[:-1] + "0"]  # '0' is the byte after '/'
 
@@ -416,12 +424,3 @@ def _under_params(root: str) -> list[str]:
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def storable(path: str) -> bool:
-    """Whether ``path`` can be a row's path (the store holds UTF-8 text)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

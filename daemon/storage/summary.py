@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from findsimilar.daemon.storage.connect import open_reader
+from findsimilar.daemon.storage.pathtext import to_path
 from findsimilar.errors import FindSimilarError, store_damage
 
 __all__ = ["counts", "failures", "read_summary", "setting"]
@@ -29,7 +30,7 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 def failures(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, str]]:
     """The first ``limit`` failed files by path: path and reason."""
-    return [{"path": p, "error": e} for p, e in conn.execute(
+    return [{"path": to_path(p), "error": e} for p, e in conn.execute(
         "select path, error from files where status = 'failed' order by path limit ?",
         [limit])]
 

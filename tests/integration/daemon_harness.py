@@ -197,14 +197,16 @@ class DaemonProcess:
 
 def store_rows(data_dir: Path) -> dict[str, dict[str, Any]]:
     """Every file row (path -> status, content_hash, error), read-only: safe while the
-    daemon writes (WAL)."""
+    daemon writes (WAL). Paths as the files have them (``pathtext``: any name)."""
+    from findsimilar.daemon.storage.pathtext import to_path
+
     path = data_dir / "store.db"
     if not path.exists():
         return {}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     try:
-        return {r["path"]: dict(r) for r in conn.execute(
+        return {to_path(r["path"]): {**dict(r), "path": to_path(r["path"])} for r in conn.execute(
             "select path, status, content_hash, error from files")}
     finally:
         conn.close()

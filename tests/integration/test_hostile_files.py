@@ -144,7 +144,7 @@ def test_a_folder_of_hostile_files_is_indexed_with_every_failure_recorded_and_me
         (watched / "locked-folder").chmod(0o755)
 
 
-def test_names_that_are_not_utf8_come_and_go_without_costing_other_files(
+def test_names_that_are_not_utf8_are_indexed_renamed_and_deleted_like_any_other(
         daemon: DaemonProcess, tmp_path: Path):
     watched = tmp_path / "photos"
     good = copy_photos(watched, GOOD[:2])
@@ -153,37 +153,41 @@ def test_names_that_are_not_utf8_come_and_go_without_costing_other_files(
     raw = os.fsencode(watched)
 
     # In one burst: a photo under a Latin-1 name, a folder with such a name holding a
-    # photo, and a photo with a fine name: the fine one must not be lost with the others.
+    # photo, and a photo with a fine name: each is indexed under its exact name.
     bad_file = os.fsdecode(raw + b"/caf\xe9.jpg")
     shutil.copy(shared(LATE[0]), bad_file)
     bad_folder = os.fsdecode(raw + b"/\xe9t\xe9")
     os.mkdir(bad_folder)
-    shutil.copy(shared(GOOD[2]), os.path.join(bad_folder, "inside.jpg"))
+    inside = os.path.join(bad_folder, "inside.jpg")
+    shutil.copy(shared(GOOD[2]), inside)
     shutil.copy(shared(LATE[1]), watched / "fine.jpg")
+    wanted = {bad_file, inside, f"{watched}/fine.jpg", *map(str, good)}
+    rows = wait_until(lambda: (r := store_rows(daemon.data_dir)) and set(r) == wanted and all(
+        v["status"] == "ok" for v in r.values()) and r, 60,
+        message=lambda: str(store_rows(daemon.data_dir)))
+    assert daemon.search(shared(LATE[0]), k=1)[0]["path"] == bad_file  # its exact name
 
-    printable = {f"{watched}/caf\\xe9.jpg", f"{watched}/\\xe9t\\xe9/inside.jpg"}
-    rows = wait_until(lambda: (r := store_rows(daemon.data_dir)) and printable <= set(r)
-                      and f"{watched}/fine.jpg" in r and r, 60)
-    assert rows[f"{watched}/fine.jpg"]["status"] == "ok"
-    assert all(rows[p]["status"] == "failed" and "not valid UTF-8" in rows[p]["error"]
-               for p in printable)
-
-    # Renamed to a fine name, the photo is indexed and its failure forgotten; a fine
-    # photo renamed to a bad name fails; a deleted bad name leaves no row behind.
+    # Renamed to a fine name and back to a bad one, moved with its folder, deleted: the
+    # rows follow, by their exact names, with no model call for a rename.
     os.rename(bad_file, watched / "renamed.jpg")
-    os.rename(watched / Path(GOOD[0]).name, os.fsdecode(raw + b"/\xff.jpg"))
-    shutil.rmtree(bad_folder)
+    renamed_bad = os.fsdecode(raw + b"/\xff.jpg")
+    os.rename(watched / Path(GOOD[0]).name, renamed_bad)
+    moved_folder = os.fsdecode(raw + b"/\xe9t\xe9 2")
+    os.rename(bad_folder, moved_folder)
 
     def settled() -> dict[str, Any] | None:
         r = store_rows(daemon.data_dir)
-        return r if set(r) == {f"{watched}/renamed.jpg", f"{watched}/\\xff.jpg",
-                               str(good[1]), f"{watched}/fine.jpg"} else None
+        return r if set(r) == {f"{watched}/renamed.jpg", renamed_bad, str(good[1]),
+                               f"{watched}/fine.jpg", os.path.join(moved_folder,
+                                                                   "inside.jpg")} else None
 
     rows = wait_until(settled, 60, message=lambda: str(sorted(store_rows(daemon.data_dir))))
-    assert rows[f"{watched}/renamed.jpg"]["status"] == "ok"
-    assert rows[f"{watched}/\\xff.jpg"]["status"] == "failed"
-    assert daemon.search(shared(LATE[0]), k=1)[0]["path"] == f"{watched}/renamed.jpg"
-    assert daemon.wait_idle(30)["failed"] == 1
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert daemon.search(shared(GOOD[0]), k=1)[0]["path"] == renamed_bad
+    shutil.rmtree(moved_folder)
+    os.unlink(renamed_bad)
+    wait_until(lambda: set(store_rows(daemon.data_dir)) == {
+        f"{watched}/renamed.jpg", str(good[1]), f"{watched}/fine.jpg"}, 60)
 
 
 @pytest.mark.slow

@@ -69,10 +69,16 @@ def test_nothing_indexed_there_is_no_group(library) -> None:
     assert [g["tier"] for g in engine.groups_around([str(lib / "coffee.png")])] == []
 
 
-def test_a_name_that_is_not_utf8_is_nothing_indexed_not_a_crash(library) -> None:
-    """Such a file is recorded under a printable name, never under its own: arriving, or
-    given to `dupes`, it has no group (was: UnicodeEncodeError from the store's query)."""
+def test_a_copy_under_a_name_that_is_not_utf8_is_grouped_by_its_exact_name(library) -> None:
+    """Any name a filesystem allows is indexed and grouped as itself (was: refused at
+    indexing, and UnicodeEncodeError from the store's query before that)."""
     engine, lib = library
     odd = os.fsdecode(bytes(lib) + b"/caf\xe9.png")
-    assert engine.groups_around([odd]) == []
-    assert engine.duplicates(DupesOptions(paths=[odd]))["groups"] == []
+    shutil.copy(lib / "coffee.png", odd)
+    engine.index_paths([odd])
+    [group] = engine.groups_around([odd])
+    assert (group["tier"], sorted(group["files"])) == ("exact", sorted([str(lib / "coffee.png"),
+                                                                         odd]))
+    listed = engine.duplicates(DupesOptions(paths=[str(lib)]))["groups"]
+    assert [g["tier"] for g in listed if odd in g["files"]] == ["exact"]
+    os.unlink(odd)
