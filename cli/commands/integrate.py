@@ -48,7 +48,8 @@ def integrate_group() -> None:
 
     Each integration runs `findsimilar show --notify -- FILE...` for the selected
     photos. Names: nautilus, nautilus-script, dolphin, thunar, nemo, caja,
-    caja-script, desktop (Open With in image viewers), darktable, geeqie.
+    caja-script, desktop (Open With in image viewers), darktable, geeqie; man (the
+    man pages).
 
     \b
     Examples:

@@ -76,6 +76,10 @@ def install(integration: Integration, command: list[str]) -> list[str]:
         raise IntegrationError("not available in this build (its files are not shipped)")
     if integration.extra == "thunar":
         return [install_thunar(command)]
+    if integration.extra == "man":
+        from findsimilar.cli.install.manpages import install_man
+
+        return install_man()
     planned = [_installed_file(integration, t, command) for t in integration.files]
     foreign = foreign_files(planned)
     if foreign:
@@ -112,6 +116,10 @@ def uninstall(integration: Integration) -> list[str]:
     """
     if integration.extra == "thunar":
         return [uninstall_thunar()]
+    if integration.extra == "man":
+        from findsimilar.cli.install.manpages import uninstall_man
+
+        return uninstall_man() or ["nothing to remove"]
     done, foreign = [], []
     for target in integration.files:
         dest = target.dest()
@@ -139,6 +147,10 @@ def status(integration: Integration, command: list[str]) -> dict[str, object]:
     ok = available(integration)
     if integration.extra == "thunar":
         states, paths = [thunar_state(command) if ok else "missing"], [str(uca_path())]
+    elif integration.extra == "man":
+        from findsimilar.cli.install.manpages import man_states
+
+        states, paths = man_states()
     else:
         states, paths = [], []
         for target in integration.files:
