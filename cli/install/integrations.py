@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from findsimilar.cli.install.folders import make_folder
 from findsimilar.cli.install.installer import (
     MARKER,
     InstalledFile,
@@ -88,6 +89,7 @@ def install(integration: Integration, command: list[str]) -> list[str]:
     done = []
     for file in planned:
         edited = file_state(file.dest, None) == "modified"
+        make_folder(file.dest.parent)
         write_file(file)
         done.append(f"wrote {file.dest}" + (" (replacing your edits to it)" if edited else ""))
     if integration.extra == "luarc":

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from findsimilar import __version__, config
+from findsimilar.cli.install.folders import make_folder
 from findsimilar.cli.install.installer import (
     MARKER,
     InstalledFile,
@@ -143,6 +144,7 @@ def install_man() -> list[str]:
     if foreign:
         raise IntegrationError(f"{foreign[0]} exists and was not written by findsimilar (no "
                                f"'{MARKER}' line); leaving it alone")
+    make_folder(man_dir())
     for file in files:
         write_file(file)
     wanted = {f.dest for f in files}
