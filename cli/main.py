@@ -46,8 +46,9 @@ COMMANDS = {
 
 
 class _DefaultToSearch(click.Group):
-    """``findsimilar PHOTO...`` means ``findsimilar search PHOTO...``; commands are
-    imported when asked for; a FindSimilarError ends the run with its message and code."""
+    """``findsimilar PHOTO...`` means ``findsimilar search PHOTO...`` (unless the first
+    word names no file and is a command's name mistyped); commands are imported when
+    asked for; a FindSimilarError ends the run with its message and code."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -117,9 +118,12 @@ def _refuse_a_mistyped_command(word: str) -> None:
         return
     import difflib
 
+    from findsimilar.text import printable
+
     close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
     if close:
-        report_error(f"no such command or file: {word} (did you mean `{close[0]}`?)")
+        report_error(f"no such command or file: {printable(word)} (did you mean "
+                     f"`{close[0]}`?)")
         sys.exit(EXIT_USAGE)
 
 
