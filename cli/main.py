@@ -10,13 +10,24 @@ here, once (:func:`findsimilar.cli.failure.fail`).
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import TYPE_CHECKING
+
 import click
 
 from findsimilar import __version__
-from findsimilar.cli.failure import fail, unexpected
-from findsimilar.errors import FindSimilarError
+from findsimilar.cli.failure import fail, report_error, unexpected
+from findsimilar.errors import EXIT_USAGE, FindSimilarError
 
-__all__ = ["COMMANDS", "cli", "main"]
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+__all__ = ["COMMANDS", "COMPLETE_VAR", "cli", "main"]
+
+# What click's completion scripts set to ask for completions (`findsimilar completion`);
+# named here, not derived from argv[0], so `python -m findsimilar` answers it too.
+COMPLETE_VAR = "_FINDSIMILAR_COMPLETE"
 
 # Every command: its module and the click object in it.
 COMMANDS = {
@@ -30,12 +41,14 @@ COMMANDS = {
     "show": ("findsimilar.cli.commands.show", "show_cmd"),
     "service": ("findsimilar.cli.commands.service", "service_group"),
     "integrate": ("findsimilar.cli.commands.integrate", "integrate_group"),
+    "completion": ("findsimilar.cli.commands.completion", "completion_cmd"),
 }
 
 
 class _DefaultToSearch(click.Group):
-    """``findsimilar PHOTO...`` means ``findsimilar search PHOTO...``; commands are
-    imported when asked for; a FindSimilarError ends the run with its message and code."""
+    """``findsimilar PHOTO...`` means ``findsimilar search PHOTO...`` (unless the first
+    word names no file and is a command's name mistyped); commands are imported when
+    asked for; a FindSimilarError ends the run with its message and code."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -53,8 +66,23 @@ class _DefaultToSearch(click.Group):
         wants_group_help = any(a in ("--help", "-h", "--version") for a in args) and (
             first is None)
         if args and not wants_group_help and first not in COMMANDS:
+            if first is not None and not ctx.resilient_parsing:
+                _refuse_a_mistyped_command(first)
             args = ["search", *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx: click.Context,
+                       incomplete: str) -> list[CompletionItem]:
+        """The commands starting with INCOMPLETE and, as the first argument may be a
+        photo (``findsimilar PHOTO``), the file names (bash offers them when no command
+        matches; zsh and fish offer both)."""
+        from click.shell_completion import CompletionItem
+
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete.startswith("-"):
+            return items
+        # First: bash's script empties its list at a "file" item, then adds the rest.
+        return [CompletionItem(incomplete, type="file"), *items]
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -81,9 +109,27 @@ def cli() -> None:
     """
 
 
+def _refuse_a_mistyped_command(word: str) -> None:
+    """``findsimilar serch x.jpg``: a first argument that names no file but is close to
+    a command's name is a typo, not a query: say which command was meant, exit 2.
+    Anything path-like (a ``/`` or a ``.`` in it) stays a query, reported as a missing
+    file by search (exit 3)."""
+    if "/" in word or "." in word or os.path.lexists(word):
+        return
+    import difflib
+
+    from findsimilar.text import printable
+
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    if close:
+        report_error(f"no such command or file: {printable(word)} (did you mean "
+                     f"`{close[0]}`?)")
+        sys.exit(EXIT_USAGE)
+
+
 def main() -> None:
     try:
-        cli()
+        cli(complete_var=COMPLETE_VAR)
     except FindSimilarError as exc:  # raised before any command ran (a bad config file)
         fail(exc)
     except Exception as exc:  # a bug: said in one line, never as a traceback

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from findsimilar.cli.install.folders import remove_empty_folders
 from findsimilar.cli.install.installer import daemon_command
 from findsimilar.cli.install.integration_files import (
     INTEGRATIONS,
@@ -48,7 +49,8 @@ def integrate_group() -> None:
 
     Each integration runs `findsimilar show --notify -- FILE...` for the selected
     photos. Names: nautilus, nautilus-script, dolphin, thunar, nemo, caja,
-    caja-script, desktop (Open With in image viewers), darktable, geeqie.
+    caja-script, desktop (Open With in image viewers), darktable, geeqie; man (the
+    man pages).
 
     \b
     Examples:
@@ -100,6 +102,9 @@ def install_cmd(names: tuple[str, ...], everything: bool, command_path: str | No
 def uninstall_cmd(names: tuple[str, ...], everything: bool) -> None:
     """Remove what `integrate install` wrote; files it did not write stay.
 
+    Folders that install created are removed too once they are empty (never a folder
+    that was there before, nor one holding anything else).
+
     \b
     Examples:
       findsimilar integrate uninstall thunar
@@ -113,6 +118,8 @@ def uninstall_cmd(names: tuple[str, ...], everything: bool) -> None:
         except (IntegrationError, OSError) as exc:
             failed += 1
             click.echo(f"findsimilar: {integration.name}: {exc}", err=True)
+    for folder in remove_empty_folders():
+        click.echo(f"removed the empty folder {folder}")
     sys.exit(1 if failed else 0)
 
 

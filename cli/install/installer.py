@@ -30,7 +30,7 @@ __all__ = ["MARKER", "PLACEHOLDER", "FileState", "InstalledFile", "daemon_comman
 MARKER = "Installed by findsimilar"
 PLACEHOLDER = "@FINDSIMILAR@"  # in every template: where the command that runs findsimilar goes
 FileState = Literal["missing", "foreign", "modified", "outdated", "installed"]
-_MARKER_RE = re.compile(r"^(#|--) Installed by findsimilar .*checksum ([0-9a-f]{8})\)")
+_MARKER_RE = re.compile(r"^(#|--|\.\\\") Installed by findsimilar .*checksum ([0-9a-f]{8})\)")
 # Unit files written before there was one marker scheme had a line without a checksum:
 # still ours (install replaces them, uninstall removes them), and outdated.
 _LEGACY_RE = re.compile(r"^# Installed by findsimilar \(`findsimilar service install`\)")

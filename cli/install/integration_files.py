@@ -67,7 +67,7 @@ class Integration:
     apps: tuple[str, ...]  # executables whose presence means the program is installed
     files: tuple[Target, ...] = ()
     hint: str = ""  # what to do after installing
-    extra: str = ""  # "thunar" (uca.xml), "luarc" (darktable), "desktop-db"
+    extra: str = ""  # "thunar" (uca.xml), "luarc" (darktable), "desktop-db", "man"
     libs: tuple[str, ...] = ()  # globs of a needed host plugin library
 
 
@@ -112,6 +112,9 @@ INTEGRATIONS: dict[str, Integration] = {i.name: i for i in (
         Target("geeqie/findsimilar.desktop",
                lambda: data_home() / "geeqie/applications/findsimilar.desktop"),),
         hint="Geeqie lists it under Plugins"),
+    Integration("man", "Man pages (man findsimilar)", ("man",), extra="man",
+                hint="man finds them when ~/.local/bin is on PATH; else add "
+                     "$XDG_DATA_HOME/man (~/.local/share/man) to MANPATH"),
 )}
 
 
@@ -124,7 +127,10 @@ def luarc_path() -> Path:
 
 
 def available(integration: Integration) -> bool:
-    """Whether this build ships the integration's templates."""
+    """Whether this build ships the integration's templates (man pages are written from
+    the commands: always)."""
+    if integration.extra == "man":
+        return True
     root = plugin_root()
     sources = [t.source for t in integration.files] or ["thunar/findsimilar-action.xml"]
     return all((root / s).is_file() for s in sources)

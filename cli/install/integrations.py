@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from findsimilar.cli.install.folders import make_folder
 from findsimilar.cli.install.installer import (
     MARKER,
     InstalledFile,
@@ -76,6 +77,10 @@ def install(integration: Integration, command: list[str]) -> list[str]:
         raise IntegrationError("not available in this build (its files are not shipped)")
     if integration.extra == "thunar":
         return [install_thunar(command)]
+    if integration.extra == "man":
+        from findsimilar.cli.install.manpages import install_man
+
+        return install_man()
     planned = [_installed_file(integration, t, command) for t in integration.files]
     foreign = foreign_files(planned)
     if foreign:
@@ -84,6 +89,7 @@ def install(integration: Integration, command: list[str]) -> list[str]:
     done = []
     for file in planned:
         edited = file_state(file.dest, None) == "modified"
+        make_folder(file.dest.parent)
         write_file(file)
         done.append(f"wrote {file.dest}" + (" (replacing your edits to it)" if edited else ""))
     if integration.extra == "luarc":
@@ -112,6 +118,10 @@ def uninstall(integration: Integration) -> list[str]:
     """
     if integration.extra == "thunar":
         return [uninstall_thunar()]
+    if integration.extra == "man":
+        from findsimilar.cli.install.manpages import uninstall_man
+
+        return uninstall_man() or ["nothing to remove"]
     done, foreign = [], []
     for target in integration.files:
         dest = target.dest()
@@ -139,6 +149,10 @@ def status(integration: Integration, command: list[str]) -> dict[str, object]:
     ok = available(integration)
     if integration.extra == "thunar":
         states, paths = [thunar_state(command) if ok else "missing"], [str(uca_path())]
+    elif integration.extra == "man":
+        from findsimilar.cli.install.manpages import man_states
+
+        states, paths = man_states()
     else:
         states, paths = [], []
         for target in integration.files:

@@ -11,6 +11,7 @@ from pathlib import Path
 from xml.parsers import expat
 
 from findsimilar.atomic import write_atomic
+from findsimilar.cli.install.folders import make_folder
 from findsimilar.cli.install.integration_files import (
     LUARC_CREATED,
     LUARC_LINE,
@@ -103,7 +104,7 @@ def install_thunar(command: list[str]) -> str:
     data = _read_uca(path)
     block = _uca_block(command)
     if data is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         write_atomic(path, UCA_CREATED + block + b"</actions>\n", mode=0o644)
         return f"created {path} with the action"
     try:
@@ -193,7 +194,7 @@ def add_luarc_line() -> str:
         lines = [LUARC_CREATED]
     elif lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     write_atomic(path, "".join([*lines, LUARC_LINE + "\n"]), mode=0o644)
     return f"added `{LUARC_LINE}` to {path}"
 

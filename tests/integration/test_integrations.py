@@ -81,12 +81,13 @@ USER_UCA = (
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, XDG_DATA_HOME and XDG_CONFIG_HOME in tmp_path: never the real home."""
+    """HOME and the XDG folders in tmp_path: never the real home."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
     monkeypatch.delenv("FINDSIMILAR_PLUGINS_DIR", raising=False)
     for var in ("NAUTILUS_SCRIPT_SELECTED_FILE_PATHS", "CAJA_SCRIPT_SELECTED_FILE_PATHS",
                 "NEMO_SCRIPT_SELECTED_FILE_PATHS"):
@@ -163,12 +164,14 @@ def show_argv(paths: list[str]) -> list[str]:
 
 
 def snapshot(*roots: Path) -> dict[str, bytes]:
-    """Every file (and symlink) under ROOTS with its content."""
+    """Every file (and symlink) under ROOTS with its content, and every folder."""
     files = {}
     for root in roots:
         for path in sorted(root.rglob("*")):
             if path.is_file() or path.is_symlink():
                 files[str(path)] = path.read_bytes() if path.is_file() else b"->"
+            elif path.is_dir():
+                files[str(path)] = b"<folder>"
     return files
 
 
@@ -584,6 +587,7 @@ def test_real_darktable_script_installs_and_parses(fake: FakeFindsimilar) -> Non
 
 def test_install_all_status_uninstall_all_leaves_the_folders_as_they_were(
         fake: FakeFindsimilar, home: Path) -> None:
+    """Files and folders: those install created are gone again, those it found stay."""
     uca().parent.mkdir(parents=True)
     uca().write_bytes(USER_UCA)
     mine = data_home() / "nemo/actions/findsimilar.nemo_action"  # someone else's file
@@ -607,6 +611,29 @@ def test_install_all_status_uninstall_all_leaves_the_folders_as_they_were(
     backup = str(uca().with_name("uca.xml.findsimilar-backup"))
     assert after.pop(backup) == USER_UCA
     assert after == before
+
+
+def test_uninstall_keeps_created_folders_that_hold_anything_else_or_were_made_again(
+        fake: FakeFindsimilar, home: Path) -> None:
+    (home / ".local/share/applications").mkdir(parents=True)  # there before: ours to keep
+    install(fake, "nemo", "geeqie", "desktop", "dolphin")
+    nemo = data_home() / "nemo/actions"
+    (nemo / "mine.nemo_action").write_text("[Nemo Action]\n")  # the user's, beside ours
+    geeqie = data_home() / "geeqie/applications"
+    shutil.rmtree(geeqie)
+    geeqie.mkdir()  # made again by the user (or an app): not the folder install made
+
+    result = integrate("uninstall", "nemo", "geeqie", "desktop")
+    assert sorted(p.name for p in nemo.iterdir()) == ["mine.nemo_action"]
+    assert geeqie.is_dir() and (data_home() / "applications").is_dir()
+    assert f"removed the empty folder {geeqie}" not in result.stdout
+    assert (data_home() / "kio/servicemenus/findsimilar.desktop").exists()  # still installed
+
+    result = integrate("uninstall", "dolphin")
+    assert f"removed the empty folder {data_home() / 'kio'}\n" in result.stdout
+    assert not (data_home() / "kio").exists()
+    integrate("uninstall", "--all")
+    assert nemo.is_dir() and geeqie.is_dir() and (data_home() / "applications").is_dir()
 
 
 def test_status_tells_edited_and_outdated_files_apart(fake: FakeFindsimilar,

@@ -15,9 +15,10 @@ from click.testing import CliRunner, Result
 from findsimilar.cli.main import COMMANDS, cli
 from findsimilar.errors import EXIT_FAILURE, EXIT_MISSING_FILE, EXIT_NO_DAEMON
 
-# What `findsimilar --help` listed before the commands moved out of main.py.
-COMMAND_NAMES = ["daemon", "dupes", "index", "integrate", "reindex", "search", "service",
-                 "show", "status", "watch"]
+# What `findsimilar --help` listed before the commands moved out of main.py, and
+# `completion` (issue 15).
+COMMAND_NAMES = ["completion", "daemon", "dupes", "index", "integrate", "reindex", "search",
+                 "service", "show", "status", "watch"]
 
 
 def run(*args: str) -> Result:
