@@ -17,8 +17,10 @@ from typing import Any
 from findsimilar.config import Config, child_environment, setting
 from findsimilar.errors import (
     ERROR_PREFIX,
+    EXIT_DATA_DIR,
     EXIT_NO_DAEMON,
     EXIT_STORE,
+    DataDirError,
     FindSimilarError,
     StoreError,
 )
@@ -143,11 +145,14 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            said = _last_error(log_path, logged_before)
             if proc.returncode == EXIT_STORE:  # a damaged store: pass on what to do
-                raise StoreError(_last_error(log_path, logged_before) or
-                                 f"the daemon cannot use its store; see {log_path}")
+                raise StoreError(said or f"the daemon cannot use its store; see {log_path}")
+            if proc.returncode == EXIT_DATA_DIR:  # a read-only data dir: say which
+                raise DataDirError(said or f"the daemon cannot write its data dir "
+                                           f"{config.data_dir}; see {log_path}")
             raise DaemonUnavailable(f"the daemon exited at start (code {proc.returncode}): "
-                                    f"{_tail(log_path)}")
+                                    f"{said or _tail(log_path)}")
         with contextlib.suppress(DaemonUnavailable), DaemonClient(config, timeout=5) as c:
             c.call("ping")
             return proc.pid

@@ -12,6 +12,7 @@ __all__ = [
     "Cancelled",
     "ERROR_PREFIX",
     "EXIT_CODES",
+    "EXIT_DATA_DIR",
     "EXIT_DAEMON_RUNNING",
     "EXIT_EMPTY_INDEX",
     "EXIT_FAILURE",
@@ -24,6 +25,7 @@ __all__ = [
     "EmptyIndexError",
     "FileAccessError",
     "FindSimilarError",
+    "DataDirError",
     "ImageDecodeError",
     "MissingFileError",
     "NotRegularFileError",
@@ -48,6 +50,7 @@ EXIT_EMPTY_INDEX = 5
 EXIT_STORE = 6
 EXIT_DAEMON_RUNNING = 7
 EXIT_NO_DAEMON = 8
+EXIT_DATA_DIR = 9
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (for `index`: even when some files could not be read — see the summary)",
     EXIT_FAILURE: "any other failure: the message on stderr says what",
@@ -60,6 +63,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_STORE: "the store cannot be opened (damaged file: the message says what to do)",
     EXIT_DAEMON_RUNNING: "a daemon already serves this data dir (`daemon run`)",
     EXIT_NO_DAEMON: "no daemon answers (`daemon status`), or it could not be started",
+    EXIT_DATA_DIR: "the data dir cannot be written (its permissions, or a disk mounted "
+                   "read-only): the message names it",
 }
 
 
@@ -98,6 +103,13 @@ class EmptyIndexError(FindSimilarError):
 
 class StoreError(FindSimilarError):
     exit_code = EXIT_STORE
+
+
+class DataDirError(StoreError):
+    """The data dir (the store, the index, the daemon's files) cannot be written; the
+    store itself is fine."""
+
+    exit_code = EXIT_DATA_DIR
 
 
 def damaged_store(path: object, detail: str) -> StoreError:

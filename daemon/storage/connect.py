@@ -37,10 +37,14 @@ def open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
-def open_reader(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
+def open_reader(path: Path, timeout: float = 30.0, *,
+                immutable: bool = False) -> sqlite3.Connection:
     """A read-only connection (it may be used from another thread than its opener's,
-    e.g. to close it). Raises sqlite3.Error if the file is missing or unreadable."""
-    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout,
+    e.g. to close it). Raises sqlite3.Error if the file is missing or unreadable.
+    ``immutable``: for a store no one can write (its folder is read-only: SQLite cannot
+    make the WAL index it needs to read with locks), read without locks."""
+    flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(f"file:{quote(str(path))}?{flags}", uri=True, timeout=timeout,
                            check_same_thread=False)
 
 

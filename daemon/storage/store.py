@@ -35,7 +35,7 @@ from findsimilar.daemon.storage import pictures, summary
 from findsimilar.daemon.storage.connections import Connections
 from findsimilar.daemon.storage.pathtext import to_path, to_text
 from findsimilar.daemon.storage.schema import FileRecord, migrations
-from findsimilar.errors import StoreError, store_damage
+from findsimilar.errors import DataDirError, StoreError, store_damage
 
 __all__ = ["FileRecord", "Store", "migrations"]
 
@@ -81,11 +81,15 @@ class Store:
         self._conns = conns
 
     def _cannot_open(self, exc: sqlite3.DatabaseError) -> StoreError:
-        return store_damage(self.path, exc) or StoreError(
-            f"cannot open the store {self.path}: {exc}" + (
-                " (it must be writable: check the permissions of the file and its "
-                "folder, and that the disk is mounted read-write)"
-                if "readonly" in str(exc) or "unable to open" in str(exc) else ""))
+        damaged = store_damage(self.path, exc)
+        if damaged is not None:
+            return damaged
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            return DataDirError(
+                f"cannot write the data dir {self.path.parent}: the store {self.path} "
+                f"must be writable ({exc}): check the permissions of the file and its "
+                "folder, and that the disk is mounted read-write")
+        return StoreError(f"cannot open the store {self.path}: {exc}")
 
     @property
     def db(self) -> sqlite_utils.Database:

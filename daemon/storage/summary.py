@@ -7,6 +7,7 @@ no sqlite-utils), so ``findsimilar status`` stays light.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,26 @@ def read_summary(path: Path) -> dict[str, Any]:
     writing anything. Raises StoreError if SQLite says it is damaged, FindSimilarError
     if it cannot be read."""
     try:
-        conn = open_reader(path, timeout=5)
         try:
-            return {**counts(conn), "model": setting(conn, "extractor"),
-                    "recent_failures": failures(conn, 20)}
-        finally:
-            conn.close()
+            conn = open_reader(path, timeout=5)
+            found = _summary(conn)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) or not path.exists() or os.access(
+                    path.parent, os.W_OK):
+                raise
+            # A folder no one may write (read-only disk or permissions): nothing can
+            # change the file, so it is read without the locks SQLite cannot set up.
+            conn = open_reader(path, timeout=5, immutable=True)
+            found = _summary(conn)
+        return found
     except sqlite3.Error as exc:
         raise store_damage(path, exc) or FindSimilarError(
             f"cannot read the store {path}: {exc}") from None
+
+
+def _summary(conn: sqlite3.Connection) -> dict[str, Any]:
+    try:
+        return {**counts(conn), "model": setting(conn, "extractor"),
+                "recent_failures": failures(conn, 20)}
+    finally:
+        conn.close()
