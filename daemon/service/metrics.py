@@ -56,8 +56,9 @@ class Latencies:
         """``count`` (in the window), ``total`` (since start), ``p50_ms``, ``p99_ms``
         (None with no measurement yet)."""
         with self._lock:
-            values = sorted(self._ring[:self._count])
+            values = self._ring[:self._count]
             total = self._total
+        values.sort()  # outside the lock: a search never waits for a status
         if not values:
             return {"count": 0, "total": total, "p50_ms": None, "p99_ms": None}
         return {"count": len(values), "total": total,
