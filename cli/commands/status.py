@@ -89,7 +89,8 @@ def _latency(kind: dict[str, Any], what: str) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    """Milliseconds with the digits that matter: 40, 2.5, 0.42."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
 def _throughput(indexing: dict[str, Any]) -> str:

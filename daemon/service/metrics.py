@@ -157,4 +157,4 @@ def _rate(files: int, seconds: float) -> dict[str, Any]:
 
 
 def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
+    return round(seconds * 1000, 3)  # to the microsecond: an indexed query takes ~0.4 ms
