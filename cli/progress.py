@@ -1,4 +1,5 @@
-"""A one-line progress bar with rate and ETA, for terminals only."""
+"""A one-line progress bar with rate and ETA, for terminals only; the rate and the ETA
+only once the work has lasted long enough to mean them (as the daemon's ``rate``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import time
 from typing import TextIO
 
 __all__ = ["ProgressBar"]
+
+# No rate (nor ETA) before this much time and this many files: two files done in a
+# moment would say thousands a second (the daemon's metrics.MIN_SPAN_S, MIN_FILES).
+MIN_SPAN_S = 5.0
+MIN_FILES = 2
 
 
 class ProgressBar:
@@ -28,15 +34,20 @@ class ProgressBar:
         if done < total and now - self._last_draw < 0.1:
             return
         self._last_draw = now
-        elapsed = max(now - self.started, 1e-6)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else 0.0
         filled = int(self.width * done / total) if total else self.width
         bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}  {rate:5.1f}/s  "
-                          f"ETA {_clock(eta)} ")
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}  "
+                          f"{self._speed(done, total, now - self.started)} ")
         self.stream.flush()
         self._drawn = True
+
+    @staticmethod
+    def _speed(done: int, total: int, elapsed: float) -> str:
+        """"12.3/s  ETA 0:42", or blanks while the work is too short for a rate."""
+        if elapsed < MIN_SPAN_S or done < MIN_FILES:
+            return "    -/s  ETA  -:--"
+        rate = done / elapsed
+        return f"{rate:5.1f}/s  ETA {_clock((total - done) / rate)}"
 
     def finish(self) -> None:
         if self._drawn:

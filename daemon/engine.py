@@ -64,6 +64,9 @@ class Match:
 class SearchResult:
     query: str
     results: list[Match] = field(default_factory=list)
+    # The query was an indexed photo: its vector read from the store, no model call
+    # (for the daemon's search latency, ``metrics``; not part of the answer).
+    indexed: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {"query": self.query,
@@ -183,8 +186,10 @@ class Engine:
         EmptyIndexError, or Cancelled once ``should_stop`` says so.
         """
         query = os.path.abspath(path)
-        vector = self._query_vector(query, should_stop)
-        return self._neighbours(query, vector, k, min_score)
+        vector, indexed = self._query_vector(query, should_stop)
+        result = self._neighbours(query, vector, k, min_score)
+        result.indexed = indexed
+        return result
 
     def search_bytes(self, data: bytes, k: int = 10, min_score: float | None = None,
                      name: str = "<bytes>", *, should_stop: StopFn = _never) -> SearchResult:
@@ -311,14 +316,16 @@ class Engine:
         self.store.set_root_identity(path, identity)
 
     # -- helpers ---------------------------------------------------------------
-    def _query_vector(self, query: str, should_stop: StopFn = _never) -> np.ndarray:
+    def _query_vector(self, query: str,
+                      should_stop: StopFn = _never) -> tuple[np.ndarray, bool]:
+        """The query's vector, and whether it was the stored one of an indexed file."""
         st = _query_stat(query)
         stored = self._stored_vector(query, st)
         if stored is not None:
-            return stored
+            return stored, True
         if len(self.index) == 0:
             raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
-        return self._embed(query, self._query_source(query), should_stop)
+        return self._embed(query, self._query_source(query), should_stop), False
 
     def _query_source(self, query: str) -> bytes | Path:
         """The query's bytes, or its path if it is too big to hold in memory (decoding

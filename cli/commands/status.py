@@ -23,7 +23,8 @@ __all__ = ["status_cmd"]
 @NO_DAEMON
 def status_cmd(as_json: bool, no_daemon: bool) -> None:
     """Show counts (indexed, failed, queued), indexing rate and ETA, the model,
-    watched folders and the store size. Does not start the daemon.
+    watched folders and the store size; from a running daemon also search latency
+    (p50/p99), indexing throughput and queue age. Does not start the daemon.
 
     \b
     Example:
@@ -80,6 +81,47 @@ def _worker_state(worker: dict[str, Any]) -> str:
     return text
 
 
+def _latency(kind: dict[str, Any], what: str) -> str:
+    if not kind["count"]:
+        return f"no {what} yet"
+    return (f"p50 {_num(kind['p50_ms'])} ms, p99 {_num(kind['p99_ms'])} ms over "
+            f"{kind['count']} {'query' if kind['count'] == 1 else 'queries'} ({what})")
+
+
+def _num(value: float) -> str:
+    """Milliseconds with the digits that matter: 40, 2.5, 0.42."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def _throughput(indexing: dict[str, Any]) -> str:
+    """The recent rate and the last run's, or why there is none."""
+    run = indexing.get("run")
+    if run is None:
+        return "nothing indexed since the daemon started"
+    if indexing["files_per_s"] is not None:
+        text = (f"{indexing['files_per_s']:.1f} files/s over the last "
+                f"{indexing['seconds']:.0f} s of indexing work")
+    else:
+        text = "too little indexing work yet for a rate"
+    rate = f" ({run['files_per_s']:.1f} files/s)" if run["files_per_s"] is not None else ""
+    return text + f"; last run {run['files']} files in {run['seconds']:.1f} s{rate}"
+
+
+def _metrics_lines(metrics: dict[str, Any]) -> list[str]:
+    search = metrics["search"]
+    if not (search["indexed"]["count"] or search["new"]["count"]):
+        searches = "no searches yet"
+    else:
+        searches = (_latency(search["indexed"], "indexed photos") + "; "
+                    + _latency(search["new"], "new photos"))
+    lines = ["search:     " + searches, "indexing:   " + _throughput(metrics["indexing"])]
+    queue = metrics["queue"]
+    if queue["tasks"]:
+        lines.append(f"queue:      oldest indexing work waiting {queue['age_s']:.0f} s "
+                     f"({queue['tasks']} task(s))")
+    return lines
+
+
 def _status_text(info: dict[str, Any]) -> str:
     lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
              f"failed:     {info['failed']}"]
@@ -98,6 +140,8 @@ def _status_text(info: dict[str, Any]) -> str:
             lines.append("duplicates: " + _dupes_state(info))
         if info.get("index"):
             lines.append("index:      " + _index_state(info["index"], info.get("vectors", 0)))
+        if info.get("metrics"):
+            lines += _metrics_lines(info["metrics"])
     else:
         lines.append("daemon:     not running (`findsimilar daemon start`)")
     if info.get("model"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from findsimilar.config import Config
 from findsimilar.daemon.dupes.grouping import options_from
 from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.service.follow import DupesFeed
+from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import IndexPaths, Reconcile, Scheduler
 from findsimilar.daemon.service.work import Listings
 from findsimilar.errors import (
@@ -66,6 +68,8 @@ class Verbs:
         # Called with (done, total) by work that reports progress (in-process only: the
         # daemon's clients poll its status instead).
         self.progress: ProgressFn | None = None
+        # Each query's time, by kind (``status``: ``metrics``).
+        self.searches = SearchTimes()
 
     def call(self, command: str, args: dict[str, Any],
              should_stop: StopFn = lambda: False) -> Any:
@@ -86,12 +90,17 @@ class Verbs:
     def cmd_search(self, paths: list[str], k: int = 10, min_score: float | None = None, *,
                    should_stop: StopFn) -> list[dict[str, Any]]:
         """One result (or error entry) per path; stops between paths (and before each
-        model call) once ``should_stop`` says the caller went away."""
+        model call) once ``should_stop`` says the caller went away. Each query answered
+        is timed (``searches``), from taking it to its result built."""
         out = []
         for path in paths:
             try:
-                out.append(self.engine.search(path, k=int(k), min_score=min_score,
-                                              should_stop=should_stop).as_dict())
+                started = time.perf_counter()
+                result = self.engine.search(path, k=int(k), min_score=min_score,
+                                            should_stop=should_stop)
+                self.searches.record("indexed" if result.indexed else "new",
+                                     time.perf_counter() - started)
+                out.append(result.as_dict())
             except Cancelled:
                 raise
             except FindSimilarError as exc:
@@ -107,8 +116,11 @@ class Verbs:
             raw = base64.b64decode(data.encode("ascii"), validate=True)
         except (ValueError, UnicodeEncodeError, AttributeError):
             raise BadArguments("'data' must be base64-encoded image bytes") from None
-        return self.engine.search_bytes(raw, k=int(k), min_score=min_score, name=name,
-                                        should_stop=should_stop).as_dict()
+        started = time.perf_counter()
+        result = self.engine.search_bytes(raw, k=int(k), min_score=min_score, name=name,
+                                          should_stop=should_stop)
+        self.searches.record("new", time.perf_counter() - started)
+        return result.as_dict()
 
     def cmd_dupes(self, *, should_stop: StopFn, **args: Any) -> dict[str, Any]:
         """Duplicate groups; its pixel checks show in ``status`` under
@@ -147,8 +159,10 @@ class DaemonVerbs(Verbs):
                  scheduler: Scheduler, folders: Roots, watcher: Watcher,
                  roots: Callable[[], list[dict[str, Any]]], status: Callable[[], dict],
                  stopping: threading.Event, disk: DiskFull,
-                 on_damage: Callable[[StoreError], None], feed: DupesFeed | None = None) -> None:
+                 on_damage: Callable[[StoreError], None], feed: DupesFeed | None = None,
+                 searches: SearchTimes | None = None) -> None:
         super().__init__(engine, listings)
+        self.searches = searches or self.searches  # shared with ``status``
         self.feed = feed or DupesFeed()
         self.config = config
         self.scheduler = scheduler

@@ -45,6 +45,7 @@ from findsimilar.daemon.model.memory import give_back_if_quiet
 from findsimilar.daemon.service.api import DaemonVerbs
 from findsimilar.daemon.service.follow import Announcer, DupesFeed
 from findsimilar.daemon.service.logs import flush_repeats
+from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import (
     Announce,
     ApplyEvents,
@@ -146,6 +147,7 @@ class Daemon:
         announcer = Announcer(feed, engine.groups_around,
                               lambda paths: self.scheduler.put(Announce(paths)), self.notifier)
         report: list[StatusReport] = []  # (the work's status line needs the report)
+        searches = SearchTimes()  # timed by the verbs, shown by the status
         work = Work(engine, watcher, self.folders, self.roots,
                     progress=self.scheduler.progress, stopping=self.stopping,
                     disk=self.disk, access=self.access, listings=listings,
@@ -154,11 +156,11 @@ class Daemon:
         report.append(StatusReport(self.config, engine, scheduler=self.scheduler, work=work,
                                    listings=listings, folders=self.folders, watcher=watcher,
                                    roots=self.roots, disk=self.disk, access=self.access,
-                                   notifier=self.notifier))
+                                   notifier=self.notifier, searches=searches))
         verbs = DaemonVerbs(self.config, engine, listings, scheduler=self.scheduler,
                             folders=self.folders, watcher=watcher, roots=self.roots,
                             status=report[0], stopping=self.stopping, disk=self.disk,
-                            on_damage=self._store_damaged, feed=feed)
+                            on_damage=self._store_damaged, feed=feed, searches=searches)
         return work, verbs
 
     def _handle(self, verbs: DaemonVerbs) -> Callable[..., dict[str, Any]]:

@@ -20,13 +20,13 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from findsimilar.daemon.model.memory import give_back_soon
+from findsimilar.daemon.service.metrics import Throughput
 from findsimilar.daemon.storage.diskspace import DiskFull, DiskFullError
 from findsimilar.daemon.storage.storeaccess import StoreAccess
 from findsimilar.errors import StoreError, store_damage
@@ -43,28 +43,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    """What the indexing thread is doing, for ``status``: a state and a count."""
+    """What the indexing thread is doing, for ``status``: a state and a count, and the
+    throughput of its files (``metrics.Throughput``)."""
 
     state: str = "starting"
     done: int = 0
     total: int = 0
-    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=200))
+    throughput: Throughput = field(default_factory=Throughput)
 
     def begin(self, state: str) -> None:
         self.state, self.done, self.total = state, 0, 0
-        self.recent.clear()
+        self.throughput.begin()
 
     def advance(self, done: int, total: int) -> None:
         self.done, self.total = done, total
-        self.recent.append((time.monotonic(), done))
+        self.throughput.advance(done)
 
-    def rate(self) -> float:
-        """Images per second over the last minute of progress."""
-        now = time.monotonic()
-        points = [(t, n) for t, n in self.recent if now - t < 60]
-        if len(points) < 2 or points[-1][0] == points[0][0]:
-            return 0.0
-        return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+    def rate(self) -> float | None:
+        """Files a second over the last minute of indexing work; None while that is too
+        short to mean anything (``metrics.MIN_SPAN_S``)."""
+        return self.throughput.rate()
 
 
 @dataclass(eq=False)
@@ -79,6 +77,8 @@ class Task:
     # and once done the library may have changed (a new generation).
     writes: ClassVar[bool] = True
     done: Future[Any] = field(default_factory=Future, init=False, repr=False)
+    # When it was made, which is when it was queued (``Scheduler.waiting``).
+    queued_at: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def run(self, work: Work) -> Any:
         """Do the work; the result goes to ``done``."""
@@ -199,6 +199,7 @@ class Scheduler:
         self.last_work = time.monotonic()  # when the last task ended
         self._queue: queue.Queue[Task] = queue.Queue()
         self._held: Task | None = None  # waiting for the store to be writable
+        self._running: Task | None = None
         self._work: Work | None = None
         self._thread = threading.Thread(target=self._loop, name="fs-index", daemon=True)
 
@@ -232,6 +233,16 @@ class Scheduler:
         held = [self._held] if self._held is not None else []
         return in_flight + sum(t.items() for t in [*held, *list(self._queue.queue)])
 
+    def waiting(self) -> dict[str, Any]:
+        """The indexing tasks not finished (running, held or queued; the background
+        duplicate checks left out): how many, and ``age_s``, the seconds since the oldest
+        of them was queued (None with none)."""
+        tasks = [t for t in [self._running, *list(self._queue.queue)]
+                 if t is not None and t is not _QUIT and t.writes]
+        oldest = min((t.queued_at for t in tasks), default=None)
+        return {"tasks": len(tasks), "age_s": None if oldest is None
+                else round(time.monotonic() - oldest, 1)}
+
     # -- the thread --------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
@@ -243,6 +254,7 @@ class Scheduler:
                 task.done.cancel()
                 continue
             self._absorb_followers(task)
+            self._running = task
             try:
                 task.done.set_result(self._run_waiting(task))
                 if task.writes:
@@ -252,6 +264,7 @@ class Scheduler:
             except Exception as exc:
                 task.done.set_exception(self._failed(task, exc))
             finally:
+                self._running = None
                 self.progress.state = "idle" if self._queue.empty() else "busy"
                 self.last_work = time.monotonic()
                 if self.progress.state == "idle":

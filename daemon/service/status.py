@@ -1,5 +1,6 @@
 """The daemon's ``status``: what the engine says, plus the indexing thread's progress,
-the watched folders and why indexing may be waiting (README: "status --json")."""
+the watched folders, why indexing may be waiting, and the monitoring numbers
+(``metrics``: search latency, indexing throughput, queue age; README: "status --json")."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from findsimilar.config import Config
 from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.indexing.roots import Roots
 from findsimilar.daemon.indexing.watcher import Watcher
+from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import Scheduler
 from findsimilar.daemon.service.work import Listings, Work
 from findsimilar.daemon.storage.diskspace import DiskFull
@@ -27,7 +29,8 @@ class StatusReport:
     def __init__(self, config: Config, engine: Engine, *, scheduler: Scheduler, work: Work,
                  listings: Listings, folders: Roots, watcher: Watcher,
                  roots: Callable[[], list[dict[str, Any]]], disk: DiskFull,
-                 access: StoreAccess, notifier: Any = None) -> None:
+                 access: StoreAccess, notifier: Any = None,
+                 searches: SearchTimes | None = None) -> None:
         self.config = config
         self.engine = engine
         self.scheduler = scheduler
@@ -39,6 +42,7 @@ class StatusReport:
         self.disk = disk
         self.access = access
         self.notifier = notifier  # notify.Notifier, when notifications are on
+        self.searches = searches or SearchTimes()  # filled by the search verbs
         self.started = time.time()
 
     def queued(self) -> int:
@@ -70,15 +74,25 @@ class StatusReport:
             # Why indexing cannot go on (the disk is full, the store is locked or
             # read-only, the data dir cannot be written), or None.
             "problem": self.disk.problem or self.access.problem,
-            "rate": round(rate, 2),
-            "eta_seconds": round(queued / rate, 1) if rate > 0 and queued else None,
+            # Files a second over the last minute of indexing work; None until that
+            # work is long enough to mean it (metrics.MIN_SPAN_S), and so is the ETA.
+            "rate": rate,
+            "eta_seconds": round(queued / rate, 1) if rate and queued else None,
             "roots": [self._root(r) for r in self.roots()],
             # Desktop notifications of new duplicates (config: notify): how many were
             # sent, and why none can be shown now.
             "notifications": None if self.notifier is None else {
                 "sent": self.notifier.sent, "problem": self.notifier.problem},
+            "metrics": self.metrics(),
         })
         return info
+
+    def metrics(self) -> dict[str, Any]:
+        """Search latency by kind of query, indexing throughput, and the age of the
+        oldest indexing work not done (README: "status --json", ``metrics``)."""
+        return {"search": self.searches.summary(),
+                "indexing": self.scheduler.progress.throughput.summary(),
+                "queue": self.scheduler.waiting()}
 
     def _root(self, root: dict[str, Any]) -> dict[str, Any]:
         state = self.folders.state(root["path"])

@@ -154,3 +154,22 @@ def test_each_task_kind_says_how_it_behaves():
             Precheck.while_paused) == ("skip", "skip", "refuse", "run")
     assert Reconcile.writes and ApplyEvents.writes and IndexPaths.writes
     assert not Precheck.writes  # neither waits for the store nor starts a generation
+
+
+def test_queue_age_counts_from_when_the_oldest_unfinished_work_was_queued(setup):
+    scheduler, work, _ = setup
+    assert scheduler.waiting() == {"tasks": 0, "age_s": None}
+    work.gate.clear()
+    running = scheduler.put(Reconcile())
+    assert work.entered.wait(10)
+    scheduler.put(Precheck(1))  # the background duplicate check is not indexing work
+    behind = scheduler.put(IndexPaths(["/p"]))
+    running.queued_at -= 30  # as if queued half a minute ago
+    waiting = scheduler.waiting()
+    assert waiting["tasks"] == 2 and 30 <= waiting["age_s"] < 60
+    work.gate.set()
+    behind.done.result(10)
+    deadline = time.monotonic() + 10
+    while scheduler.waiting()["tasks"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert scheduler.waiting() == {"tasks": 0, "age_s": None}
