@@ -6,7 +6,6 @@ The commands; what each integration installs, and how, is :mod:`findsimilar.cli.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -21,6 +20,7 @@ from findsimilar.cli.install.integration_files import (
     available,
 )
 from findsimilar.cli.install.integrations import install, status, uninstall
+from findsimilar.jsonout import dumps
 
 __all__ = ["integrate_group"]
 
@@ -140,7 +140,7 @@ def status_cmd(as_json: bool, command_path: str | None) -> None:
     """
     reports = [status(i, _command(command_path)) for i in INTEGRATIONS.values()]
     if as_json:
-        click.echo(json.dumps(reports, ensure_ascii=False))
+        click.echo(dumps(reports))
         return
     for r in reports:
         app = ("" if r["app"] is None and r["app_present"] else

@@ -8,7 +8,6 @@ stays a light command.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from findsimilar.cli.install.installer import (
     write_file,
 )
 from findsimilar.cli.install.units import UNITS, UnitTemplateMissing, unit_dir, unit_files
+from findsimilar.jsonout import dumps
 
 __all__ = ["service_group"]
 
@@ -209,7 +209,7 @@ def status_cmd(as_json: bool) -> None:
             "enabled": _query("is-enabled", unit.dest.name),
             "active": _query("is-active", unit.dest.name)}
     if as_json:
-        click.echo(json.dumps({"unit_dir": str(folder), "units": report}))
+        click.echo(dumps({"unit_dir": str(folder), "units": report}))
         return
     for name, info in report.items():
         click.echo(_describe(name, info))

@@ -3,7 +3,6 @@ the daemon, or read straight from the store when none runs (it is not started)."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -12,7 +11,8 @@ from findsimilar.cli.backends import choose_backend, no_daemon_requested, offlin
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable
 from findsimilar.cli.commands.options import NO_DAEMON
 from findsimilar.config import config_file_path, load_config
-from findsimilar.text import human_size
+from findsimilar.jsonout import dumps
+from findsimilar.text import human_size, printable
 
 __all__ = ["status_cmd"]
 
@@ -42,7 +42,7 @@ def status_cmd(as_json: bool, no_daemon: bool) -> None:
         except DaemonUnavailable:
             info = offline_status(config)
     if as_json:
-        click.echo(json.dumps(info))
+        click.echo(dumps(info))
         return
     click.echo(_status_text(info))
 
@@ -135,7 +135,7 @@ def _status_text(info: dict[str, Any]) -> str:
             lines.append(f"problem:    {info['problem']}")
         for root in info.get("roots", []):
             why = f" ({root['why']})" if root.get("why") else ""
-            lines.append(f"watching:   {root['path']} [{root['mode']}]{why}")
+            lines.append(f"watching:   {printable(root['path'])} [{root['mode']}]{why}")
         if "duplicates_checked" in info:
             lines.append("duplicates: " + _dupes_state(info))
         if info.get("index"):
@@ -155,5 +155,6 @@ def _status_text(info: dict[str, Any]) -> str:
     if "store_bytes" in info:
         index = f", index {human_size(int(info['index_bytes']))}" if "index_bytes" in info else ""
         lines.append(f"store size: {human_size(int(info['store_bytes']))}{index}")
-    lines += [f"  failed: {f['path']}: {f['error']}" for f in info.get("recent_failures", [])]
+    lines += [f"  failed: {printable(f['path'])}: {f['error']}"
+              for f in info.get("recent_failures", [])]
     return "\n".join(lines)

@@ -620,8 +620,10 @@ def test_uninstall_keeps_created_folders_that_hold_anything_else_or_were_made_ag
     nemo = data_home() / "nemo/actions"
     (nemo / "mine.nemo_action").write_text("[Nemo Action]\n")  # the user's, beside ours
     geeqie = data_home() / "geeqie/applications"
-    shutil.rmtree(geeqie)
-    geeqie.mkdir()  # made again by the user (or an app): not the folder install made
+    # Made again by the user (or an app): not the folder install made. (The old one is
+    # moved aside, not deleted, so the new one cannot get its inode number back.)
+    geeqie.rename(geeqie.with_name("applications.old"))
+    geeqie.mkdir()
 
     result = integrate("uninstall", "nemo", "geeqie", "desktop")
     assert sorted(p.name for p in nemo.iterdir()) == ["mine.nemo_action"]
