@@ -43,7 +43,7 @@ AUTOSTART_IDLE_EXIT = 600.0
 
 class Backend(Protocol):
     def index(self, paths: list[str], progress: ProgressFn | None,
-              rehash: bool = False) -> dict[str, Any]: ...
+              rehash: bool = False, exclude: list[str] | None = None) -> dict[str, Any]: ...
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]: ...
     def status(self) -> dict[str, Any]: ...
     def call(self, command: str, args: dict[str, Any],
@@ -63,8 +63,9 @@ class LocalBackend:
         self.verbs = LocalVerbs(self.engine)
 
     def index(self, paths: list[str], progress: ProgressFn | None,
-              rehash: bool = False) -> dict[str, Any]:
-        return self.call("index", {"paths": paths, "rehash": rehash}, progress)
+              rehash: bool = False, exclude: list[str] | None = None) -> dict[str, Any]:
+        return self.call("index", {"paths": paths, "rehash": rehash,
+                                   "exclude": list(exclude or [])}, progress)
 
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
         return self.call("search", {"paths": paths, "k": k, "min_score": min_score})
@@ -89,10 +90,12 @@ class DaemonBackend:
         self.client = client
 
     def index(self, paths: list[str], progress: ProgressFn | None,
-              rehash: bool = False) -> dict[str, Any]:
+              rehash: bool = False, exclude: list[str] | None = None) -> dict[str, Any]:
         args: dict[str, Any] = {"paths": [os.path.abspath(p) for p in paths]}
         if rehash:  # only then: an older daemon does not know the argument
             args["rehash"] = True
+        if exclude:  # (the same)
+            args["exclude"] = list(exclude)
         return self._with_progress("index", args, progress,
                                    lambda info: info.get("progress") or {})
 

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,14 +164,15 @@ class Engine:
 
     # -- verbs -----------------------------------------------------------------
     def index_paths(self, paths: list[str], progress: ProgressFn | None = None,
-                    rehash: bool = False) -> IndexSummary:
+                    rehash: bool = False, skip: Sequence[str] = ()) -> IndexSummary:
         """Index files and folders recursively, then persist the index (``rehash``: read
-        every file again, however unchanged it looks)."""
+        every file again, however unchanged it looks; ``skip``: globs of what to leave
+        out, see ``Indexer.index_paths``)."""
         for p in paths:
             if not os.path.lexists(p):
                 raise MissingFileError(f"no such file or folder: {p}")
         try:
-            return self.indexer.index_paths(paths, progress, rehash=rehash)
+            return self.indexer.index_paths(paths, progress, rehash=rehash, skip=skip)
         finally:
             self.save()
 
@@ -271,12 +272,13 @@ class Engine:
     # -- the daemon's façade: what its parts ask of the engine ---------------------------
     def reindex(self, paths: list[str], progress: ProgressFn | None = None, *,
                 should_stop: StopFn = _never, exclude: Iterable[str] = (),
-                explicit_files: bool = True, rehash: bool = False) -> IndexSummary:
+                explicit_files: bool = True, rehash: bool = False,
+                skip: Sequence[str] = ()) -> IndexSummary:
         """Bring the store and the index in step with ``paths`` (see Indexer.index_paths);
         the daemon's indexing thread only. Unlike ``index_paths`` it does not save."""
         return self.indexer.index_paths(paths, progress, should_stop=should_stop,
                                         exclude=exclude, explicit_files=explicit_files,
-                                        rehash=rehash)
+                                        rehash=rehash, skip=skip)
 
     def move(self, src: str, dst: str, *, keep_facts: bool) -> int:
         """A file or folder was renamed: re-point its rows (no model call); with

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -11,6 +10,8 @@ import click
 from findsimilar.cli.commands.options import NO_DAEMON, backend
 from findsimilar.cli.progress import ProgressBar
 from findsimilar.errors import MissingFileError
+from findsimilar.jsonout import dumps
+from findsimilar.text import printable
 
 __all__ = ["index_cmd"]
 
@@ -22,9 +23,13 @@ __all__ = ["index_cmd"]
 @click.option("--rehash", is_flag=True,
               help="Read and hash every file again, however unchanged it looks (only "
                    "pictures not seen before go through the model).")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out files and folders matching GLOB (repeatable): a file's or a "
+                   "folder's name, or a whole path ('*' also matching '/'), as `dupes "
+                   "--exclude`. Files indexed before under them are removed.")
 @NO_DAEMON
 def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
-              no_daemon: bool) -> None:
+              excludes: tuple[str, ...], no_daemon: bool) -> None:
     """Index photos in PATHS (folders are searched recursively).
 
     Unchanged files (same inode, size, mtime and ctime) are skipped; moved or
@@ -37,6 +42,7 @@ def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
       findsimilar index ~/Pictures /mnt/photos
       findsimilar index --json ~/Pictures | jq .failed
       findsimilar index --rehash ~/Pictures/2024   # verify every file's bytes
+      findsimilar index ~/Pictures --exclude 'exports*' --exclude '*.png'
     """
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
@@ -45,13 +51,13 @@ def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
     chosen = backend(no_daemon)
     try:
         summary = chosen.index(list(paths), bar if bar and bar.enabled else None,
-                               rehash=rehash)
+                               rehash=rehash, exclude=list(excludes))
     finally:
         chosen.close()
         if bar:
             bar.finish()
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(dumps(summary))
         return
     click.echo(_summary_text(summary))
 
@@ -70,7 +76,7 @@ def _summary_text(s: dict[str, Any]) -> str:
                      "and were not retried (see `findsimilar status`)")
     if failed:
         lines.append("failed:")
-        lines.extend(f"  {f['path']}: {f['reason']}" for f in failed[:50])
+        lines.extend(f"  {printable(f['path'])}: {f['reason']}" for f in failed[:50])
         if len(failed) > 50:
             lines.append(f"  ... and {len(failed) - 50} more (use --json for all)")
     return "\n".join(lines)

@@ -17,12 +17,13 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from findsimilar.config import Config
+from findsimilar.daemon.dupes.scope import excluder
 from findsimilar.daemon.indexing.pipeline import Pipeline
 from findsimilar.daemon.indexing.scanner import ScannedFile, ScanProblem, scan
 from findsimilar.daemon.model.api import Model
@@ -80,8 +81,12 @@ class Indexer:
     def index_paths(self, roots: Iterable[str], progress: ProgressFn | None = None,
                     should_stop: Callable[[], bool] | None = None,
                     exclude: Iterable[str] = (), explicit_files: bool = True,
-                    rehash: bool = False) -> IndexSummary:
+                    rehash: bool = False, skip: Sequence[str] = ()) -> IndexSummary:
         """Index files and folders (recursively); returns what changed.
+
+        ``exclude``: folder-name globs (a watched folder's); ``skip``: globs of files and
+        folders to leave out as ``dupes --exclude`` matches them (``index --exclude``).
+        What is left out is as if it were not there: known rows under it are removed.
 
         ``should_stop`` is polled between files: when it returns True the run
         commits what it has and returns early with ``interrupted`` set. ``rehash``
@@ -96,7 +101,7 @@ class Indexer:
         problems: list[ScanProblem] = []
         scanned = list(scan(roots, known={p: (r.size, r.mtime_ns) for p, r in known.items()},
                             problems=problems, exclude=exclude,
-                            explicit_files=explicit_files))
+                            explicit_files=explicit_files, skip=excluder(skip)))
         summary.failed.extend((p.path, p.reason) for p in problems)
         todo, old_hashes = self._triage(scanned, known, summary, rehash)
         # A root we could not read (unmounted, permissions) is not a mass deletion.

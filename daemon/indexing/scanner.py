@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir",
@@ -91,7 +91,8 @@ def _read_head(path: str) -> bytes:
 
 def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = None,
          exclude: Iterable[str] = (), problems: list[ScanProblem] | None = None,
-         explicit_files: bool = True) -> Iterator[ScannedFile]:
+         explicit_files: bool = True,
+         skip: Callable[[str], bool] | None = None) -> Iterator[ScannedFile]:
     """Yield candidate image files under ``roots`` (absolute paths).
 
     ``known`` maps already-stored paths to (size, mtime_ns): such files skip the
@@ -103,10 +104,14 @@ def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = Non
     only when it looks like an image (the watcher reporting any file that
     changed: a symlink it reports is one found in a folder, so it is not
     followed either, or a link to ``.`` would index the folder again under it).
+    ``skip(path)`` True leaves a file or a folder (and all under it) out, roots too
+    (``index --exclude``: ``dupes.scope.excluder``).
     """
     known = known or {}
     exclude = tuple(exclude)
     for root in roots:
+        if skip is not None and skip(root):
+            continue
         try:
             st = os.stat(root, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode) and explicit_files and os.path.isdir(root):
@@ -117,11 +122,12 @@ def scan(roots: Iterable[str], *, known: dict[str, tuple[int, int]] | None = Non
         if stat.S_ISREG(st.st_mode):
             yield from _consider(root, st, known, problems, explicit=explicit_files)
         elif stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, known, exclude, problems)
+            yield from _walk(root, known, exclude, problems, skip)
 
 
 def _walk(top: str, known: dict[str, tuple[int, int]], exclude: tuple[str, ...],
-          problems: list[ScanProblem] | None) -> Iterator[ScannedFile]:
+          problems: list[ScanProblem] | None,
+          skip: Callable[[str], bool] | None = None) -> Iterator[ScannedFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -133,6 +139,8 @@ def _walk(top: str, known: dict[str, tuple[int, int]], exclude: tuple[str, ...],
             continue
         subdirs = []
         for entry in entries:
+            if skip is not None and skip(entry.path):
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if not is_excluded_dir(entry.name, exclude):

@@ -141,9 +141,10 @@ class Verbs:
 class LocalVerbs(Verbs):
     """The verbs run in the calling process (`--no-daemon`): indexing runs right here."""
 
-    def cmd_index(self, paths: list[str], wait: bool = True,
-                  rehash: bool = False) -> dict[str, Any]:
-        return self.engine.index_paths(paths, self.progress, rehash=bool(rehash)).as_dict()
+    def cmd_index(self, paths: list[str], wait: bool = True, rehash: bool = False,
+                  exclude: list[str] | None = None) -> dict[str, Any]:
+        return self.engine.index_paths(paths, self.progress, rehash=bool(rehash),
+                                       skip=_globs(exclude)).as_dict()
 
     def cmd_status(self) -> dict[str, Any]:
         return {**self.engine.status(), "queued": 0, "daemon": None}
@@ -219,13 +220,13 @@ class DaemonVerbs(Verbs):
         # "followed": a `dupes --follow` listens (new photos are checked as they arrive).
         return {**self.status(), "followed": self.feed.followed()}
 
-    def cmd_index(self, paths: list[str], wait: bool = True,
-                  rehash: bool = False) -> dict[str, Any]:
+    def cmd_index(self, paths: list[str], wait: bool = True, rehash: bool = False,
+                  exclude: list[str] | None = None) -> dict[str, Any]:
         for p in paths:
             if not os.path.lexists(p):
                 raise MissingFileError(f"no such file or folder: {p}")
         task = self.scheduler.put(IndexPaths([os.path.abspath(p) for p in paths],
-                                             bool(rehash)))
+                                             bool(rehash), _globs(exclude)))
         if not wait:
             return {"queued": True}
         return task.done.result()
@@ -279,3 +280,12 @@ class WrongDaemon(FindSimilarError):
 
 def _failure(exc: FindSimilarError) -> dict[str, Any]:
     return {"v": PROTOCOL_VERSION, "ok": False, "error": error_data(exc)}
+
+
+def _globs(value: Any) -> list[str]:
+    """A request's list of globs, checked (a client sends what it likes)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise FindSimilarError("exclude: expected a list of glob strings")
+    return value

@@ -133,11 +133,13 @@ class IndexPaths(Task):
 
     paths: list[str] = field(default_factory=list)
     rehash: bool = False
+    skip: list[str] = field(default_factory=list)  # `index --exclude` globs
     name: ClassVar[str] = "index"
     while_paused: ClassVar[str] = "refuse"
 
     def run(self, work: Work) -> Any:
-        return work.index(self.paths, "indexing", rehash=self.rehash).as_dict()
+        return work.index(self.paths, "indexing", rehash=self.rehash,
+                          skip=self.skip).as_dict()
 
 
 @dataclass(eq=False)

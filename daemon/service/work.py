@@ -92,12 +92,13 @@ class Work:
 
     # -- indexing ------------------------------------------------------------------------
     def index(self, paths: list[str], state: str, exclude: list[str] | None = None,
-              explicit: bool = True, save: bool = True, rehash: bool = False) -> IndexSummary:
+              explicit: bool = True, save: bool = True, rehash: bool = False,
+              skip: list[str] | None = None) -> IndexSummary:
         self.progress.begin(state)
         summary = self.engine.reindex(paths, self.progress.advance,
                                       should_stop=self.stopping.is_set,
                                       exclude=exclude or (), explicit_files=explicit,
-                                      rehash=rehash)
+                                      rehash=rehash, skip=skip or ())
         self.extracted += summary.extracted
         if save:
             self.save_index()  # a full disk or a read-only data dir is said, not fatal

@@ -289,3 +289,23 @@ def test_a_save_killed_half_way_leaves_no_temp_files_behind(local_cli, photo_dir
     leftover.write_bytes(b"half a file")
     cli("status", ok=True)
     assert not leftover.exists()
+
+
+def test_index_exclude_leaves_out_files_and_folders_and_what_was_indexed_under_them(
+        cli, photo_dir):
+    exports = photo_dir / "exports 2024"
+    exports.mkdir()
+    shutil.copy(photo_dir / "fruits.jpg", exports / "fruits-export.jpg")
+    pngs = sorted(str(p) for p in photo_dir.rglob("*.png"))
+    assert pngs  # the photo set has PNGs (chelsea, coffee)
+    everything = json.loads(cli("index", "--json", str(photo_dir), ok=True).stdout)
+    assert everything["new"] == len(PHOTO_SET) + 1
+
+    left_out = json.loads(cli("index", "--json", "--exclude", "exports*", "--exclude", "*.png",
+                              str(photo_dir), ok=True).stdout)
+    assert left_out["removed"] == len(pngs) + 1 and left_out["new"] == 0
+    status = json.loads(cli("status", "--json", ok=True).stdout)
+    assert status["indexed"] == len(PHOTO_SET) - len(pngs)
+    (line,) = search_json(cli, "-k", "50", str(photo_dir / "fruits.jpg"))
+    found = {r["path"] for r in line["results"]}
+    assert not found & {*pngs, str(exports / "fruits-export.jpg")}
