@@ -85,14 +85,19 @@ class LocalBackend:
 class DaemonBackend:
     """Asks the running daemon (its model worker stays warm between requests, until idle)."""
 
-    def __init__(self, client: DaemonClient) -> None:
+    def __init__(self, client: DaemonClient, *, started: bool = False) -> None:
         self.client = client
+        # This process started the daemon: its first `index` is told what the daemon's
+        # start-up reconcile did in the folders asked for.
+        self.started = started
 
     def index(self, paths: list[str], progress: ProgressFn | None,
               rehash: bool = False) -> dict[str, Any]:
         args: dict[str, Any] = {"paths": [os.path.abspath(p) for p in paths]}
         if rehash:  # only then: an older daemon does not know the argument
             args["rehash"] = True
+        if self.started:  # (a daemon we started is ours: it knows the argument)
+            args["startup"], self.started = True, False  # told once
         return self._with_progress("index", args, progress,
                                    lambda info: info.get("progress") or {})
 
@@ -220,7 +225,7 @@ def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -
           + (" and watches your folders" if idle is None else
              f" and exits after {int(idle // 60)} idle minutes")
           + ". `findsimilar daemon stop` stops it; --no-daemon skips it.", file=sys.stderr)
-    return DaemonBackend(DaemonClient(config).connect())
+    return DaemonBackend(DaemonClient(config).connect(), started=True)
 
 
 def offline_status(config: Config) -> dict[str, Any]:
