@@ -91,6 +91,13 @@ def test_the_default_folder_is_listed_as_the_default(fresh: Home):
     assert (entry["path"], entry["default"]) == (str(fresh.pictures), True)
 
 
+def test_removing_a_folder_not_watched_keeps_the_default(fresh: Home):
+    said = fresh.run("watch", "remove", str(fresh.home / "elsewhere")).stdout
+    assert said == (f"was not watching {fresh.home / 'elsewhere'}\n"
+                    f"now watching: {fresh.pictures}\n")
+    assert fresh.run("watch", "list").stdout == f"{fresh.pictures}\twatch (default)\n"
+
+
 def test_watch_add_says_it_replaces_the_default_which_is_no_longer_followed(fresh: Home):
     extra = fresh.home / "extra"
     extra.mkdir()
