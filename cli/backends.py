@@ -86,8 +86,11 @@ class LocalBackend:
 class DaemonBackend:
     """Asks the running daemon (its model worker stays warm between requests, until idle)."""
 
-    def __init__(self, client: DaemonClient) -> None:
+    def __init__(self, client: DaemonClient, *, started: bool = False) -> None:
         self.client = client
+        # This process started the daemon: its first `index` is told what the daemon's
+        # start-up reconcile did in the folders asked for.
+        self.started = started
 
     def index(self, paths: list[str], progress: ProgressFn | None,
               rehash: bool = False, exclude: list[str] | None = None) -> dict[str, Any]:
@@ -96,6 +99,8 @@ class DaemonBackend:
             args["rehash"] = True
         if exclude:  # (the same)
             args["exclude"] = list(exclude)
+        if self.started:  # (a daemon we started is ours: it knows the argument)
+            args["startup"], self.started = True, False  # told once
         return self._with_progress("index", args, progress,
                                    lambda info: info.get("progress") or {})
 
@@ -223,7 +228,7 @@ def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -
           + (" and watches your folders" if idle is None else
              f" and exits after {int(idle // 60)} idle minutes")
           + ". `findsimilar daemon stop` stops it; --no-daemon skips it.", file=sys.stderr)
-    return DaemonBackend(DaemonClient(config).connect())
+    return DaemonBackend(DaemonClient(config).connect(), started=True)
 
 
 def offline_status(config: Config) -> dict[str, Any]:

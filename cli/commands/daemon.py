@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from typing import Any
@@ -139,7 +140,8 @@ def daemon_status(as_json: bool) -> None:
 # -- watched folders ---------------------------------------------------------------------
 @click.group("watch")
 def watch_group() -> None:
-    """Choose the folders the daemon watches (default: your XDG pictures folder).
+    """Choose the folders the daemon watches (default: your XDG pictures folder, until
+    you choose folders: `watch add` replaces it).
 
     \b
     Examples:
@@ -154,7 +156,9 @@ def watch_group() -> None:
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Skip folders matching GLOB (repeatable), besides hidden and cache folders.")
 def watch_add(paths: tuple[str, ...], excludes: tuple[str, ...]) -> None:
-    """Watch folders (persisted); they are indexed now and followed from then on.
+    """Watch folders (persisted); they are indexed now and followed from then on. The
+    first folder you choose replaces the default one (your pictures folder), which
+    is then no longer watched unless you add it too.
 
     \b
     Example:
@@ -164,27 +168,39 @@ def watch_add(paths: tuple[str, ...], excludes: tuple[str, ...]) -> None:
         result = daemon_call("watch_add", path=os.path.abspath(path), excludes=list(excludes))
         click.echo(f"watching {result['path']} (indexing in the background: "
                    "`findsimilar status`)")
+        replaced = result.get("replaced_default")
+        if replaced:
+            click.echo(f"it replaces the default folder {replaced}, which is no longer "
+                       f"watched (its photos stay indexed; `findsimilar watch add "
+                       f"{shlex.quote(replaced)}` to keep watching it)")
 
 
 @watch_group.command("remove")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def watch_remove(paths: tuple[str, ...]) -> None:
-    """Stop watching folders (their photos stay indexed).
+    """Stop watching folders (their photos stay indexed); says what is watched after.
 
     \b
     Example:
       findsimilar watch remove /mnt/nas/photos
     """
+    watched: list[str] | None = None
     for path in paths:
         result = daemon_call("watch_remove", path=os.path.abspath(path))
         click.echo(("stopped watching " if result["removed"] else "was not watching ")
                    + result["path"])
+        watched = result.get("watched", watched)
+    if watched is not None:
+        click.echo("now watching: " + ", ".join(watched) if watched else
+                   "no folder is watched now (`findsimilar watch add FOLDER` chooses one)")
 
 
 @watch_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="As JSON.")
 def watch_list(as_json: bool) -> None:
-    """List watched folders and how each is followed (watch, rescan, unavailable).
+    """List watched folders and how each is followed (watch, rescan, unavailable); the
+    default folder (watched while you have chosen none) is marked "(default)", and
+    "(none)" says that no folder is watched.
 
     \b
     Example:
@@ -193,6 +209,9 @@ def watch_list(as_json: bool) -> None:
     roots = daemon_call("watch_list")
     if as_json:
         click.echo(json.dumps(roots))
+        return
+    if not roots:
+        click.echo("(none)")
         return
     for root in roots:
         extra = " (default)" if root.get("default") else ""

@@ -35,7 +35,9 @@ def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
     Unchanged files (same inode, size, mtime and ctime) are skipped; moved or
     renamed files are re-linked by content hash without running the model.
     Files that cannot be read are recorded with a reason and retried when they
-    change. Exits 0 even when some files fail.
+    change. Exits 0 even when some files fail. When this command starts the
+    daemon, what the daemon indexed first in its watched folders under PATHS
+    (~/Pictures by default) is counted in the summary, and said.
 
     \b
     Examples:
@@ -71,6 +73,7 @@ def _summary_text(s: dict[str, Any]) -> str:
         f"{s['unchanged']} unchanged, {s['removed']} removed, {len(failed)} failed "
         f"({processed} processed, {s['extracted']} through the model at {rate:.1f}/s, "
         f"{s['seconds']:.1f} s)"]
+    lines.extend(_at_daemon_start(s.get("at_daemon_start") or []))
     if s["still_failing"]:
         lines.append(f"{s['still_failing']} files that failed before are unchanged "
                      "and were not retried (see `findsimilar status`)")
@@ -80,3 +83,16 @@ def _summary_text(s: dict[str, Any]) -> str:
         if len(failed) > 50:
             lines.append(f"  ... and {len(failed) - 50} more (use --json for all)")
     return "\n".join(lines)
+
+
+def _at_daemon_start(folders: list[dict[str, Any]]) -> list[str]:
+    """What the daemon this command started did first, in its watched folders."""
+    lines = []
+    for f in folders:
+        did = (f"{f['new']} new, {f['changed']} changed, {f['moved']} moved, "
+               f"{f['removed']} removed, {f['failed']} failed")
+        lines.append(f"of which the daemon, as it started, indexed in {f['path']}: {did}"
+                     if f["counted"] else
+                     f"before that, the daemon, as it started, indexed its watched folder "
+                     f"{f['path']} ({did}, not counted above)")
+    return lines

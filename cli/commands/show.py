@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -25,7 +26,13 @@ from findsimilar.cli.commands.options import NO_DAEMON, result_options
 from findsimilar.cli.failure import report_error
 from findsimilar.cli.pages.showpage import QueryView, ResultView, prune_old_results, write_results
 from findsimilar.config import cache_home, load_config
-from findsimilar.errors import EXIT_MISSING_FILE, EXIT_NO_DAEMON, EXIT_STORE, FindSimilarError
+from findsimilar.errors import (
+    EXIT_FAILURE,
+    EXIT_MISSING_FILE,
+    EXIT_NO_DAEMON,
+    EXIT_STORE,
+    FindSimilarError,
+)
 from findsimilar.safeio import hash_regular
 
 __all__ = ["show_cmd"]
@@ -34,6 +41,9 @@ __all__ = ["show_cmd"]
 SAME_PICTURE_MIN_SCORE = 0.6
 KEEP_RESULT_FOLDERS = 20
 _RESULT_FOLDER = re.compile(r"[0-9a-f]{12}")
+# xdg-open hands the page over and exits within a second or two; one still running after
+# this long runs the browser itself (xdg-open's fallback for a plain $BROWSER).
+_OPEN_WAIT = 5.0
 _NOTIFY_TIMEOUT = 3.0  # a notification takes milliseconds; a stuck D-Bus must not hang us
 
 
@@ -66,6 +76,8 @@ def show_cmd(photos: tuple[str, ...], top: int, min_score: float | None, out: st
     lightly edited) are marked. A click opens the file. The matches are also
     linked, best first, in the folder `links/` next to the page. Pages live in
     $XDG_CACHE_HOME/findsimilar/show/ (the newest 20) unless --out says otherwise.
+    If no browser can be opened (no xdg-open, no display), the page's path is
+    printed with the reason and the exit code is 1.
 
     \b
     Examples:
@@ -101,7 +113,11 @@ def _show(photos: tuple[str, ...], *, top: int, min_score: float | None, out: st
     elif page is not None and print_path:
         click.echo(str(page))
     elif page is not None:
-        _open(page)
+        try:
+            _open(page)
+        except _ShowFailure as exc:  # the page is there: said after the queries' errors
+            errors.append((str(exc), exc.exit_code))
+            report_error(str(exc))
     if errors:
         first, code = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -259,18 +275,35 @@ def _as_json(queries: list[QueryView], page: Path | None) -> dict[str, Any]:
 
 
 def _open(page: Path) -> None:
-    """Hand the page to the desktop's browser without waiting for it."""
+    """Hand the page to the desktop's browser through ``xdg-open``. Raises _ShowFailure
+    (exit code 1) if there is no ``xdg-open`` or it fails (no display, no browser): the
+    page's path is then printed on stdout for the user to open."""
     opener = shutil.which("xdg-open")
     if opener is None:
-        click.echo("findsimilar: xdg-open is not installed: open the page yourself:", err=True)
-        click.echo(str(page))
-        return
-    with open(os.devnull, "r+b") as devnull:
+        _cannot_open(page, "xdg-open is not installed")
+    with tempfile.TemporaryFile() as said, open(os.devnull, "r+b") as devnull:
         # A session of its own: closing the terminal or the file manager that ran us
-        # does not take the browser with it, and we never wait for it.
-        subprocess.Popen([opener, str(page)], stdin=devnull, stdout=devnull, stderr=devnull,
-                         start_new_session=True, close_fds=True)
+        # does not take the browser with it. Its stderr goes to a file, not a pipe: a
+        # browser it starts may keep that open for as long as it runs.
+        proc = subprocess.Popen([opener, str(page)], stdin=devnull, stdout=devnull,
+                                stderr=said, start_new_session=True, close_fds=True)
+        try:
+            code = proc.wait(timeout=_OPEN_WAIT)
+        except subprocess.TimeoutExpired:
+            code = 0  # still running: the browser it started in the foreground
+        if code != 0:
+            said.seek(0)
+            why = said.read(2000).decode(errors="replace").strip().splitlines()
+            _cannot_open(page, f"xdg-open failed (exit code {code})"
+                               + (f": {why[-1].strip()}" if why else ""))
     click.echo(f"findsimilar: opened {page}", err=True)
+
+
+def _cannot_open(page: Path, why: str) -> NoReturn:
+    """Print the page's path on stdout (for the user to open) and fail with ``why``."""
+    click.echo(str(page))
+    raise _ShowFailure(f"cannot open the page in a browser: {why}; open it yourself: {page}",
+                       EXIT_FAILURE)
 
 
 def _report_failure(message: str, code: int, notify: bool) -> int:

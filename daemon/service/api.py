@@ -26,6 +26,7 @@ from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.service.follow import DupesFeed
 from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import IndexPaths, Reconcile, Scheduler
+from findsimilar.daemon.service.startup import with_startup
 from findsimilar.daemon.service.work import Listings
 from findsimilar.errors import (
     Cancelled,
@@ -161,9 +162,11 @@ class DaemonVerbs(Verbs):
                  roots: Callable[[], list[dict[str, Any]]], status: Callable[[], dict],
                  stopping: threading.Event, disk: DiskFull,
                  on_damage: Callable[[StoreError], None], feed: DupesFeed | None = None,
-                 searches: SearchTimes | None = None) -> None:
+                 searches: SearchTimes | None = None,
+                 startup: Reconcile | None = None) -> None:
         super().__init__(engine, listings)
         self.searches = searches or self.searches  # shared with ``status``
+        self.startup = startup  # the start-up reconcile (told to the `index` that started us)
         self.feed = feed or DupesFeed()
         self.config = config
         self.scheduler = scheduler
@@ -221,30 +224,51 @@ class DaemonVerbs(Verbs):
         return {**self.status(), "followed": self.feed.followed()}
 
     def cmd_index(self, paths: list[str], wait: bool = True, rehash: bool = False,
-                  exclude: list[str] | None = None) -> dict[str, Any]:
+                  exclude: list[str] | None = None, startup: bool = False) -> dict[str, Any]:
+        """Index ``paths`` (after the tasks queued before), less what ``exclude`` globs
+        match. ``startup``: the caller started this daemon, so what its start-up
+        reconcile did under ``paths`` is counted as this request's (see ``startup``)."""
         for p in paths:
             if not os.path.lexists(p):
                 raise MissingFileError(f"no such file or folder: {p}")
-        task = self.scheduler.put(IndexPaths([os.path.abspath(p) for p in paths],
-                                             bool(rehash), _globs(exclude)))
+        asked = [os.path.abspath(p) for p in paths]
+        task = self.scheduler.put(IndexPaths(asked, bool(rehash), _globs(exclude)))
         if not wait:
             return {"queued": True}
-        return task.done.result()
+        summary = task.done.result()
+        if startup and self.startup is not None:
+            return with_startup(summary, asked, self.startup.done)
+        return summary
 
     def cmd_watch_add(self, path: str, excludes: list[str] | None = None) -> dict[str, Any]:
+        """Watch ``path`` (persisted). The default folder (watched while none is chosen)
+        is no longer followed once another is chosen: ``replaced_default`` names it."""
         path = os.path.abspath(path)
         if not os.path.isdir(path):
             raise MissingFileError(f"not a folder: {path}")
+        defaults = [r["path"] for r in self.roots() if r.get("default")]
         self.engine.add_root(path, list(excludes or []))
+        replaced = next((p for p in defaults if p != path), None)
+        if replaced is not None:  # (the reconcile below drops it too, if one re-added it)
+            self.watcher.remove_root(replaced)
+            self.folders.forget(replaced)
         self.scheduler.put(Reconcile([path]))
-        return {"path": path, "excludes": list(excludes or []), "queued": True}
+        return {"path": path, "excludes": list(excludes or []), "queued": True,
+                "replaced_default": replaced}
 
     def cmd_watch_remove(self, path: str) -> dict[str, Any]:
+        """Stop watching ``path`` (the default folder too); ``watched`` lists the folders
+        followed after. A path not watched changes nothing (the default stays)."""
         path = os.path.abspath(path)
-        found = self.engine.remove_root(path)
+        if path not in {r["path"] for r in self.roots()}:
+            return {"path": path, "removed": False, "watched": self._watched()}
+        self.engine.remove_root(path)  # (also records that the folders are chosen)
         self.watcher.remove_root(path)
         self.folders.forget(path)
-        return {"path": path, "removed": found}
+        return {"path": path, "removed": True, "watched": self._watched()}
+
+    def _watched(self) -> list[str]:
+        return [r["path"] for r in self.roots()]
 
     def cmd_watch_list(self) -> list[dict[str, Any]]:
         return self.status()["roots"]

@@ -99,6 +99,7 @@ class Daemon:
         self._owns_socket_file = False
         self._fatal: StoreError | None = None  # the store is damaged: exit with it
         self.notifier: Notifier | None = None  # desktop notifications (config: notify)
+        self.startup = Reconcile()  # the start-up reconcile (the first `index` is told)
 
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -119,7 +120,7 @@ class Daemon:
                 signal.signal(sig, lambda *_: self.stopping.set())
             # Queued before the first client is served, so that tasks run in the order
             # clients see: the start-up reconcile, then whatever they ask for.
-            self.scheduler.put(Reconcile())
+            self.scheduler.put(self.startup)
             server.start()
             self.watcher.start()
             self.scheduler.start(work)
@@ -160,7 +161,8 @@ class Daemon:
         verbs = DaemonVerbs(self.config, engine, listings, scheduler=self.scheduler,
                             folders=self.folders, watcher=watcher, roots=self.roots,
                             status=report[0], stopping=self.stopping, disk=self.disk,
-                            on_damage=self._store_damaged, feed=feed, searches=searches)
+                            on_damage=self._store_damaged, feed=feed, searches=searches,
+                            startup=self.startup)
         return work, verbs
 
     def _handle(self, verbs: DaemonVerbs) -> Callable[..., dict[str, Any]]:

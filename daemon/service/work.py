@@ -129,6 +129,7 @@ class Work:
         folder (or indexed with `index`) are scanned with their folder's excludes."""
         done: dict[str, Any] = {}
         roots = self.roots()
+        self._drop_unchosen({r["path"] for r in roots})
         for root in roots:
             path = root["path"]
             if paths is not None and path not in paths:
@@ -149,6 +150,16 @@ class Work:
                                      exclude=list(excludes_for(path, roots)))
                 done[path] = summary.as_dict()
         return done
+
+    def _drop_unchosen(self, chosen: set[str]) -> None:
+        """Stop following paths no longer chosen (the default folder once another is
+        chosen), so that what is followed is exactly what `watch list` shows."""
+        followed = set(self.watcher.watching()).union(
+            *(self.folders.paths(mode) for mode in ("watch", "rescan", "unavailable")))
+        for path in sorted(followed - chosen):
+            log.info("no longer watching %s (not a watched folder now)", path)
+            self.watcher.remove_root(path)
+            self.folders.forget(path)
 
     def follow(self, root: dict[str, Any]) -> bool:
         """Watch ``root``'s path as the folder it holds now; False (and the folder marked

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -338,9 +339,60 @@ def test_without_xdg_open_the_path_is_printed_with_a_note(library: Library, run:
                                                           tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
-    result = run("show", str(library.storm), ok=True)
+    result = run("show", str(library.storm))
     page = Path(result.stdout.strip())
     assert page.is_file() and "xdg-open is not installed" in result.stderr
+    assert result.exit_code == 1  # no browser was opened: a script can tell
+
+
+def desktop_without_display(monkeypatch: pytest.MonkeyPatch, library: Library,
+                            home: Path) -> None:
+    """The real xdg-open (Debian xdg-utils) first on PATH, no display, a fresh HOME."""
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if p != str(library.bin)]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    if shutil.which("xdg-open") is None:
+        pytest.skip("Debian `xdg-utils` is not installed (apt-get install xdg-utils)")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "XDG_CURRENT_DESKTOP",
+                 "DESKTOP_SESSION", "KDE_FULL_SESSION", "GNOME_DESKTOP_SESSION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+
+
+def test_xdg_open_that_finds_no_browser_is_reported_with_the_page_path(
+        library: Library, run: CliFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    desktop_without_display(monkeypatch, library, tmp_path)
+    result = run("show", str(library.small))
+    page = Path(result.stdout.strip())
+    assert result.exit_code == 1 and page.is_file() and page.name == "index.html"
+    assert "findsimilar: opened" not in result.stderr
+    assert "cannot open the page in a browser: xdg-open failed (exit code 3)" in result.stderr
+    assert "no method available" in result.stderr and str(page) in result.stderr
+
+
+def test_xdg_open_that_opens_a_browser_is_waited_for_and_succeeds(
+        library: Library, run: CliFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    desktop_without_display(monkeypatch, library, tmp_path)
+    record = fake_program(tmp_path, "browser")  # exits at once, as a browser's remote does
+    monkeypatch.setenv("BROWSER", str(tmp_path / "browser"))
+    result = run("show", str(library.small), ok=True)
+    [call] = calls(record)
+    page = Path(call["argv"][0])
+    assert page.is_file() and result.stdout == ""
+    assert f"findsimilar: opened {page}" in result.stderr
+
+
+def test_a_failing_opener_is_a_notification_for_a_file_manager(
+        library: Library, run: CliFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "xdg-open").write_text("#!/bin/sh\necho 'cannot open display' >&2\nexit 4\n")
+    (tmp_path / "xdg-open").chmod(0o755)
+    sent = fake_program(tmp_path, "notify-send")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    result = run("show", "--notify", str(library.small))
+    assert result.exit_code == 1
+    why = "xdg-open failed (exit code 4): cannot open display"
+    assert why in result.stderr
+    [note] = calls(sent)
+    assert why in note["argv"][-1] and result.stdout.strip() in note["argv"][-1]
 
 
 # --- where pages live --------------------------------------------------------------------
