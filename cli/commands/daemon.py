@@ -3,7 +3,6 @@ watches (``watch add|remove|list``) and ``reindex``."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -15,6 +14,8 @@ import click
 from findsimilar.cli.client import DaemonClient, DaemonUnavailable, start_daemon
 from findsimilar.cli.commands.options import daemon_call
 from findsimilar.config import load_config
+from findsimilar.jsonout import dumps
+from findsimilar.text import printable
 
 __all__ = ["daemon_group", "reindex_cmd", "watch_group"]
 
@@ -124,12 +125,12 @@ def daemon_status(as_json: bool) -> None:
             info = client.call("status")
     except DaemonUnavailable as exc:
         if as_json:
-            click.echo(json.dumps({"running": False, "socket": str(config.socket_path)}))
+            click.echo(dumps({"running": False, "socket": str(config.socket_path)}))
         else:
             click.echo(f"not running ({exc})")
         sys.exit(exc.exit_code)
     if as_json:
-        click.echo(json.dumps({"running": True, **info}))
+        click.echo(dumps({"running": True, **info}))
         return
     d = info["daemon"]
     click.echo(f"running: pid {d['pid']}, version {d['version']}, up {d['uptime']:.0f} s")
@@ -166,11 +167,11 @@ def watch_add(paths: tuple[str, ...], excludes: tuple[str, ...]) -> None:
     """
     for path in paths:
         result = daemon_call("watch_add", path=os.path.abspath(path), excludes=list(excludes))
-        click.echo(f"watching {result['path']} (indexing in the background: "
+        click.echo(f"watching {printable(result['path'])} (indexing in the background: "
                    "`findsimilar status`)")
         replaced = result.get("replaced_default")
         if replaced:
-            click.echo(f"it replaces the default folder {replaced}, which is no longer "
+            click.echo(f"it replaces the default folder {printable(replaced)}, which is no longer "
                        f"watched (its photos stay indexed; `findsimilar watch add "
                        f"{shlex.quote(replaced)}` to keep watching it)")
 
@@ -188,10 +189,10 @@ def watch_remove(paths: tuple[str, ...]) -> None:
     for path in paths:
         result = daemon_call("watch_remove", path=os.path.abspath(path))
         click.echo(("stopped watching " if result["removed"] else "was not watching ")
-                   + result["path"])
+                   + printable(result["path"]))
         watched = result.get("watched", watched)
     if watched is not None:
-        click.echo("now watching: " + ", ".join(watched) if watched else
+        click.echo("now watching: " + ", ".join(map(printable, watched)) if watched else
                    "no folder is watched now (`findsimilar watch add FOLDER` chooses one)")
 
 
@@ -208,7 +209,7 @@ def watch_list(as_json: bool) -> None:
     """
     roots = daemon_call("watch_list")
     if as_json:
-        click.echo(json.dumps(roots))
+        click.echo(dumps(roots))
         return
     if not roots:
         click.echo("(none)")
@@ -216,7 +217,7 @@ def watch_list(as_json: bool) -> None:
     for root in roots:
         extra = " (default)" if root.get("default") else ""
         why = f": {root['why']}" if root.get("why") else ""
-        click.echo(f"{root['path']}\t{root['mode']}{extra}{why}")
+        click.echo(f"{printable(root['path'])}\t{root['mode']}{extra}{why}")
 
 
 @click.command("reindex")

@@ -9,7 +9,6 @@ desktop notification instead of a traceback.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from findsimilar.errors import (
     EXIT_STORE,
     FindSimilarError,
 )
+from findsimilar.jsonout import dumps
 from findsimilar.safeio import hash_regular
 
 __all__ = ["show_cmd"]
@@ -109,7 +109,7 @@ def _show(photos: tuple[str, ...], *, top: int, min_score: float | None, out: st
     if len(errors) < len(queries):
         page = _write(queries, out, photos)
     if as_json:
-        click.echo(json.dumps(_as_json(queries, page), ensure_ascii=False))
+        click.echo(dumps(_as_json(queries, page)))
     elif page is not None and print_path:
         click.echo(str(page))
     elif page is not None:

@@ -144,7 +144,7 @@ def test_print_path_writes_the_page_and_prints_only_its_path(library: Library, r
 
 def test_json_gives_page_links_and_ranked_results_like_search(library: Library, run: CliFn,
                                                               shown: dict):
-    assert set(shown) == {"page", "links", "queries"}
+    assert set(shown) == {"version", "page", "links", "queries"} and shown["version"] == 1
     page = Path(shown["page"])
     assert page.is_file() and shown["links"] == str(page.parent / "links")
     assert [q["query"] for q in shown["queries"]] == [str(library.storm), str(library.outside)]
