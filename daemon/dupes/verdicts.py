@@ -91,13 +91,7 @@ class Verdicts:
         for pair, future in list(self._running.items()):
             if future.done():
                 del self._running[pair]
-                score = _score(pair, future)
-                if score is None:
-                    self._unreadable.add(pair)
-                else:
-                    self._fresh[pair] = self._known[pair] = score
-        if len(self._fresh) >= _SAVE_EVERY:
-            self._save(self._fresh)
+                self._take(pair, future)
         return len(self._running)
 
     def start(self, pair: Pair) -> None:
@@ -115,8 +109,10 @@ class Verdicts:
             return self._known.get(pair)
         self.start(pair)
         future = self._running.pop(pair, None)
-        if future is None:
-            return None
+        return None if future is None else self._take(pair, future)
+
+    def _take(self, pair: Pair, future: Future[float | None]) -> float | None:
+        """``pair``'s finished check: its score noted (saved every ``_SAVE_EVERY``)."""
         score = _score(pair, future)
         if score is None:
             self._unreadable.add(pair)
@@ -131,9 +127,7 @@ class Verdicts:
         has not begun them, else kept (their work is done)."""
         for pair, future in list(self._running.items()):
             if not future.cancel():
-                score = _score(pair, future)
-                if score is not None:
-                    self._fresh[pair] = score
+                self._take(pair, future)
         self._running.clear()
         self._save(self._fresh)
 
