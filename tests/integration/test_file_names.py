@@ -130,3 +130,14 @@ def test_groups_of_such_names_are_listed_and_a_reviewed_plan_acts_on_the_exact_f
     assert os.path.exists(lib["cafe"]) and os.path.exists(lib["big"])
     run("dupes", "undo")
     assert os.path.exists(lib["copy"]) and os.path.exists(lib["small"])
+
+
+def test_the_results_page_of_such_a_name_links_the_exact_file(run: Run, lib: dict[str, str]
+                                                               ) -> None:
+    # What every file-manager integration runs: `findsimilar show --notify -- %F`.
+    run("index", "-q", lib["root"])
+    page = Path(os.fsdecode(run("show", "--print-path", "--", lib["cafe"]).stdout.rstrip(b"\n")))
+    html = page.read_text(encoding="utf-8")  # the page itself is valid UTF-8
+    assert "file://" + os.fsencode(lib["cafe"]).decode("latin-1").replace("\xe9", "%E9") in html
+    links = page.parent / "links"
+    assert any(os.readlink(link) == lib["copy"] for link in links.iterdir())
