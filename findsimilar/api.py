@@ -3,9 +3,10 @@
 A :class:`Client` runs the command line's own backends (``cli/backends.py``): the
 daemon when one runs (started if need be, as the command line starts it), or the engine
 in this process with ``no_daemon=True`` (or ``FINDSIMILAR_NO_DAEMON=1``). Each method
-returns exactly what the matching command prints with ``--json``, parsed: ``search``
-one line of `findsimilar PHOTO --json`, ``index`` `index --json`, ``duplicates`` `dupes
---json`, ``status`` `status --json`. Failures raise the typed errors of
+returns exactly what the matching command prints with ``--json``, parsed (``"version"``
+and ``"path_bytes"`` included: :mod:`findsimilar.jsonout`): ``search`` one line of
+`findsimilar PHOTO --json`, ``index`` `index --json`, ``duplicates`` `dupes --json`,
+``status`` `status --json`. Failures raise the typed errors of
 :mod:`findsimilar.errors` (:class:`FindSimilarError` and its subclasses, the same
 whichever backend ran), never an internal traceback; an error about a file names it.
 """
@@ -13,6 +14,7 @@ whichever backend ran), never an internal traceback; an error about a file names
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,6 +32,7 @@ from findsimilar.cli.commands.dupes import (
 )
 from findsimilar.config import Config, default_socket_path, load_config
 from findsimilar.errors import FindSimilarError, MissingFileError, UsageError, store_damage
+from findsimilar.jsonout import dumps
 
 __all__ = ["Client"]
 
@@ -87,8 +90,8 @@ class Client:
     def search(self, path: PathArg, k: int = 10, *,
                min_score: float | None = None) -> dict[str, Any]:
         """The ``k`` indexed photos most similar to the photo at ``path`` (which need
-        not be indexed), best first: ``{"query": ABSPATH, "results": [{"path",
-        "score"}, ...]}``, as `findsimilar -k K PHOTO --json` prints it.
+        not be indexed), best first: ``{"version": 1, "query": ABSPATH, "results":
+        [{"path", "score"}, ...]}``, as `findsimilar -k K PHOTO --json` prints it.
 
         Raises MissingFileError (naming the file) if there is none, ImageDecodeError if
         it is not a readable image, EmptyIndexError if nothing is indexed yet."""
@@ -102,7 +105,7 @@ class Client:
             [result] = backend.search([query], k, min_score)
         if result.get("error"):
             raise _typed(result["error"])
-        return result
+        return _printed(result)
 
     def index(self, paths: PathArg | Iterable[PathArg], *, rehash: bool = False,
               progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -120,7 +123,7 @@ class Client:
         if missing:
             raise MissingFileError(f"no such file or folder: {missing[0]}")
         with self._backend() as backend:
-            return backend.index(chosen, progress, rehash=bool(rehash))
+            return _printed(backend.index(chosen, progress, rehash=bool(rehash)))
 
     def duplicates(self, paths: PathArg | Iterable[PathArg] | None = None, *,
                    tiers: str | Iterable[str] | None = None, threshold: float | None = None,
@@ -146,7 +149,7 @@ class Client:
             _paths(paths or ()), list(tiers or ("exact", "near")), threshold,
             similar_threshold, _paths(keep_in), _words(keep_by, ","), _words(exclude, None))
         with self._backend() as backend:
-            return list_duplicates(backend, request, progress)
+            return _printed(list_duplicates(backend, request, progress))
 
     def status(self) -> dict[str, Any]:
         """What `findsimilar status --json` prints: ``indexed``, ``failed``, ``queued``,
@@ -154,9 +157,9 @@ class Client:
         start a daemon: with none running the counts are read from the store."""
         if self.no_daemon:
             with self._backend() as backend:
-                return backend.status()
+                return _printed(backend.status())
         with _typed_errors(self.config):
-            return running_status(self.config)
+            return _printed(running_status(self.config))
 
     # -- where the work runs ---------------------------------------------------------
     @contextmanager
@@ -175,6 +178,13 @@ class Client:
                 yield backend
             finally:
                 backend.close()
+
+
+def _printed(obj: Any) -> Any:
+    """``obj`` as a command prints it with --json, read back: ``"version"``, and a name
+    that is not UTF-8 displayable with its exact bytes beside it (``"path_bytes"``;
+    :func:`findsimilar.jsonout.restore` gives back the exact names)."""
+    return json.loads(dumps(obj))
 
 
 @contextmanager

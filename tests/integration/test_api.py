@@ -8,6 +8,7 @@ example is taken from README.md and run as a script.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -60,12 +61,12 @@ def mode(request: pytest.FixtureRequest, tmp_path: Path,
     return request.param
 
 
-def photos_with_a_copy(folder: Path, copied: str) -> Path:
+def photos_with_a_copy(folder: Path, copied: str, copy_name: str = "") -> Path:
     """The PHOTOS in ``folder``, plus a byte-identical copy of ``copied``."""
     folder.mkdir(parents=True)
     for rel in PHOTOS:
         shutil.copy2(shared(rel), folder / Path(rel).name)
-    shutil.copyfile(folder / copied, folder / f"copy of {copied}")
+    shutil.copyfile(folder / copied, folder / (copy_name or f"copy of {copied}"))
     return folder
 
 
@@ -81,7 +82,8 @@ def cli_json(*args: str) -> dict:
 
 def test_index_reports_new_files_and_search_answers_as_search_json(mode: str,
                                                                   tmp_path: Path) -> None:
-    photos = photos_with_a_copy(tmp_path / "photos", "chelsea.png")
+    copy_name = b"copy of caf\xe9.png"  # not UTF-8: JSON shows it, and gives its bytes
+    photos = photos_with_a_copy(tmp_path / "photos", "chelsea.png", os.fsdecode(copy_name))
     (photos / "notes.jpg").write_text("not a picture")
     query = photos / "chelsea.png"
     with Client() as fs:
@@ -93,8 +95,9 @@ def test_index_reports_new_files_and_search_answers_as_search_json(mode: str,
     assert [f["path"] for f in summary["failed"]] == [str(photos / "notes.jpg")]
     assert bad.value.exit_code == 4 and str(photos / "notes.jpg") in str(bad.value)
     assert result["query"] == str(query)
-    assert result["results"][0]["path"] == str(photos / "copy of chelsea.png")
-    assert result["results"][0]["score"] > 0.99
+    top = result["results"][0]
+    assert base64.b64decode(top["path_bytes"]) == os.fsencode(photos) + b"/" + copy_name
+    assert top["path"] == f"{photos}/copy of caf\\xe9.png" and top["score"] > 0.99
     assert result == cli_json("--json", "-k", "3", str(query))
 
 
@@ -119,7 +122,8 @@ def test_status_has_what_status_json_prints(mode: str) -> None:
         info = fs.status()
     printed = cli_json("status", "--json")
     assert "indexed" in info and info["indexed"] == printed["indexed"]
-    assert info.keys() == printed.keys()
+    # (a "version" as every JSON output has: issue 15, item 5)
+    assert info.keys() == {**printed, "version": 1}.keys() and info["version"] == 1
     assert (info["daemon"] is None) == (mode == "in-process")
 
 
