@@ -108,12 +108,14 @@ class Client:
         return _printed(result)
 
     def index(self, paths: PathArg | Iterable[PathArg], *, rehash: bool = False,
+              exclude: str | Iterable[str] = (),
               progress: ProgressFn | None = None) -> dict[str, Any]:
         """Index the photos at ``paths`` (a path or several; folders recursively) now and
         return the summary `findsimilar index --json` prints: ``new``, ``changed``,
         ``moved``, ``unchanged``, ``removed``, ``failed`` (``[{"path", "reason"}]``:
         unreadable files do not raise), ``extracted``, ``seconds``, ... ``rehash`` reads
-        and hashes every file again; ``progress(done, total)`` is called as it goes.
+        and hashes every file again; ``exclude`` globs leave files out as `index
+        --exclude` does; ``progress(done, total)`` is called as it goes.
 
         Raises MissingFileError naming the first path that does not exist."""
         chosen = _paths(paths)
@@ -123,7 +125,8 @@ class Client:
         if missing:
             raise MissingFileError(f"no such file or folder: {missing[0]}")
         with self._backend() as backend:
-            return _printed(backend.index(chosen, progress, rehash=bool(rehash)))
+            return _printed(backend.index(chosen, progress, rehash=bool(rehash),
+                                          exclude=_words(exclude, None)))
 
     def duplicates(self, paths: PathArg | Iterable[PathArg] | None = None, *,
                    tiers: str | Iterable[str] | None = None, threshold: float | None = None,

@@ -85,9 +85,11 @@ def test_index_reports_new_files_and_search_answers_as_search_json(mode: str,
     copy_name = b"copy of caf\xe9.png"  # not UTF-8: JSON shows it, and gives its bytes
     photos = photos_with_a_copy(tmp_path / "photos", "chelsea.png", os.fsdecode(copy_name))
     (photos / "notes.jpg").write_text("not a picture")
+    (photos / "exports").mkdir()
+    shutil.copy2(photos / "fruits.jpg", photos / "exports" / "fruits.jpg")
     query = photos / "chelsea.png"
     with Client() as fs:
-        summary = fs.index(photos)
+        summary = fs.index(photos, exclude="exports")
         result = fs.search(query, k=3)
         with pytest.raises(ImageDecodeError) as bad:  # the daemon's error type, here too
             fs.search(photos / "notes.jpg")
