@@ -26,7 +26,8 @@ from findsimilar.errors import (
 from findsimilar.protocol import MAX_MESSAGE
 from findsimilar.safeio import FileTooBig, NotRegularFile, megabytes, read_regular
 
-__all__ = ["Backend", "DaemonBackend", "LocalBackend", "choose_backend", "offline_status"]
+__all__ = ["Backend", "DaemonBackend", "LocalBackend", "choose_backend", "offline_status",
+           "running_status"]
 
 ProgressFn = Callable[[int, int], None]
 # The daemon's error types for a query it could not see or open, which this process
@@ -229,6 +230,16 @@ def choose_backend(config: Config, *, no_daemon: bool, autostart: bool = True) -
              f" and exits after {int(idle // 60)} idle minutes")
           + ". `findsimilar daemon stop` stops it; --no-daemon skips it.", file=sys.stderr)
     return DaemonBackend(DaemonClient(config).connect(), started=True)
+
+
+def running_status(config: Config) -> dict[str, Any]:
+    """``status`` without --no-daemon: the running daemon's, else :func:`offline_status`
+    (a daemon is never started to say how things stand)."""
+    try:
+        with DaemonClient(config) as client:
+            return client.call("status")
+    except DaemonUnavailable:
+        return offline_status(config)
 
 
 def offline_status(config: Config) -> dict[str, Any]:

@@ -30,6 +30,7 @@ __all__ = [
     "MissingFileError",
     "NotRegularFileError",
     "StoreError",
+    "UsageError",
     "damaged_store",
     "error_data",
     "store_damage",
@@ -95,6 +96,13 @@ class FileAccessError(ImageDecodeError):
 
 class Cancelled(FindSimilarError):
     """The client that asked hung up, so its work was stopped."""
+
+
+class UsageError(FindSimilarError, ValueError):
+    """An argument a caller of the Python API gave is not one findsimilar takes (the
+    command line's click says so itself, with the same exit code)."""
+
+    exit_code = EXIT_USAGE
 
 
 class EmptyIndexError(FindSimilarError):

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from findsimilar.cli.actions.planfile import record_disk_facts
-from findsimilar.cli.backends import ProgressFn, choose_backend
+from findsimilar.cli.backends import Backend, ProgressFn, choose_backend
 from findsimilar.cli.commands.dupes_apply import (
     act_on,
     apply_cmd,
@@ -29,11 +30,12 @@ from findsimilar.errors import FindSimilarError, MissingFileError
 from findsimilar.jsonout import dumps
 from findsimilar.text import human_size, printable
 
-__all__ = ["dupes_group"]
+__all__ = ["DEFAULT_KEEP_BY", "TIERS", "dupes_group", "list_duplicates", "listing_request"]
 
 TIERS = ("exact", "near", "similar")
 KEEP_RULES = ("resolution", "colour", "original", "camera", "size", "format", "oldest",
               "newest", "shortest-path")
+DEFAULT_KEEP_BY = "resolution,colour,original,camera,size,format,oldest"
 
 
 class _DefaultToList(click.Group):
@@ -86,7 +88,7 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option("--keep-in", "keep_in", multiple=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Reference folder (repeatable): its files are kept first "
                                   "and never touched.")
-@click.option("--keep-by", default="resolution,colour,original,camera,size,format,oldest",
+@click.option("--keep-by", default=DEFAULT_KEEP_BY,
               show_default=True,
               callback=_keep_rules, help=f"Keeper rules in order: {', '.join(KEEP_RULES)}.")
 @click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
@@ -163,24 +165,18 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
     check_path_output(paths_out or nul, as_json, apply_)
     if action == "move" and not move_to:
         raise click.UsageError("--action move needs --move-to DIR")
-    for p in [*paths, *keep_in]:
-        if not os.path.exists(p):
-            raise MissingFileError(f"no such file or folder: {p}")
-    request = {"paths": [os.path.abspath(p) for p in paths],
-               "tiers": list(TIERS) if all_tiers else list(tiers or ("exact", "near")),
-               "threshold": threshold, "similar_threshold": similar_threshold,
-               "keep_in": [os.path.abspath(p) for p in keep_in], "keep_by": list(keep_by)}
-    if exclude:  # only when given: a daemon from before --exclude still answers the rest
-        request["exclude"] = list(exclude)
+    request = listing_request(paths, TIERS if all_tiers else tiers or ("exact", "near"),
+                              threshold, similar_threshold, keep_in, keep_by, exclude)
     # New pairs get a pixel check (~50 ms each, once ever): a bar on big first runs.
     bar = ProgressBar("checking pairs") if not quiet else None
+    backend = choose_backend(load_config(), no_daemon=no_daemon)
     try:
-        result = _call(no_daemon, "dupes", request, bar if bar and bar.enabled else None)
+        result = list_duplicates(backend, request, bar if bar and bar.enabled else None)
     finally:
+        backend.close()
         if bar:
             bar.finish()
     _warn_not_indexed(result)
-    record_disk_facts(result["groups"])  # what `dupes apply` checks the files against
     if html:
         from findsimilar.cli.pages.report import write_report
 
@@ -203,6 +199,34 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
         print(_summary(result["groups"]), file=sys.stderr)
     if failed:  # as `dupes apply` and `dupes undo`: a script must see a step that failed
         sys.exit(1)
+
+
+def listing_request(paths: Sequence[str], tiers: Sequence[str], threshold: float | None,
+                    similar_threshold: float | None, keep_in: Sequence[str],
+                    keep_by: Sequence[str], exclude: Sequence[str]) -> dict[str, Any]:
+    """The arguments of the daemon's ``dupes`` verb for a listing (as `dupes --json` and
+    the Python API send them). Raises MissingFileError naming the first PATH or keep-in
+    folder that does not exist."""
+    for p in [*paths, *keep_in]:
+        if not os.path.exists(p):
+            raise MissingFileError(f"no such file or folder: {p}")
+    request: dict[str, Any] = {
+        "paths": [os.path.abspath(p) for p in paths], "tiers": list(tiers),
+        "threshold": threshold, "similar_threshold": similar_threshold,
+        "keep_in": [os.path.abspath(p) for p in keep_in], "keep_by": list(keep_by)}
+    if exclude:  # only when given: a daemon from before --exclude still answers the rest
+        request["exclude"] = list(exclude)
+    return request
+
+
+def list_duplicates(backend: Backend, request: dict[str, Any],
+                    progress: ProgressFn | None = None) -> dict[str, Any]:
+    """The listing `dupes --json` prints (before any --action): the ``dupes`` verb's
+    groups, each member with its ``stat`` on disk now (what `dupes apply` checks the
+    files against)."""
+    result = backend.call("dupes", request, progress)
+    record_disk_facts(result["groups"])
+    return result
 
 
 def _warn_not_indexed(result: dict) -> None:

@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from findsimilar.cli.backends import choose_backend, no_daemon_requested, offline_status
-from findsimilar.cli.client import DaemonClient, DaemonUnavailable
+from findsimilar.cli.backends import choose_backend, no_daemon_requested, running_status
 from findsimilar.cli.commands.options import NO_DAEMON
 from findsimilar.config import config_file_path, load_config
 from findsimilar.jsonout import dumps
@@ -36,11 +35,7 @@ def status_cmd(as_json: bool, no_daemon: bool) -> None:
         info = local.status()
         local.close()
     else:
-        try:
-            with DaemonClient(config) as client:
-                info = client.call("status")
-        except DaemonUnavailable:
-            info = offline_status(config)
+        info = running_status(config)
     if as_json:
         click.echo(dumps(info))
         return
