@@ -55,7 +55,8 @@ class Recorder:
         self.calls.append(("apply", list(ops)))
         return len(ops)
 
-    def index(self, paths: list[str], state: str, rehash: bool = False) -> IndexSummary:
+    def index(self, paths: list[str], state: str, rehash: bool = False,
+              skip: list[str] | None = None) -> IndexSummary:
         self.calls.append(("index", paths))
         return IndexSummary(new=len(paths))
 
