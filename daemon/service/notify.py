@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from findsimilar.jsonout import displayable
+
 __all__ = ["Notifier", "notification_text"]
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,9 @@ def notification_text(group: dict[str, Any]) -> tuple[str, str]:
     else:
         body = f"{name} is {kind} of {os.path.basename(keep)} ({os.path.dirname(keep)})"
     more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
-    return f"New duplicate: {name}{more}", html.escape(body, quote=False)
+    # D-Bus strings are UTF-8: a name that is not shows its stray bytes as \xHH.
+    return (displayable(f"New duplicate: {name}{more}"),
+            html.escape(displayable(body), quote=False))
 
 
 def open_review(photo: str) -> None:

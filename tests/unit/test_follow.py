@@ -60,3 +60,16 @@ def test_after_a_restart_and_after_too_long_away(monkeypatch) -> None:
         small.publish([group(f"/x{n}", f"/y{n}")], [f"/y{n}"])
     reply = small.poll(1, 0, lambda: False)
     assert [g["seq"] for g in reply["groups"]] == [4, 5] and reply["missed"] == 2
+
+
+def test_a_notification_about_a_name_that_is_not_utf8_is_valid_utf8() -> None:
+    import os
+
+    from findsimilar.daemon.service.notify import notification_text
+
+    new = os.fsdecode(b"/p/caf\xe9 & co.jpg")
+    summary, body = notification_text({"tier": "exact", "keep": "/p/a.jpg", "new": [new],
+                                       "files": ["/p/a.jpg", new]})
+    assert summary == "New duplicate: caf\\xe9 & co.jpg"
+    assert body == "caf\\xe9 &amp; co.jpg is an exact copy of a.jpg (/p)"
+    (summary + body).encode("utf-8")  # D-Bus strings are UTF-8
