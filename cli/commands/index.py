@@ -67,16 +67,21 @@ def index_cmd(paths: tuple[str, ...], as_json: bool, quiet: bool, rehash: bool,
 def _summary_text(s: dict[str, Any]) -> str:
     failed = s["failed"]
     processed = s["new"] + s["changed"] + s["moved"] + len(failed)
-    rate = s["extracted"] / s["seconds"] if s["seconds"] else 0.0
+    # A rate over a moment or a file or two would say nothing (as `status` judges it).
+    rate = (f" at {s['extracted'] / s['seconds']:.1f}/s"
+            if s["extracted"] >= 2 and s["seconds"] >= 1 else "")
     lines = [
         f"{s['new']} new, {s['changed']} changed, {s['moved']} moved, "
         f"{s['unchanged']} unchanged, {s['removed']} removed, {len(failed)} failed "
-        f"({processed} processed, {s['extracted']} through the model at {rate:.1f}/s, "
+        f"({processed} processed, {s['extracted']} through the model{rate}, "
         f"{s['seconds']:.1f} s)"]
     lines.extend(_at_daemon_start(s.get("at_daemon_start") or []))
     if s["still_failing"]:
-        lines.append(f"{s['still_failing']} files that failed before are unchanged "
-                     "and were not retried (see `findsimilar status`)")
+        lines.append(f"{s['still_failing']} {'file' if s['still_failing'] == 1 else 'files'} "
+                     "that failed before "
+                     f"{'is' if s['still_failing'] == 1 else 'are'} unchanged and "
+                     f"{'was' if s['still_failing'] == 1 else 'were'} not retried "
+                     "(see `findsimilar status`)")
     if failed:
         lines.append("failed:")
         lines.extend(f"  {printable(f['path'])}: {f['reason']}" for f in failed[:50])
