@@ -23,6 +23,9 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".tif", ".tiff", ".bmp",
     ".dib", ".gif", ".pnm", ".pbm", ".pgm", ".ppm", ".pam", ".heic", ".heif", ".hif",
     ".avif", ".avifs",
+    # camera RAW (daemon/model/raw.py: as far as LibRaw reads them)
+    ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf",
+    ".rw2", ".pef", ".srw", ".3fr", ".iiq", ".x3f", ".mrw", ".erf", ".mef", ".dcr", ".kdc",
 })
 
 # Folders that hold caches, trash or NAS metadata, never the user's photos.
@@ -69,6 +72,9 @@ def signature_format(head: bytes) -> str | None:
         return "WebP"
     if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
         return "PNM"
+    if head[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"FOVb") or head[:8] == b"FUJIFILM" \
+            or head[4:12] == b"ftypcrx ":
+        return "RAW"  # non-TIFF camera RAW (ORF, RW2, X3F, RAF, CR3)
     if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
         return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIF"
     return None
