@@ -11,6 +11,7 @@ so thumbnails made here are reused by file managers and image viewers, and their
   that we do not try again until the file changes.
 
 Pillow is imported only when a thumbnail must be made: the thin CLI imports this module.
+A camera RAW's thumbnail comes from LibRaw (``daemon/model/raw.py``), imported only then.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 _SOFTWARE = f"findsimilar {__version__}"
 _heif_registered = False
 _WARNINGS_LOCK = threading.Lock()
+# A RAW's sensor may declare this many pixels (the daemon's default --max-pixels).
+_RAW_PIXELS = 250_000_000
 
 
 def thumbnail_uri(path: str | os.PathLike[str]) -> str:
@@ -202,6 +205,8 @@ def _render(source: str, edge: int) -> tuple[Image.Image, dict[str, str]] | None
     """The upright picture shrunk to fit ``edge``×``edge`` plus the Thumb:: keys that
     describe the original, or None if the file cannot be decoded."""
     _register_heif()
+    if (raw := _render_raw(source, edge)) is not False:
+        return raw
     try:
         # safeio: a file swapped for a FIFO or a device since the caller's stat is
         # refused, never waited on or read without end.
@@ -209,6 +214,24 @@ def _render(source: str, edge: int) -> tuple[Image.Image, dict[str, str]] | None
             return _shrink(im, edge)
     except Exception:  # noqa: BLE001 - bombs and every way a damaged file fails to decode
         return None
+
+
+def _render_raw(source: str, edge: int) -> tuple[Image.Image, dict[str, str]] | None | bool:
+    """A camera RAW's thumbnail through LibRaw (Pillow would show the small thumbnail of
+    a TIFF-based RAW's IFD0, or nothing), None if it cannot be decoded; False if
+    ``source`` is no RAW. The RAW modules are imported only for a file that is one."""
+    from findsimilar.daemon.model.raw_container import inspect
+
+    container = inspect(Path(source))
+    if container is None:
+        return False
+    try:
+        from findsimilar.daemon.model.raw import render_raw
+
+        small, width, height = render_raw(Path(source), container, edge, max_pixels=_RAW_PIXELS)
+    except Exception:  # noqa: BLE001 - as for any picture: no preview, not a failure
+        return None
+    return small, {"Thumb::Image::Width": str(width), "Thumb::Image::Height": str(height)}
 
 
 def _open_quietly(fh: BinaryIO) -> ImageFile.ImageFile:

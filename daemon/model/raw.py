@@ -30,7 +30,7 @@ from findsimilar.daemon.model.memory import BIG_PICTURE_PIXELS, give_back_soon
 from findsimilar.daemon.model.raw_container import RawContainer
 from findsimilar.errors import ImageDecodeError
 
-__all__ = ["decode_raw_for_model", "decode_raw_preview"]
+__all__ = ["decode_raw_for_model", "decode_raw_preview", "render_raw"]
 
 # LibRaw's flip -> the EXIF orientation that shows the sensor's picture upright.
 _FLIP_TO_EXIF = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
@@ -79,6 +79,20 @@ def decode_raw_preview(source: bytes | Path, container: RawContainer, max_side: 
     grey = _develop(source, container, need, max_pixels).rgb.convert("L")
     grey.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(grey, dtype=np.uint8)
+
+
+def render_raw(source: Path, container: RawContainer, edge: int, *,
+               max_pixels: int) -> tuple[Image.Image, int, int]:
+    """The RAW at ``source`` upright in RGB, fitting ``edge``×``edge`` (a thumbnail: the
+    preview if it is that large, else the half-size demosaic), and its upright width and
+    height. Raises ImageDecodeError with a human-readable reason."""
+    def need(width: int, height: int) -> tuple[int, int]:
+        scale = min(1.0, edge / max(width, height, 1))
+        return round(width * scale), round(height * scale)
+
+    got = _develop(source, container, need, max_pixels)
+    got.rgb.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+    return got.rgb, got.width, got.height
 
 
 def _develop(source: bytes | Path, container: RawContainer, need: Any,
