@@ -120,3 +120,19 @@ def test_a_hostile_raw_fails_with_a_reason(dngs, tmp_path: Path, name, reason) -
 def test_a_raw_over_the_pixel_limit_is_refused_before_it_is_unpacked(dngs) -> None:
     with pytest.raises(ImageDecodeError, match="decompression bomb.*0 MP limit"):
         decode_for_model(dngs[1, False], 64, max_pixels=100_000)
+
+
+def test_damaged_dngs_decode_or_fail_with_a_reason_never_crash(dngs) -> None:
+    rng = np.random.default_rng(16)
+    for source in (dngs[1, True], dngs[8, False]):
+        data = source.read_bytes()
+        for _ in range(60):
+            damaged = bytearray(data)
+            for pos in rng.integers(0, min(len(data), 4096), size=int(rng.choice([1, 4, 16]))):
+                damaged[pos] = int(rng.integers(256))  # the tags and IFDs live up front
+            try:
+                got = decode_for_model(bytes(damaged), 32, max_pixels=LIMIT)
+            except ImageDecodeError as exc:
+                assert str(exc)
+            else:
+                assert got.pixels.shape == (32, 32, 3)
