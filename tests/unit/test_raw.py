@@ -94,6 +94,9 @@ def test_a_raw_is_found_by_name_and_by_content(dngs) -> None:
     path = dngs[1, True]
     assert probe_format(path) == "DNG"
     assert inspect(path.read_bytes()) == inspect(path)
+    with path.open("rb") as fh:  # a file too big to hold in memory is probed this way
+        fh.seek(5)
+        assert probe_format(fh) == "DNG" and fh.tell() == 5
 
 
 def test_an_ordinary_tiff_is_no_raw(tmp_path: Path) -> None:
