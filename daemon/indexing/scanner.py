@@ -25,7 +25,7 @@ IMAGE_EXTENSIONS = frozenset({
     ".avif", ".avifs",
     # camera RAW (daemon/model/raw.py: as far as LibRaw reads them)
     ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf",
-    ".rw2", ".pef", ".srw", ".3fr", ".iiq", ".x3f", ".mrw", ".erf", ".mef", ".dcr", ".kdc",
+    ".rw2", ".pef", ".srw", ".3fr", ".iiq", ".x3f", ".mrw", ".erf", ".mef", ".dcr",
 })
 
 # Folders that hold caches, trash or NAS metadata, never the user's photos.

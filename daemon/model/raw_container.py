@@ -1,12 +1,13 @@
 """Tell a camera RAW file from its first bytes and TIFF tags, without LibRaw.
 
-Most RAW formats (DNG, CR2, NEF, NRW, ARW, SRF, PEF, SRW, 3FR, IIQ) are TIFF containers:
+Most RAW formats (DNG, CR2, NEF, NRW, ARW, SRF, PEF, SRW, 3FR, ERF, MEF) are TIFF containers:
 their first bytes are an ordinary TIFF's, and Pillow would "decode" one by showing the
 small thumbnail in IFD0. What makes one a RAW is in its tags: a DNGVersion, or an image
 stored as a colour filter array (PhotometricInterpretation 32803) or as linear raw
-(34892), or Canon's "CR" mark. The others (ORF, RW2, RAF, CR3, X3F, MRW) have their own
-signatures. Reading the tags also gives the camera's make, model and date, and where
-the sensor data lies, so a truncated file is refused before LibRaw sees it.
+(34892), or Canon's "CR" mark. The others (ORF, RW2, RAF, CR3, X3F, MRW, IIQ, and CRW's
+CIFF heap) have their own signatures. Reading the tags also gives the camera's make,
+model and date, and where the sensor data lies, so a truncated file is refused before
+LibRaw sees it.
 
 The walk is bounded (IFDs, entries, values) and reads only a few small ranges: the file
 is untrusted.
@@ -30,7 +31,9 @@ __all__ = ["RawContainer", "inspect", "sniff"]
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"IIRO", "ORF"), (0, b"IIRS", "ORF"), (0, b"MMOR", "ORF"), (0, b"IIU\x00", "RW2"),
     (0, b"FUJIFILMCCD-RAW", "RAF"), (4, b"ftypcrx ", "CR3"), (0, b"FOVb", "X3F"),
-    (0, b"\x00MRM", "MRW"), (0, b"IIII", "IIQ"),
+    (0, b"\x00MRM", "MRW"), (6, b"HEAPCCDR", "CRW"),
+    # Phase One: its own header first, or after a TIFF header (as LibRaw looks for it)
+    (0, b"IIII", "IIQ"), (0, b"MMMM", "IIQ"), (8, b"IIII", "IIQ"), (8, b"MMMM", "IIQ"),
 )
 # Make (upper case, first word) -> the usual name of its TIFF-based RAW format.
 _MAKERS = {"NIKON": "NEF", "SONY": "ARW", "PENTAX": "PEF", "RICOH": "PEF", "SAMSUNG": "SRW",

@@ -11,7 +11,7 @@ from PIL import Image
 
 from findsimilar.daemon.indexing.scanner import IMAGE_EXTENSIONS, looks_like_image
 from findsimilar.daemon.model.decode import decode_for_model, decode_preview, probe_format
-from findsimilar.daemon.model.raw_container import inspect
+from findsimilar.daemon.model.raw_container import inspect, sniff
 from findsimilar.errors import ImageDecodeError
 from tests.conftest import shared
 from tests.raw_files import hostile_raws, upright, write_dng
@@ -91,6 +91,9 @@ def test_a_raw_is_found_by_name_and_by_content(dngs) -> None:
     for head in (b"FUJIFILMCCD-RAW 0201", b"IIRO\x08\x00\x00\x00", b"IIU\x00\x18\x00\x00\x00",
                  b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01"):
         assert looks_like_image(head)
+    assert sniff(b"II*\x00\x08\x00\x00\x00IIII\x01\x00\x00\x00") == "IIQ"
+    assert sniff(b"II\x1a\x00\x00\x00HEAPCCDR") == "CRW"
+    assert sniff(b"II*\x00\x08\x00\x00\x00\x10\x00") is None  # a TIFF: its tags tell
     path = dngs[1, True]
     assert probe_format(path) == "DNG"
     assert inspect(path.read_bytes()) == inspect(path)
