@@ -36,8 +36,9 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from findsimilar import jxl
 from findsimilar.daemon.indexing.scanner import signature_format
-from findsimilar.daemon.model import facts, jxl
+from findsimilar.daemon.model import facts
 from findsimilar.daemon.model.api import PictureFacts
 from findsimilar.daemon.model.memory import BIG_PICTURE_PIXELS, give_back_soon
 from findsimilar.errors import ImageDecodeError
@@ -78,18 +79,15 @@ _REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr",
 
 
 def register_plugins() -> None:
-    """Teach Pillow HEIC/HEIF (pillow-heif) and JPEG XL (``jxl``); AVIF is built into
-    Pillow >= 11.3."""
+    """Teach Pillow HEIC/HEIF (pillow-heif) and JPEG XL (``jxl``): AVIF is in Pillow 11.3+."""
     global _plugins_registered
     if _plugins_registered:
         return
     jxl.register()
-    try:
+    with contextlib.suppress(ImportError):  # optional: HEIC files then fail with a reason
         import pillow_heif
 
         pillow_heif.register_heif_opener()
-    except ImportError:  # optional: HEIC files then fail with a clear reason
-        pass
     _plugins_registered = True
 
 

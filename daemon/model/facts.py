@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from findsimilar.daemon.model import jxl
+from findsimilar import jxl
 from findsimilar.daemon.model.api import PictureFacts
 
 __all__ = ["camera", "exif_of", "is_colour", "lossless", "picture_facts", "pixel_digest",

@@ -4,16 +4,20 @@ decoded with the right facts, and every hostile file a reason."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from findsimilar import jxl
 from findsimilar.daemon.indexing.scanner import looks_like_image, scan, signature_format
-from findsimilar.daemon.model import jxl
 from findsimilar.daemon.model.decode import decode_for_model, decode_preview, probe_format
 from findsimilar.errors import ImageDecodeError
+from findsimilar.thumbnails import png_text
 from tests.conftest import shared
 from tests.jxl_samples import codestream_header, jxl_bytes
 
@@ -166,3 +170,23 @@ def test_a_container_without_a_codestream_and_a_text_named_jxl_fail(tmp_path, sa
     text.write_text("shopping list: milk, eggs\n")
     with pytest.raises(ImageDecodeError, match="not a recognised image format"):
         decode_for_model(Path(text), 32, max_pixels=LIMIT)
+
+
+# -- thumbnails (the `show` page's pictures) ---------------------------------------------
+
+def test_a_jxl_gets_a_thumbnail_and_a_bomb_gets_none(tmp_path, samples):
+    photo, bomb = tmp_path / "photo.jxl", tmp_path / "bomb.jxl"
+    photo.write_bytes(samples["container"])
+    bomb.write_bytes(codestream_header(100_000, 100_000))
+    # A fresh process: this one has the plugin imported by the tests' encoder already.
+    code = ("import sys\nfrom findsimilar.thumbnails import thumbnail\n"
+            "for p in sys.argv[1:]:\n    print(thumbnail(p, 'normal'))")
+    done = subprocess.run([sys.executable, "-c", code, str(photo), str(bomb)],
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+                          capture_output=True, text=True, check=True)
+    made, none = done.stdout.splitlines()
+    assert none == "None"
+    with Image.open(made) as im:
+        assert im.size == (128, 85)
+    text = png_text(Path(made)) or {}
+    assert (text["Thumb::Mimetype"], text["Thumb::Image::Width"]) == ("image/jxl", "600")

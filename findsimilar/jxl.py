@@ -6,7 +6,9 @@ use (``jxlpy``, the other plugin on PyPI, had no release since 2024). That plugi
 the whole picture as soon as the file is *opened*, before any caller can look at its size,
 so the size is read here from the codestream's header first (a few bytes: the
 decompression-bomb rule holds for JPEG XL as for every format), and the plugin's opener
-is registered behind that check.
+is registered behind that check. The decoder (``daemon/model/decode.py``) and the
+thumbnails (``findsimilar/thumbnails.py``) register it; importing this module imports no
+Pillow.
 
 The header also tells whether the pixels were stored in XYB, libjxl's perceptual colour
 space: an XYB file is lossy for certain. A file in its original colour space is what
