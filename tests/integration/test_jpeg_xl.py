@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from findsimilar.daemon.model.decode import register_plugins
+
 from ..conftest import CliFn, shared
 from ..jxl_samples import codestream_header, write_jxl
 
+register_plugins()  # lets Pillow write HEIC
 # Small photos: libjxl's encoder takes ~0.1 s on each.
 JPEGS = ["opencv/fruits.jpg", "opencv/baboon.jpg", "opencv/butterfly.jpg",
          "opencv/building.jpg", "skimage/coffee.png"]
@@ -85,3 +88,9 @@ def test_jpeg_xl_files_are_indexed_found_listed_and_shown_and_hostile_ones_fail(
     assert query["results"][0]["path"] == str(photos / "baboon.jpg")
     assert query["results"][0]["tier"] == "near"
     assert Path(shown["page"]).is_file()
+
+    status = json.loads(cli("status", "--json", ok=True).stdout)
+    assert status["failed"] == 4
+    if status.get("daemon"):  # only the model worker decodes: the daemon loads no libjxl
+        maps = Path(f"/proc/{status['daemon']['pid']}/maps").read_text()
+        assert "pillow_jxl" not in maps and "_imaging" not in maps
