@@ -1,8 +1,8 @@
 """JPEG XL (``.jxl``): the Pillow plugin, and what the file's header says before decoding.
 
 Pillow reads JPEG XL through ``pillow-jxl-plugin`` (libjxl behind Rust bindings): it is
-maintained, and installs as a wheel for CPython 3.11 on x86-64 and ARM with the Pillow we
-use (``jxlpy``, the other plugin on PyPI, had no release since 2024). That plugin decodes
+maintained, and installs as a wheel for CPython 3.11 (checked on x86-64) with the Pillow
+we use (``jxlpy``, the other plugin on PyPI, had no release since 2024). That plugin decodes
 the whole picture as soon as the file is *opened*, before any caller can look at its size,
 so the size is read here from the codestream's header first (a few bytes: the
 decompression-bomb rule holds for JPEG XL as for every format), and the plugin's opener
@@ -34,8 +34,8 @@ from findsimilar.safeio import open_regular
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["FORMAT", "Header", "check_size", "is_jxl", "lossless", "read_header", "register",
-           "sniff", "upright"]
+__all__ = ["FORMAT", "PLUGIN_FORMAT", "Header", "check_size", "is_jxl", "lossless",
+           "read_header", "register", "sniff", "upright"]
 
 FORMAT = "JPEG XL"
 PLUGIN_FORMAT = "JXL"  # Pillow's name for it (the plugin's)
