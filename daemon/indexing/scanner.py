@@ -23,6 +23,7 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".tif", ".tiff", ".bmp",
     ".dib", ".gif", ".pnm", ".pbm", ".pgm", ".ppm", ".pam", ".heic", ".heif", ".hif",
     ".avif", ".avifs",
+    ".jxl",
 })
 
 # Folders that hold caches, trash or NAS metadata, never the user's photos.
@@ -69,6 +70,8 @@ def signature_format(head: bytes) -> str | None:
         return "WebP"
     if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
         return "PNM"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JPEG XL"  # a bare codestream, or the ISO BMFF container
     if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
         return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIF"
     return None

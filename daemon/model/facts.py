@@ -2,11 +2,11 @@
 
 Everything here is cheap beside the decode itself (measured in BENCHMARKS.md): the
 camera's EXIF comes from the header Pillow has already read, colour and sharpness from
-the small model-size picture, the lossless-or-lossy origin from the format. The one
-costly fact, the *pixel digest* (a hash of every decoded pixel, upright, as 8-bit RGB),
-is computed only for lossless pictures, which are fully decoded anyway, and for a lossy
-one only when a duplicate group asks (a PNG holding exactly a JPEG's pixels was made from
-that JPEG: it carries nothing more).
+the small model-size picture, the lossless-or-lossy origin from the format (for WebP and
+JPEG XL, from the file's header). The one costly fact, the *pixel digest* (a hash of every
+decoded pixel, upright, as 8-bit RGB), is computed only for lossless pictures, which are
+fully decoded anyway, and for a lossy one only when a duplicate group asks (a PNG holding
+exactly a JPEG's pixels was made from that JPEG: it carries nothing more).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from findsimilar import jxl
 from findsimilar.daemon.model.api import PictureFacts
 
 __all__ = ["camera", "exif_of", "is_colour", "lossless", "picture_facts", "pixel_digest",
@@ -96,6 +97,8 @@ def lossless(im: Image.Image, source: bytes | Path) -> bool | None:
         return "jpeg" not in str(im.info.get("compression", "")).lower()
     if fmt == "WEBP":
         return _webp_lossless(source)
+    if fmt == jxl.PLUGIN_FORMAT:
+        return jxl.lossless(source)
     if fmt in _LOSSLESS:
         return True
     return False if fmt in _LOSSY else None
