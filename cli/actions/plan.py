@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from findsimilar.cli.actions.actionlog import ActionError
-from findsimilar.sidecars import own_sidecars, stem_holders, stem_sidecars
+from findsimilar.sidecars import FolderNames
 from findsimilar.text import human_size, is_under, printable
 
 __all__ = ["ACTIONS", "DUPLICATE_TIERS", "NEEDS_SAME_BYTES", "REFLINK_NEEDS_SAME_BYTES",
@@ -75,18 +75,18 @@ def attach_sidecars(steps: list[PlannedStep]) -> list[PlannedStep]:
     and a ``NAME.xmp`` shared by the files ``NAME.*`` of its folder only when all of them
     go, with the last of them to go. Reads each such folder's names once; a folder that
     cannot be read gives no sidecars (its files' steps then fail or go on alone)."""
-    names: dict[str, list[str]] = {}
+    names: dict[str, FolderNames] = {}
     acting = [s for s in steps if not s.skip]
     order = {s.path: n for n, s in enumerate(acting)}
     carried: dict[str, list[str]] = {s.path: [] for s in acting}
     for step in acting:
         folder, photo = os.path.split(step.path)
         if folder not in names:
-            names[folder] = file_names(folder)
+            names[folder] = FolderNames(file_names(folder))
         here = names[folder]
-        carried[step.path] += [os.path.join(folder, n) for n in own_sidecars(photo, here)]
-        for shared in stem_sidecars(photo, here):
-            holders = [os.path.join(folder, n) for n in stem_holders(shared, here)]
+        carried[step.path] += [os.path.join(folder, n) for n in here.own(photo)]
+        for shared in here.shared(photo):
+            holders = [os.path.join(folder, n) for n in here.holders(shared)]
             if step.path in holders and all(h in order for h in holders) and max(
                     holders, key=lambda h: order[h]) == step.path:
                 carried[step.path].append(os.path.join(folder, shared))

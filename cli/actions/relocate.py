@@ -22,7 +22,7 @@ from findsimilar.cli.actions.facts import Changed, FactChecker, Facts, listed_pr
 from findsimilar.cli.actions.plan import PlannedStep, file_names
 from findsimilar.cli.actions.safefs import move_file, numbered, tmp_name, unlink_quietly
 from findsimilar.cli.actions.trash import send_to_trash
-from findsimilar.sidecars import own_sidecars, sidecar_target, stem_holders
+from findsimilar.sidecars import extends, sidecar_target, stem_holders
 from findsimilar.text import printable
 
 __all__ = ["Act", "Intent", "Journaled", "carry_sidecars", "move_step", "sidecar_record",
@@ -107,7 +107,7 @@ def undo_relocation(record: Record, version: int, intent: Intent) -> str | None:
 def sidecar_record(photo: Record, path: str) -> Record:
     """The log step of the sidecar at ``path`` of the photo step ``photo``; its facts are
     filled in when it goes. ``shared``: a ``NAME.xmp`` of every file ``NAME.*``."""
-    shared = not own_sidecars(os.path.basename(photo["path"]), [os.path.basename(path)])
+    shared = not extends(os.path.basename(path), os.path.basename(photo["path"]))
     return {**photo, "path": path, "target": None, "size": 0, "mtime_ns": 0, "hash": "",
             "sidecar_of": photo["path"], "shared": shared}
 

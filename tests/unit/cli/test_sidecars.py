@@ -18,6 +18,7 @@ import pytest
 
 from findsimilar.cli.actions.plan import PlannedStep, attach_sidecars, format_plan, plan_groups
 from findsimilar.sidecars import (
+    extends,
     is_sidecar,
     own_sidecars,
     sidecar_target,
@@ -66,6 +67,15 @@ def test_a_photos_own_sidecars_are_its_name_plus_a_sidecar_extension_in_any_case
     assert own_sidecars("IMG_1.JPG", FOLDER) == ["IMG_1.jpg.XMP"]
     assert own_sidecars("IMG_10.CR2", FOLDER) == ["IMG_10.CR2.xmp"]
     assert own_sidecars("photo", ["photo.xmp", "photo2.xmp"]) == ["photo.xmp"]
+
+
+def test_a_sidecar_named_exactly_for_another_file_is_that_files_alone():
+    """A kept IMG_1.JPG beside a copy IMG_1.jpg: IMG_1.JPG.xmp is the keeper's; a kept
+    a.jpg beside a.jpg.png: a.jpg.xmp is a.jpg's own, not the shared one of a.jpg.png."""
+    assert own_sidecars("IMG_1.jpg", ["IMG_1.JPG", "IMG_1.jpg", "IMG_1.JPG.xmp"]) == []
+    assert own_sidecars("IMG_1.JPG", ["IMG_1.JPG", "IMG_1.jpg", "IMG_1.Jpg.xmp"]) == []
+    assert stem_sidecars("a.jpg.png", ["a.jpg", "a.jpg.png", "a.jpg.xmp"]) == []
+    assert extends("a.JPG.xmp", "a.jpg") and not extends("a.xmp", "a.jpg")
 
 
 def test_a_stem_sidecar_belongs_to_every_file_of_its_stem():
