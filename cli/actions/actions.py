@@ -144,6 +144,7 @@ def apply_plan(steps: list[PlannedStep], log_dir: Path) -> ActionLog:
                 carry_sidecars(step, photo, [journal(i) for i in sides], checker)
             for i in (*sides, index):
                 writer.step(i, records[i])
+            for i in (index, *sides):  # told of after their photo
                 _tally(result, records[i])
     if any(r.get("method") == "hardlink" and r["done"] for r in log["steps"]):
         result.notes.append(ONE_FILE)
