@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -262,3 +263,49 @@ def test_a_sidecar_that_cannot_go_fails_the_step_and_leaves_photo_and_sidecars_t
     assert "undid 3 of 3 steps" in run("dupes", "undo").stdout
     assert {k: v[1:] for k, v in snapshot(pics).items()} == {
         k: v[1:] for k, v in before.items()}
+
+
+KILLED_AT = """
+import json, os, sys
+from pathlib import Path
+from findsimilar.cli.actions import actionlog, actions
+point, nth, groups, logs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+calls = []
+def dying(real):
+    def call(*args, **kwargs):
+        calls.append(1)
+        if point.startswith("after") and len(calls) == nth:
+            real(*args, **kwargs)
+        if len(calls) == nth:
+            os._exit(9)  # no cleanup at all, as with SIGKILL
+        return real(*args, **kwargs)
+    return call
+if point == "after the intent is journaled":
+    actionlog.LogWriter.intent = dying(actionlog.LogWriter.intent)
+else:  # between the link to the new name and the unlink of the old one
+    os.link = dying(os.link)
+actions.apply_plan(actions.plan_groups(json.loads(groups), "trash"), Path(logs))
+"""
+
+
+@pytest.mark.parametrize(("point", "nth"), [
+    ("after the intent is journaled", 2), ("after the intent is journaled", 3),
+    ("after linking", 2), ("after linking", 3)])
+def test_a_run_killed_while_taking_the_sidecars_along_is_undone_completely(
+        edited: dict[str, Path], home: Path, tmp_path: Path, point: str, nth: int) -> None:
+    """The photo went first; the run dies at its first or second sidecar. Reading the log
+    settles the step from the disk; undo gives every byte back and leaves nothing."""
+    pics, logs = home / "Pictures", tmp_path / "fs-data" / "actions"
+    before = snapshot(pics)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, point, str(nth),
+                             json.dumps(listing(edited)[:1]), str(logs)])
+    assert killed.returncode == 9
+    assert not edited["copy"].exists()
+
+    assert run("dupes", "logs").exit_code == 0  # reading it settles the interrupted step
+    undone = run("dupes", "undo")
+    assert undone.exit_code == 0, undone.output
+    assert {k: v[1:] for k, v in snapshot(pics).items()} == {
+        k: v[1:] for k, v in before.items()}
+    assert trashed(home) == []
+    assert list((home / "data" / "Trash" / "info").iterdir()) == []
