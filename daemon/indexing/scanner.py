@@ -3,7 +3,8 @@
 A file is a candidate when its extension is an image extension *or* its first
 bytes are an image signature: mislabeled pictures are found, and a ``.jpg``
 that is not a picture is tried (and recorded as failed with a reason). Files
-with neither are not images and are ignored silently. Only ``stat`` and a
+with neither are not images and are ignored silently, and so are sidecars
+(``.xmp``, ``.pp3``, ``.dop``: :mod:`findsimilar.sidecars`), even when named. Only ``stat`` and a
 16-byte read are spent per file here; hashing happens later and only for
 files that changed.
 """
@@ -15,6 +16,8 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+
+from findsimilar.sidecars import is_sidecar
 
 __all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir",
            "looks_like_image", "scan", "signature_format"]
@@ -158,7 +161,7 @@ def _walk(top: str, known: dict[str, tuple[int, int]], exclude: tuple[str, ...],
 
 def _consider(path: str, st: os.stat_result, known: dict[str, tuple[int, int]],
               problems: list[ScanProblem] | None, explicit: bool = False) -> Iterator[ScannedFile]:
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) or is_sidecar(path):  # an edit file is never a photo
         return
     record = ScannedFile(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     if path in known:
