@@ -1,6 +1,7 @@
 """Safe actions on duplicate photos: apply a plan (:mod:`.plan`) with a JSON log, undo.
 
-The promises: a group's keeper and protected files are never acted on; each step checks
+The promises: a group's keeper and protected files are never acted on; a trashed or moved
+file takes its sidecars along, all or nothing (:mod:`.relocate`); each step checks
 again, when it acts, the facts its decision rests on (:mod:`.facts`: both files hashed
 again, the inode checked right before the rename or link) and skips a file that changed;
 nothing is ever overwritten; every step is journaled before and after it (:mod:`.actionlog`),
@@ -36,7 +37,7 @@ from findsimilar.cli.actions.actionlog import (
     open_log,
     read_log,
 )
-from findsimilar.cli.actions.facts import Changed, FactChecker, Facts, identity, listed_problem
+from findsimilar.cli.actions.facts import Changed, FactChecker, Facts, identity
 from findsimilar.cli.actions.plan import (
     ACTIONS,
     NEEDS_SAME_BYTES,
@@ -46,17 +47,24 @@ from findsimilar.cli.actions.plan import (
     plan_actions,
     plan_groups,
 )
+from findsimilar.cli.actions.relocate import (
+    Act,
+    Intent,
+    Journaled,
+    carry_sidecars,
+    move_step,
+    sidecar_record,
+    trash_step,
+    undo_relocation,
+)
 from findsimilar.cli.actions.safefs import (
     NO_CLONE,
     clone_into,
     copy_bytes,
-    move_file,
-    numbered,
     reflink_into,
     tmp_name,
     unlink_quietly,
 )
-from findsimilar.cli.actions.trash import send_to_trash
 from findsimilar.safeio import open_regular
 from findsimilar.text import printable
 
@@ -67,7 +75,6 @@ __all__ = ["ACTIONS", "LOG_VERSION", "NEEDS_SAME_BYTES", "Action", "ActionError"
 
 ONE_FILE = ("hard-linked files are one file now: editing either changes both (undo cannot "
             "bring back bytes edited since)")
-Intent = Callable[..., None]
 
 
 @dataclass
@@ -79,6 +86,7 @@ class ActionLog:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    sidecars: int = 0  # sidecars that went with their photos (not counted in done)
     messages: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the user must know about the result
 
@@ -114,21 +122,49 @@ def apply_plan(steps: list[PlannedStep], log_dir: Path) -> ActionLog:
     """
     path = new_log_path(Path(log_dir))
     action = steps[0].action if steps else "none"
+    records, owners = _records(steps)
     log: Record = {"version": LOG_VERSION, "created": datetime.now(UTC).isoformat(),
-                   "action": action, "steps": [_new_record(s) for s in steps], "undone": False}
+                   "action": action, "steps": records, "undone": False}
     result = ActionLog(path, action)
     checker = FactChecker()
     with open_log(path, log) as writer:
-        for index, (step, record) in enumerate(zip(steps, log["steps"], strict=True)):
-            def intent(_i: int = index, _r: Record = record, **pending: Any) -> None:
-                writer.intent(_i, _r, op="apply", **pending)
+        def journal(i: int) -> Journaled:
+            def intent(**pending: Any) -> None:
+                writer.intent(i, records[i], op="apply", **pending)
 
-            _apply_step(step, record, checker, intent)
-            writer.step(index, record)
-            _tally(result, record)
+            def undo_intent(**pending: Any) -> None:
+                writer.intent(i, records[i], op="undo", **pending)
+
+            return Journaled(records[i], intent, undo_intent)
+
+        for step, index, sides in owners:
+            photo = journal(index)
+            _apply_step(step, records[index], checker, photo.intent)
+            if records[index]["done"] and sides:
+                carry_sidecars(step, photo, [journal(i) for i in sides], checker)
+            for i in (*sides, index):
+                writer.step(i, records[i])
+            for i in (index, *sides):  # told of after their photo
+                _tally(result, records[i])
     if any(r.get("method") == "hardlink" and r["done"] for r in log["steps"]):
         result.notes.append(ONE_FILE)
     return result
+
+
+def _records(steps: list[PlannedStep]) -> tuple[list[Record], list[tuple[PlannedStep, int,
+                                                                          list[int]]]]:
+    """The log's steps, and for each planned step the index of its record and of its
+    sidecars' records, which come before it (undo, last first, brings the photo back
+    first)."""
+    records: list[Record] = []
+    owners = []
+    for step in steps:
+        photo = _new_record(step)
+        sides = list(range(len(records), len(records) + len(step.sidecars)))
+        records += [sidecar_record(photo, s) for s in step.sidecars]
+        owners.append((step, len(records), sides))
+        records.append(photo)
+    return records, owners
 
 
 def _new_record(step: PlannedStep) -> Record:
@@ -141,28 +177,28 @@ def _new_record(step: PlannedStep) -> Record:
 
 def _tally(result: ActionLog, record: Record) -> None:
     path = printable(record["path"])
-    if record["done"]:
-        result.done += 1
-        result.messages.append(f"{_DONE[record.get('method') or record['action']]}: {path}")
+    if record.get("sidecar_of"):
+        _tally_sidecar(result, record, path)
     elif record["error"]:
         result.failed += 1
         result.messages.append(f"failed: {path}: {record['error']}")
+    elif record["done"]:
+        result.done += 1
+        result.messages.append(f"{_DONE[record.get('method') or record['action']]}: {path}")
     else:
         result.skipped += 1
         result.messages.append(f"skipped: {path}: {record['skip']}")
 
 
-@dataclass(frozen=True)
-class _Act:
-    """What a step acts on, as verified: the file, its keeper, and the journal's intent."""
-
-    here: Facts
-    keeper: Facts
-    intent: Intent
-
-    def check(self) -> None:
-        self.here.check()
-        self.keeper.check()
+def _tally_sidecar(result: ActionLog, record: Record, path: str) -> None:
+    """A sidecar is told of beside its photo, and not counted as a file acted on."""
+    if record["done"]:
+        result.sidecars += 1
+        result.messages.append(f"{_DONE[record['action']]} with it: {path}")
+    elif record["error"]:
+        result.messages.append(f"failed: {path}: {record['error']}")
+    elif record["skip"]:
+        result.messages.append(f"left: {path}: {record['skip']}")
 
 
 def _apply_step(step: PlannedStep, record: Record, checker: FactChecker,
@@ -179,7 +215,7 @@ def _apply_step(step: PlannedStep, record: Record, checker: FactChecker,
         # The exact mtime recognises the file on undo; mode and owner are given back to it.
         record.update(hash=here.hash, keep_hash=keeper.hash, mtime_ns=st.st_mtime_ns,
                       mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
-        _APPLY[step.action](step, record, _Act(here, keeper, intent))
+        _APPLY[step.action](step, record, Act(here, keeper, intent))
         record["done"] = True
     except Changed as change:
         record["skip"] = str(change)
@@ -198,37 +234,15 @@ def _link_problem(here: Facts, keeper: Facts, action: str) -> str | None:
     return None  # reflink: FICLONE itself says so (EXDEV), as a per-file error
 
 
-def _trash_step(step: PlannedStep, record: Record, act: _Act) -> None:
-    def announce(target: str, info: str) -> None:
-        record["target"], record["trash_info"] = target, info
-        act.intent()
-
-    send_to_trash(step.path, announce=announce, check=act.check, same_inode=act.here.inode)
-
-
-def _move_step(step: PlannedStep, record: Record, act: _Act) -> None:
-    wanted = step.target or ""
-    os.makedirs(os.path.dirname(wanted), exist_ok=True)
-    for dest in numbered(wanted):
-        if os.path.lexists(dest):
-            continue
-        record["target"], tmp = dest, tmp_name(dest)  # tmp: only across filesystems
-        act.intent(tmp=tmp)
-        with contextlib.suppress(FileExistsError):
-            move_file(step.path, dest, tmp=tmp, check=act.check, expected_hash=act.here.hash,
-                      same_inode=act.here.inode)
-            return
-
-
-def _hardlink_step(step: PlannedStep, record: Record, act: _Act) -> None:
+def _hardlink_step(step: PlannedStep, record: Record, act: Act) -> None:
     _replace_with_keeper(step, record, act, link=True)
 
 
-def _reflink_step(step: PlannedStep, record: Record, act: _Act) -> None:
+def _reflink_step(step: PlannedStep, record: Record, act: Act) -> None:
     _replace_with_keeper(step, record, act, link=False)
 
 
-def _replace_with_keeper(step: PlannedStep, record: Record, act: _Act, *, link: bool) -> None:
+def _replace_with_keeper(step: PlannedStep, record: Record, act: Act, *, link: bool) -> None:
     tmp = tmp_name(step.path)
     act.intent(tmp=tmp, inode=list(act.here.inode))
     try:
@@ -240,7 +254,7 @@ def _replace_with_keeper(step: PlannedStep, record: Record, act: _Act, *, link: 
         raise
 
 
-def _clone_or_link(act: _Act, tmp: str, *, link: bool) -> str:
+def _clone_or_link(act: Act, tmp: str, *, link: bool) -> str:
     """Fill ``tmp`` with the keeper: a reflink copy carrying the file's own mode, owner
     and times where the filesystem can ("reflink"), else, with ``link``, a hard link
     ("hardlink"); without ``link``, an OSError saying why the filesystem cannot."""
@@ -290,9 +304,9 @@ def _give_attributes(path: str, mode: int, uid: int, gid: int, times_ns: tuple[i
     os.utime(path, ns=times_ns)
 
 
-_APPLY: dict[str, Callable[[PlannedStep, Record, _Act], None]] = {
-    "trash": _trash_step, "hardlink": _hardlink_step, "reflink": _reflink_step,
-    "move": _move_step}
+_APPLY: dict[str, Callable[[PlannedStep, Record, Act], None]] = {
+    "trash": trash_step, "hardlink": _hardlink_step, "reflink": _reflink_step,
+    "move": move_step}
 _DONE = {"trash": "trashed", "move": "moved",
          "hardlink": "hard-linked to its keeper (one file now: edit one, both change)",
          "reflink": "reflinked to its keeper (a separate file sharing its storage)"}
@@ -352,30 +366,6 @@ def _undo_step(record: Record, result: UndoResult, version: int, intent: Intent)
         result.messages.append(f"restored: {printable(record['path'])}")
 
 
-def _undo_relocation(record: Record, version: int, intent: Intent) -> str | None:
-    """Bring a trashed or moved file back to where it was, if it holds the bytes the log
-    recorded and that place is still free."""
-    where = record["target"]
-    problem = listed_problem(where, record["size"], record["mtime_ns"])
-    if problem:
-        return f"the file at {printable(where)} {problem}"
-    facts = FactChecker().now(where)
-    # Version 1 logs recorded the listing's hash, which a stale store may have got wrong.
-    if version >= 2 and facts.hash != record["hash"]:
-        return (f"the file at {printable(where)} is not the one put there (its bytes differ "
-                "from those the log recorded); left as it is")
-    if os.path.lexists(record["path"]):
-        return "a file now exists at the original path; not overwriting it"
-    os.makedirs(os.path.dirname(record["path"]), exist_ok=True)
-    tmp = tmp_name(record["path"])
-    intent(tmp=tmp)
-    move_file(where, record["path"], tmp=tmp, check=facts.check, expected_hash=facts.hash,
-              same_inode=facts.inode)
-    if record.get("trash_info"):
-        unlink_quietly(record["trash_info"])
-    return None
-
-
 def _undo_replacement(record: Record, version: int, intent: Intent) -> str | None:
     """Replace the hard link (or reflink) by an independent copy with the original mode,
     owner and mtime, if it still holds the bytes the log recorded."""
@@ -416,5 +406,5 @@ _EDITED_LINK = ("its bytes are no longer those the log recorded: it is one file 
 _EDITED_CLONE = ("edited since it was reflinked (its bytes are no longer those the log "
                  "recorded); left as it is")
 _UNDO: dict[str, Callable[[Record, int, Intent], str | None]] = {
-    "trash": _undo_relocation, "move": _undo_relocation, "hardlink": _undo_replacement,
+    "trash": undo_relocation, "move": undo_relocation, "hardlink": _undo_replacement,
     "reflink": _undo_replacement}

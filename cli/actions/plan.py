@@ -1,22 +1,24 @@
 """Planning actions on duplicate photos: what ``dupes --action`` (or ``dupes apply``)
-would do to each file (the dry run), decided from the listing alone. Nothing is read or
-touched here but the type of ``--move-to``; :mod:`.actions` carries a plan out. Standard
-library only.
+would do to each file (the dry run), decided from the listing alone, and, for trash and
+move, which sidecars (:mod:`findsimilar.sidecars`) would go with each file. Nothing is
+read or touched here but the type of ``--move-to`` and the names in the folders of the
+files that would go; :mod:`.actions` carries a plan out. Standard library only.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from findsimilar.cli.actions.actionlog import ActionError
+from findsimilar.sidecars import FolderNames
 from findsimilar.text import human_size, is_under, printable
 
 __all__ = ["ACTIONS", "DUPLICATE_TIERS", "NEEDS_SAME_BYTES", "REFLINK_NEEDS_SAME_BYTES",
-           "Action", "PlannedStep", "format_plan", "identical_subgroups", "plan_actions",
-           "plan_groups"]
+           "Action", "PlannedStep", "attach_sidecars", "file_names", "format_plan",
+           "identical_subgroups", "plan_actions", "plan_groups"]
 
 Action = Literal["trash", "hardlink", "reflink", "move"]
 ACTIONS: tuple[str, ...] = ("trash", "hardlink", "reflink", "move")
@@ -48,6 +50,8 @@ class PlannedStep:
     inode: tuple[int, int] | None = None
     keep_mtime_ns: int | None = None
     keep_inode: tuple[int, int] | None = None
+    # Trash and move: the sidecars that go with the file (see :func:`attach_sidecars`).
+    sidecars: tuple[str, ...] = ()
 
 
 def plan_groups(groups: list[dict], action: Action, *, move_to: str | None = None,
@@ -55,14 +59,48 @@ def plan_groups(groups: list[dict], action: Action, *, move_to: str | None = Non
     """The steps of ``action`` on a listing's groups: exact and near groups only; for
     hardlink and reflink the byte-identical files of each group (see
     :func:`identical_subgroups`), and for reflink also a refused step for each near copy,
-    saying why. Raises ActionError like :func:`plan_actions`."""
+    saying why. Trash and move steps list the sidecars that go with their file (see
+    :func:`attach_sidecars`). Raises ActionError like :func:`plan_actions`."""
     groups = [g for g in groups if g["tier"] in DUPLICATE_TIERS]
     if action not in _REPLACES:
-        return plan_actions(groups, action, move_to=move_to, keep_in=keep_in)
+        return attach_sidecars(plan_actions(groups, action, move_to=move_to, keep_in=keep_in))
     steps = plan_actions(identical_subgroups(groups), action, move_to=move_to, keep_in=keep_in)
     if action == "reflink":
         steps += _refused_near_copies(groups, {s.path for s in steps})
     return steps
+
+
+def attach_sidecars(steps: list[PlannedStep]) -> list[PlannedStep]:
+    """``steps`` with the sidecars each acting file takes along: its own (``NAME.EXT.xmp``)
+    and a ``NAME.xmp`` shared by the files ``NAME.*`` of its folder only when all of them
+    go, with the last of them to go. Reads each such folder's names once; a folder that
+    cannot be read gives no sidecars (its files' steps then fail or go on alone)."""
+    names: dict[str, FolderNames] = {}
+    acting = [s for s in steps if not s.skip]
+    order = {s.path: n for n, s in enumerate(acting)}
+    carried: dict[str, list[str]] = {s.path: [] for s in acting}
+    for step in acting:
+        folder, photo = os.path.split(step.path)
+        if folder not in names:
+            names[folder] = FolderNames(file_names(folder))
+        here = names[folder]
+        carried[step.path] += [os.path.join(folder, n) for n in here.own(photo)]
+        for shared in here.shared(photo):
+            holders = [os.path.join(folder, n) for n in here.holders(shared)]
+            if step.path in holders and all(h in order for h in holders) and max(
+                    holders, key=lambda h: order[h]) == step.path:
+                carried[step.path].append(os.path.join(folder, shared))
+    return [replace(s, sidecars=tuple(dict.fromkeys(carried[s.path])))
+            if carried.get(s.path) and not s.skip else s for s in steps]
+
+
+def file_names(folder: str) -> list[str]:
+    """The names of the regular files in ``folder`` (none if it cannot be read)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e.name for e in entries if e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def identical_subgroups(groups: list[dict]) -> list[dict]:
@@ -189,6 +227,9 @@ def format_plan(steps: list[PlannedStep]) -> str:
             lines.append(f"  move      {printable(step.path)} -> {printable(step.target or '')}")
         else:
             lines.append(f"  {step.action:<9} {printable(step.path)} ({human_size(step.size)})")
+        if step.sidecars and not step.skip:
+            names = ", ".join(printable(os.path.basename(s)) for s in step.sidecars)
+            lines.append(f"            with its sidecar{'s' * (len(step.sidecars) > 1)} {names}")
     lines.append(_total(steps))
     return "\n".join(lines)
 
@@ -199,6 +240,8 @@ def _total(steps: list[PlannedStep]) -> str:
         return "nothing to do"
     files = f"{len(acting)} file{'' if len(acting) == 1 else 's'}"
     files += f" ({human_size(sum(s.size for s in acting))})"
+    if sidecars := sum(len(s.sidecars) for s in acting):
+        files += f" and {sidecars} sidecar{'' if sidecars == 1 else 's'}"
     where = os.path.commonpath([os.path.dirname(s.target or "/") for s in acting] or ["/"])
     what = {"trash": f"would move {files} to the trash",
             "hardlink": f"would replace {files} with reflinks (separate files sharing storage) "

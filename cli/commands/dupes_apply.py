@@ -136,6 +136,6 @@ def apply_cmd(plan: str, action: str | None, move_to: str | None, keep_in: tuple
     actions, failed = act_on(the_plan.groups, action, move_to, keep, apply_, as_json)
     if as_json:
         click.echo(dumps({"plan": str(the_plan.path), "groups": the_plan.groups,
-                               "actions": actions}, indent=2, ensure_ascii=False))
+                               "actions": actions}, indent=2))
     if failed:
         sys.exit(1)

@@ -3,7 +3,8 @@
 A file is a candidate when its extension is an image extension *or* its first
 bytes are an image signature: mislabeled pictures are found, and a ``.jpg``
 that is not a picture is tried (and recorded as failed with a reason). Files
-with neither are not images and are ignored silently. Only ``stat`` and a
+with neither are not images and are ignored silently, and so are sidecars
+(``.xmp``, ``.pp3``, ``.dop``: :mod:`findsimilar.sidecars`), even when named. Only ``stat`` and a
 16-byte read are spent per file here; hashing happens later and only for
 files that changed.
 """
@@ -16,6 +17,8 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from findsimilar.sidecars import is_sidecar
+
 __all__ = ["IMAGE_EXTENSIONS", "ScannedFile", "ScanProblem", "is_excluded_dir",
            "looks_like_image", "scan", "signature_format"]
 
@@ -23,6 +26,7 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".tif", ".tiff", ".bmp",
     ".dib", ".gif", ".pnm", ".pbm", ".pgm", ".ppm", ".pam", ".heic", ".heif", ".hif",
     ".avif", ".avifs",
+    ".jxl",
     # camera RAW (daemon/model/raw.py: as far as LibRaw reads them)
     ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf",
     ".rw2", ".pef", ".srw", ".3fr", ".iiq", ".x3f", ".mrw", ".erf", ".mef", ".dcr",
@@ -72,6 +76,8 @@ def signature_format(head: bytes) -> str | None:
         return "WebP"
     if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
         return "PNM"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JPEG XL"  # a bare codestream, or the ISO BMFF container
     if head[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"FOVb") or head[:8] == b"FUJIFILM" \
             or head[4:12] == b"ftypcrx ":
         return "RAW"  # non-TIFF camera RAW (ORF, RW2, X3F, RAF, CR3)
@@ -161,7 +167,7 @@ def _walk(top: str, known: dict[str, tuple[int, int]], exclude: tuple[str, ...],
 
 def _consider(path: str, st: os.stat_result, known: dict[str, tuple[int, int]],
               problems: list[ScanProblem] | None, explicit: bool = False) -> Iterator[ScannedFile]:
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) or is_sidecar(path):  # an edit file is never a photo
         return
     record = ScannedFile(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     if path in known:

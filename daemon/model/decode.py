@@ -36,9 +36,11 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from findsimilar import jxl
 from findsimilar.daemon.indexing.scanner import signature_format
 from findsimilar.daemon.model import facts, raw_container
 from findsimilar.daemon.model.api import PictureFacts
+from findsimilar.daemon.model.facts import content_fraction
 from findsimilar.daemon.model.memory import BIG_PICTURE_PIXELS, give_back_soon
 from findsimilar.errors import ImageDecodeError
 from findsimilar.safeio import NotRegularFile, open_regular, read_head
@@ -78,16 +80,15 @@ _REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr",
 
 
 def register_plugins() -> None:
-    """Teach Pillow HEIC/HEIF (pillow-heif); AVIF is built into Pillow >= 11.3."""
+    """Teach Pillow HEIC/HEIF (pillow-heif) and JPEG XL (``jxl``): AVIF is in Pillow 11.3+."""
     global _plugins_registered
     if _plugins_registered:
         return
-    try:
+    jxl.register()
+    with contextlib.suppress(ImportError):  # optional: HEIC files then fail with a reason
         import pillow_heif
 
         pillow_heif.register_heif_opener()
-    except ImportError:  # optional: HEIC files then fail with a clear reason
-        pass
     _plugins_registered = True
 
 
@@ -143,7 +144,10 @@ _budget = _PixelBudget(DECODE_BUDGET_PIXELS)
 
 def probe_format(source: bytes | Path | BinaryIO) -> str | None:
     """The image format detected from content, or None if Pillow cannot tell. A file
-    object is read from where it stands; a path that is not a regular file is None."""
+    object is read from where it stands; a path that is not a regular file is None.
+    A JPEG XL is known by its header, never decoded here (its plugin decodes at open)."""
+    if (found := jxl.sniff(source)) is not None:
+        return found or None
     register_plugins()
     if (container := raw_container.inspect(source)) is not None:
         return container.format
@@ -214,6 +218,7 @@ def _guarded(source: bytes | Path, max_pixels: int, decode: Decoder[T]) -> T:
     if _is_empty(source):
         raise ImageDecodeError("empty file (0 bytes)")
     _no_stricter_than(max_pixels)
+    jxl.check_size(source, max_pixels)  # its plugin decodes it all as it opens it
     try:
         with warnings.catch_warnings(), contextlib.ExitStack() as held:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -262,6 +267,8 @@ def _reason(exc: BaseException) -> str:
                 f"the size a picture needs ({text})")
     if "could not create decoder object" in lower:  # libwebp's only word on bad data
         return f"truncated or damaged image data ({text})"
+    if "libjxl" in text:  # its only word is "Generic Error" and how to build it for more
+        return "truncated or damaged image data (libjxl cannot decode it)"
     return f"cannot decode image: {text}"
 
 
@@ -300,7 +307,7 @@ def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
         raise ImageDecodeError(
             f"refused as a decompression bomb: {width}x{height} = "
             f"{width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit")
-    fmt = str(im.format or "unknown")
+    fmt = jxl.FORMAT if im.format == jxl.PLUGIN_FORMAT else str(im.format or "unknown")
     is_lossless = facts.lossless(im, source) if source is not None else None
     want_digest = bool(is_lossless) if digest is None else digest
     if fmt == "JPEG" and im.mode in ("RGB", "L", "YCbCr", "CMYK") and not want_digest:
@@ -312,7 +319,7 @@ def _load(im: Image.Image, target: tuple[int, int], max_pixels: int,
     # Read after load: Pillow's TIFF loader turns the pixels itself and then drops
     # the tag (its size is reported upright already), so it must not be turned twice.
     exif = facts.exif_of(im)
-    orientation = _orientation(exif)
+    orientation = 1 if jxl.upright(im) else _orientation(exif)
     pixels = facts.pixel_digest(im, _TRANSPOSE.get(orientation, [])) if want_digest else None
     alpha = facts.with_alpha(im)
     rgb = _to_rgb(_shrink(im, target), sixteen_bit=im.mode.startswith("I;16"))
@@ -366,28 +373,6 @@ def _decode_opened(im: Image.Image, size: int, max_pixels: int, held: contextlib
                                 is_lossless=got.lossless, digest=got.digest)
     return DecodedImage(pixels=pixels, width=width, height=height, format=got.format,
                         content=content, facts=known)
-
-
-def content_fraction(pixels: np.ndarray, *, tolerance: int = 12, uniform: float = 0.7,
-                     most: float = 0.3) -> tuple[float, float]:
-    """The share of the width and of the height left once solid bands (letterbox bars,
-    a plain frame) are trimmed from the picture's edges: a bordered copy holds no more
-    picture than its original, though it has more pixels. At most ``most`` of each side
-    is trimmed; a line is "solid" when ``uniform`` of it is within ``tolerance`` of the
-    edge's colour."""
-    grey = pixels.astype(np.int16).mean(axis=2) if pixels.ndim == 3 else pixels.astype(np.int16)
-
-    def depth(lines: np.ndarray) -> int:  # lines from the edge inwards
-        edge, n = np.median(lines[0]), 0
-        while n < int(len(lines) * most) and (
-                np.abs(lines[n] - edge) <= tolerance).mean() >= uniform:
-            n += 1
-        return n
-
-    h, w = grey.shape
-    width = w - depth(grey.T) - depth(grey.T[::-1])
-    height = h - depth(grey) - depth(grey[::-1])
-    return round(width / w, 3), round(height / h, 3)
 
 
 def _preview_opened(im: Image.Image, max_side: int, max_pixels: int,

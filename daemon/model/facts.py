@@ -1,12 +1,13 @@
 """What decoding a picture tells a keeper, computed while it is decoded for the model.
 
 Everything here is cheap beside the decode itself (measured in BENCHMARKS.md): the
-camera's EXIF comes from the header Pillow has already read, colour and sharpness from
-the small model-size picture, the lossless-or-lossy origin from the format. The one
-costly fact, the *pixel digest* (a hash of every decoded pixel, upright, as 8-bit RGB),
-is computed only for lossless pictures, which are fully decoded anyway, and for a lossy
-one only when a duplicate group asks (a PNG holding exactly a JPEG's pixels was made from
-that JPEG: it carries nothing more).
+camera's EXIF comes from the header Pillow has already read, colour, sharpness and the
+share inside solid borders from the small model-size picture, the lossless-or-lossy
+origin from the format (for WebP and JPEG XL, from the file's header). The one costly
+fact, the *pixel digest* (a hash of every decoded pixel, upright, as 8-bit RGB), is
+computed only for lossless pictures, which are fully decoded anyway, and for a lossy one
+only when a duplicate group asks (a PNG holding exactly a JPEG's pixels was made from that
+JPEG: it carries nothing more).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from findsimilar import jxl
 from findsimilar.daemon.model.api import PictureFacts
 
-__all__ = ["camera", "exif_of", "is_colour", "lossless", "picture_facts", "pixel_digest",
-           "sharpness", "with_alpha"]
+__all__ = ["camera", "content_fraction", "exif_of", "is_colour", "lossless", "picture_facts",
+           "pixel_digest", "sharpness", "with_alpha"]
 
 _MAKE, _MODEL, _DATETIME, _EXIF_IFD, _DATETIME_ORIGINAL = 0x010F, 0x0110, 0x0132, 0x8769, 0x9003
 # Formats that keep every pixel as it was given (TIFF unless JPEG-compressed, WebP if VP8L).
@@ -43,6 +45,28 @@ def is_colour(small: np.ndarray) -> bool:
     r, g, b = small[..., 0], small[..., 1], small[..., 2]
     spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
     return bool(np.count_nonzero(spread > _CHROMA) > _COLOURED_SHARE * spread.size)
+
+
+def content_fraction(pixels: np.ndarray, *, tolerance: int = 12, uniform: float = 0.7,
+                     most: float = 0.3) -> tuple[float, float]:
+    """The share of the width and of the height left once solid bands (letterbox bars,
+    a plain frame) are trimmed from the picture's edges: a bordered copy holds no more
+    picture than its original, though it has more pixels. At most ``most`` of each side
+    is trimmed; a line is "solid" when ``uniform`` of it is within ``tolerance`` of the
+    edge's colour."""
+    grey = pixels.astype(np.int16).mean(axis=2) if pixels.ndim == 3 else pixels.astype(np.int16)
+
+    def depth(lines: np.ndarray) -> int:  # lines from the edge inwards
+        edge, n = np.median(lines[0]), 0
+        while n < int(len(lines) * most) and (
+                np.abs(lines[n] - edge) <= tolerance).mean() >= uniform:
+            n += 1
+        return n
+
+    h, w = grey.shape
+    width = w - depth(grey.T) - depth(grey.T[::-1])
+    height = h - depth(grey) - depth(grey[::-1])
+    return round(width / w, 3), round(height / h, 3)
 
 
 def sharpness(small: np.ndarray) -> float:
@@ -96,6 +120,8 @@ def lossless(im: Image.Image, source: bytes | Path) -> bool | None:
         return "jpeg" not in str(im.info.get("compression", "")).lower()
     if fmt == "WEBP":
         return _webp_lossless(source)
+    if fmt == jxl.PLUGIN_FORMAT:
+        return jxl.lossless(source)
     if fmt in _LOSSLESS:
         return True
     return False if fmt in _LOSSY else None

@@ -34,7 +34,8 @@ local DEFAULT_MIN_SCORE = 0.6
 -- files (raw files above all) are first rendered by darktable to a JPEG preview.
 local READABLE = {}
 for ext in ([[jpg jpeg jpe jfif png apng webp tif tiff bmp dib gif pnm pbm pgm ppm pam
-             heic heif hif avif avifs]]):gmatch("%S+") do
+             heic heif hif avif avifs
+             jxl]]):gmatch("%S+") do
   READABLE[ext] = true
 end
 

@@ -97,6 +97,10 @@ def test_a_reviewed_plan_is_applied_as_edited_skipping_what_changed_and_undo_is_
     dry = cli("dupes", "apply", str(tmp_path / "plan.json"), "--action", "trash")
     assert state(lib) == original
     assert f"trash     {p['n_keep']}" in dry.stdout and str(p["z_copy"]) not in dry.stdout
+    as_json = json.loads(cli("dupes", "apply", str(tmp_path / "plan.json"), "--action", "trash",
+                             "--json").stdout)
+    assert as_json["version"] == 1 and as_json["actions"]["applied"] is False
+    assert state(lib) == original
     run = cli("dupes", "apply", str(tmp_path / "plan.json"), "--action", "trash", "--apply")
 
     assert f"skipped: {p['x_copy']}: bytes changed since listing" in run.stdout

@@ -132,6 +132,29 @@ def test_known_file_is_yielded_without_looking_at_its_content(tmp_path):
     assert found(tmp_path, known=known) == {"holiday.backup"}
 
 
+XMP = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+       '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">\n'
+       ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+       '  <rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" '
+       'darktable:xmp_version="5"/>\n </rdf:RDF>\n</x:xmpmeta>\n<?xpacket end="w"?>\n')
+
+
+def test_sidecars_are_never_taken_for_photos_even_when_named_or_already_known(tmp_path):
+    """XMP (darktable, digiKam), RawTherapee .pp3 and DxO .dop edit files beside photos:
+    none is a candidate, found in a folder, named as a root, or stored before (issue 16)."""
+    photo = put(tmp_path / "IMG_1.JPG", picture_bytes())
+    sidecars = [put(tmp_path / "IMG_1.JPG.xmp", XMP), put(tmp_path / "IMG_1.xmp", XMP),
+                put(tmp_path / "IMG_1.JPG.XMP", XMP), put(tmp_path / "IMG_1.JPG.pp3",
+                                                          "[Version]\nAppVersion=5.9\n"),
+                put(tmp_path / "IMG_1.JPG.dop", "Sidecar = {\n}\n")]
+
+    assert not looks_like_image(XMP.encode()[:16])
+    assert found(tmp_path) == {"IMG_1.JPG"}
+    assert [f.path for f in scan([str(s) for s in [photo, *sidecars]])] == [str(photo)]
+    known = {str(s): (1, 1) for s in sidecars}
+    assert found(tmp_path, known=known) == {"IMG_1.JPG"}
+
+
 # -- folders that never hold the user's photos ------------------------------------------
 
 @pytest.mark.parametrize("folder", [
