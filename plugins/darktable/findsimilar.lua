@@ -30,8 +30,10 @@ local DEFAULT_TOP = 20
 -- "match" is only the least different photo, which is no use as a selection.
 local DEFAULT_MIN_SCORE = 0.6
 
--- Extensions findsimilar decodes itself (daemon/scanner.py IMAGE_EXTENSIONS). Other
--- files (raw files above all) are first rendered by darktable to a JPEG preview.
+-- Extensions findsimilar decodes itself (daemon/scanner.py IMAGE_EXTENSIONS but its
+-- RAW_EXTENSIONS). Other files, raw files above all, are first rendered by darktable to
+-- a JPEG preview, so that the search is for the picture with the user's edits
+-- (findsimilar indexes raw files too: they are among the matches).
 local READABLE = {}
 for ext in ([[jpg jpeg jpe jfif png apng webp tif tiff bmp dib gif pnm pbm pgm ppm pam
              heic heif hif avif avifs
