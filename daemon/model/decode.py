@@ -221,7 +221,8 @@ def _guarded(source: bytes | Path, max_pixels: int, decode: Decoder[T]) -> T:
     jxl.check_size(source, max_pixels)  # its plugin decodes it all as it opens it
     try:
         with warnings.catch_warnings(), contextlib.ExitStack() as held:
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data": the
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # outcome says it
             with _open(source, held) as im:
                 try:
                     return decode(im, held)
