@@ -42,6 +42,24 @@ def shared(rel: str) -> Path:
     return path
 
 
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, data_home: str = "data",
+             xdg_all: bool = False, findsimilar: bool = False) -> Path:
+    """Give a test its own HOME (``tmp_path/home``) and XDG data folder (``HOME/data_home``),
+    never the real ones; ``xdg_all``: the config and state folders too; ``findsimilar``:
+    its own data dir and a socket no daemon listens on. Returns the home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / data_home))
+    if xdg_all:
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+        monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
+    if findsimilar:
+        monkeypatch.setenv("FINDSIMILAR_DATA_DIR", str(tmp_path / "fs-data"))
+        monkeypatch.setenv("FINDSIMILAR_SOCKET", str(tmp_path / "no-daemon.sock"))
+    return home
+
+
 @pytest.fixture
 def photo_dir(tmp_path: Path) -> Path:
     """A folder of real photos, some in a subfolder, copied so tests may change them."""

@@ -32,6 +32,7 @@ from click.testing import CliRunner, Result
 
 from findsimilar.cli.commands.integrate import integrate_group
 from findsimilar.cli.install.integration_files import INTEGRATIONS, UCA_ID
+from tests.conftest import own_home
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "plugins"
@@ -82,12 +83,7 @@ USER_UCA = (
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """HOME and the XDG folders in tmp_path: never the real home."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
+    home = own_home(tmp_path, monkeypatch, data_home=".local/share", xdg_all=True)
     monkeypatch.delenv("FINDSIMILAR_PLUGINS_DIR", raising=False)
     for var in ("NAUTILUS_SCRIPT_SELECTED_FILE_PATHS", "CAJA_SCRIPT_SELECTED_FILE_PATHS",
                 "NEMO_SCRIPT_SELECTED_FILE_PATHS"):

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from findsimilar.cli.main import COMMANDS, cli
 from findsimilar.errors import EXIT_MISSING_FILE, EXIT_USAGE
+from tests.conftest import own_home
 
 BASH = shutil.which("bash")
 MAN = shutil.which("man")
@@ -25,14 +26,8 @@ MAN = shutil.which("man")
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("FINDSIMILAR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FINDSIMILAR_SOCKET", str(tmp_path / "no-daemon.sock"))
-    return home
+    return own_home(tmp_path, monkeypatch, data_home=".local/share", xdg_all=True,
+                    findsimilar=True)
 
 
 def run(*args: str) -> Result:

@@ -30,6 +30,7 @@ from findsimilar.cli.actions.actions import (
     plan_actions,
     undo,
 )
+from tests.conftest import own_home
 
 OLD_MTIME_NS = 1_600_000_000_123_456_789  # nanoseconds a float cannot hold exactly
 
@@ -70,11 +71,7 @@ def read_log(path: Path) -> dict:
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    return home
+    return own_home(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from findsimilar.cli.actions.planfile import record_disk_facts
 from findsimilar.cli.main import cli
 from findsimilar.errors import EXIT_USAGE
+from tests.conftest import own_home
 
 OLD_NS = 1_600_000_000_123_456_789
 NEWER_NS = OLD_NS + 86_400 * 10**9
@@ -25,13 +26,7 @@ NEWER_NS = OLD_NS + 86_400 * 10**9
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    monkeypatch.setenv("FINDSIMILAR_DATA_DIR", str(tmp_path / "fs-data"))
-    monkeypatch.setenv("FINDSIMILAR_SOCKET", str(tmp_path / "no-daemon.sock"))
-    return home
+    return own_home(tmp_path, monkeypatch, findsimilar=True)
 
 
 def run(*args: str) -> Result:

@@ -26,6 +26,7 @@ from findsimilar.sidecars import (
     stem_holders,
     stem_sidecars,
 )
+from tests.conftest import own_home
 
 from .test_dupes_apply import (
     NEWER_NS,
@@ -41,13 +42,7 @@ from .test_dupes_apply import (
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's own home, trash and data folder, and no daemon."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    monkeypatch.setenv("FINDSIMILAR_DATA_DIR", str(tmp_path / "fs-data"))
-    monkeypatch.setenv("FINDSIMILAR_SOCKET", str(tmp_path / "no-daemon.sock"))
-    return home
+    return own_home(tmp_path, monkeypatch, findsimilar=True)
 
 
 XMP = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
