@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from findsimilar.cli.actions.actionlog import ActionError
+from findsimilar.rawpairs import raw_pairs
 from findsimilar.sidecars import FolderNames
 from findsimilar.text import human_size, is_under, printable
 
 __all__ = ["ACTIONS", "DUPLICATE_TIERS", "NEEDS_SAME_BYTES", "REFLINK_NEEDS_SAME_BYTES",
            "Action", "PlannedStep", "attach_sidecars", "file_names", "format_plan",
-           "identical_subgroups", "plan_actions", "plan_groups"]
+           "group_raw_pairs", "identical_subgroups", "plan_actions", "plan_groups"]
 
 Action = Literal["trash", "hardlink", "reflink", "move"]
 ACTIONS: tuple[str, ...] = ("trash", "hardlink", "reflink", "move")
@@ -55,16 +56,20 @@ class PlannedStep:
 
 
 def plan_groups(groups: list[dict], action: Action, *, move_to: str | None = None,
-                keep_in: Sequence[str] = ()) -> list[PlannedStep]:
+                keep_in: Sequence[str] = (), include_raw_pairs: bool = False,
+                ) -> list[PlannedStep]:
     """The steps of ``action`` on a listing's groups: exact and near groups only; for
     hardlink and reflink the byte-identical files of each group (see
     :func:`identical_subgroups`), and for reflink also a refused step for each near copy,
     saying why. Trash and move steps list the sidecars that go with their file (see
     :func:`attach_sidecars`). Raises ActionError like :func:`plan_actions`."""
     groups = [g for g in groups if g["tier"] in DUPLICATE_TIERS]
+    pairs = {} if include_raw_pairs else group_raw_pairs(groups)
     if action not in _REPLACES:
-        return attach_sidecars(plan_actions(groups, action, move_to=move_to, keep_in=keep_in))
-    steps = plan_actions(identical_subgroups(groups), action, move_to=move_to, keep_in=keep_in)
+        return attach_sidecars(plan_actions(groups, action, move_to=move_to, keep_in=keep_in,
+                                            pairs=pairs))
+    steps = plan_actions(identical_subgroups(groups), action, move_to=move_to, keep_in=keep_in,
+                         pairs=pairs)
     if action == "reflink":
         steps += _refused_near_copies(groups, {s.path for s in steps})
     return steps
@@ -137,8 +142,18 @@ def _refused_near_copies(groups: list[dict], planned: set[str]) -> list[PlannedS
     return steps
 
 
+def group_raw_pairs(groups: list[dict]) -> dict[str, str]:
+    """The files of ``groups`` that are half of a RAW+JPEG pair within their group
+    (``findsimilar.rawpairs``) -> the other half: one photo in two files."""
+    pairs: dict[str, str] = {}
+    for group in groups:
+        pairs.update(raw_pairs(m["path"] for m in group["members"]))
+    return pairs
+
+
 def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = None,
-                 keep_in: Sequence[str] = ()) -> list[PlannedStep]:
+                 keep_in: Sequence[str] = (), pairs: dict[str, str] | None = None,
+                 ) -> list[PlannedStep]:
     """Return one step per non-keeper member, in group order, skipped ones with a reason.
 
     Reads nothing but ``move_to``'s type. Raises ActionError for an unknown action or a
@@ -162,6 +177,10 @@ def plan_actions(groups: list[dict], action: Action, *, move_to: str | None = No
             for path in [listed["path"], *listed.get("links", [])]:
                 member = {**listed, "path": path}
                 reason = _plan_skip(member, action, keepers, folders, seen)
+                partner = (pairs or {}).get(listed["path"])
+                if reason is None and partner is not None:
+                    reason = (f"one photo with {printable(os.path.basename(partner))} (a RAW+"
+                              "JPEG pair; --include-raw-pairs acts on it)")
                 seen.add(path)
                 target = keep if action in _REPLACES else dest and _move_target(dest, path)
                 steps.append(PlannedStep(

@@ -16,6 +16,7 @@ import click
 from findsimilar.cli.actions.planfile import record_disk_facts
 from findsimilar.cli.backends import Backend, ProgressFn, choose_backend
 from findsimilar.cli.commands.dupes_apply import (
+    INCLUDE_RAW_PAIRS,
     act_on,
     apply_cmd,
     check_path_output,
@@ -28,6 +29,7 @@ from findsimilar.cli.progress import ProgressBar
 from findsimilar.config import load_config
 from findsimilar.errors import FindSimilarError, MissingFileError
 from findsimilar.jsonout import dumps
+from findsimilar.rawpairs import raw_pairs
 from findsimilar.text import human_size, printable
 
 __all__ = ["DEFAULT_KEEP_BY", "TIERS", "dupes_group", "list_duplicates", "listing_request"]
@@ -114,13 +116,14 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option("--follow", is_flag=True,
               help="Keep running: print each new or changed group (exact and near, or "
                    "--tier) as a JSON line as photos arrive in watched folders.")
+@INCLUDE_RAW_PAIRS
 @NO_DAEMON
 def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
              threshold: float | None, similar_threshold: float | None,
              keep_in: tuple[str, ...], keep_by: tuple[str, ...], exclude: tuple[str, ...],
              as_json: bool, html: str | None, action: str | None, move_to: str | None,
              apply_: bool, paths_out: bool, nul: bool, quiet: bool, follow: bool,
-             no_daemon: bool) -> None:
+             include_raw_pairs: bool, no_daemon: bool) -> None:
     """List duplicate groups of the indexed photos (under PATHs, or all).
 
     \b
@@ -186,12 +189,14 @@ def list_cmd(paths: tuple[str, ...], tiers: tuple[str, ...], all_tiers: bool,
             raise FindSimilarError(f"cannot write the review page {html}: {exc}") from None
         print(f"review page: {page}", file=sys.stderr)
     if paths_out or nul:
-        print_paths(would_act_on(result["groups"], action, move_to, request["keep_in"]), nul)
+        print_paths(would_act_on(result["groups"], action, move_to, request["keep_in"],
+                                 include_raw_pairs), nul)
         return
     failed = 0
     if action:
         result["actions"], failed = act_on(result["groups"], action, move_to,
-                                           request["keep_in"], apply_, as_json)
+                                           request["keep_in"], apply_, as_json,
+                                           include_raw_pairs)
     if as_json:
         click.echo(dumps(result, indent=2))
     elif not action:
@@ -223,9 +228,15 @@ def list_duplicates(backend: Backend, request: dict[str, Any],
                     progress: ProgressFn | None = None) -> dict[str, Any]:
     """The listing `dupes --json` prints (before any --action): the ``dupes`` verb's
     groups, each member with its ``stat`` on disk now (what `dupes apply` checks the
-    files against)."""
+    files against), and ``raw_pair`` (the other file) on each half of a RAW+JPEG pair
+    (``findsimilar.rawpairs``: one photo in two files, never acted on unless asked)."""
     result = backend.call("dupes", request, progress)
     record_disk_facts(result["groups"])
+    for group in result["groups"]:
+        pairs = raw_pairs(m["path"] for m in group["members"])
+        for member in group["members"]:
+            if member["path"] in pairs:
+                member["raw_pair"] = pairs[member["path"]]
     return result
 
 
@@ -262,6 +273,8 @@ def _table(groups: list[dict]) -> str:
                     "ref" if m.get("protected") else "")
             size = f"{m['width']}x{m['height']}" if m.get("width") else "?"
             extra = "" if m.get("match") in (None, "keep", g["tier"]) else f" ({m['match']})"
+            if m.get("raw_pair"):
+                extra += " (RAW+JPEG pair)"
             lines.append(f"  {mark:<4} {printable(m['path'])}  {size}  "
                          f"{human_size(m.get('size'))}  {m.get('format') or ''}{extra}")
         lines.append("")

@@ -20,8 +20,14 @@ from findsimilar.cli.actions.plan import ACTIONS
 from findsimilar.config import load_config
 from findsimilar.jsonout import dumps
 
-__all__ = ["act_on", "apply_cmd", "log_dir", "print_paths", "would_act_on"]
+__all__ = ["INCLUDE_RAW_PAIRS", "act_on", "apply_cmd", "log_dir", "print_paths",
+           "would_act_on"]
 
+
+INCLUDE_RAW_PAIRS = click.option(
+    "--include-raw-pairs", is_flag=True,
+    help="Also act on RAW+JPEG pairs (IMG_1.CR2 and IMG_1.JPG in one folder: one photo "
+         "in two files, left alone by default).")
 
 def log_dir() -> Path:
     """Where applied runs keep their logs (what `dupes undo` reads)."""
@@ -29,13 +35,15 @@ def log_dir() -> Path:
 
 
 def act_on(groups: list[dict], action: str, move_to: str | None, keep_in: list[str],
-           apply_: bool, as_json: bool) -> tuple[dict[str, Any], int]:
+           apply_: bool, as_json: bool,
+           include_raw_pairs: bool = False) -> tuple[dict[str, Any], int]:
     """Plan ``action`` on ``groups`` (exact and near only), print the dry run, or apply it
     (unless ``as_json``, which leaves the printing to the caller); return the JSON of
     what was planned or done, and how many steps failed."""
     from findsimilar.cli.actions.actions import apply_plan, format_plan, plan_groups
 
-    steps = plan_groups(groups, action, move_to=move_to, keep_in=keep_in)  # type: ignore[arg-type]
+    steps = plan_groups(groups, action, move_to=move_to, keep_in=keep_in,  # type: ignore[arg-type]
+                        include_raw_pairs=include_raw_pairs)
     if not apply_:
         if not as_json:
             click.echo(format_plan(steps))
@@ -54,13 +62,13 @@ def act_on(groups: list[dict], action: str, move_to: str | None, keep_in: list[s
 
 
 def would_act_on(groups: list[dict], action: str | None, move_to: str | None,
-                 keep_in: list[str]) -> list[str]:
+                 keep_in: list[str], include_raw_pairs: bool = False) -> list[str]:
     """The files ``action`` (default: any that removes copies, such as trash) would act
     on: the non-keepers of exact and near groups, less protected and skipped ones."""
     from findsimilar.cli.actions.plan import plan_groups
 
     steps = plan_groups(groups, action or "trash", move_to=move_to,  # type: ignore[arg-type]
-                        keep_in=keep_in)
+                        keep_in=keep_in, include_raw_pairs=include_raw_pairs)
     return [s.path for s in steps if not s.skip]
 
 
@@ -97,8 +105,10 @@ def check_path_output(paths_out: bool, as_json: bool, apply_: bool) -> None:
               help="Only print the files that would be acted on, one a line.")
 @click.option("-0", "--print0", "nul", is_flag=True,
               help="As --paths, each path ended by a NUL byte (for xargs -0).")
+@INCLUDE_RAW_PAIRS
 def apply_cmd(plan: str, action: str | None, move_to: str | None, keep_in: tuple[str, ...],
-              apply_: bool, as_json: bool, paths_out: bool, nul: bool) -> None:
+              apply_: bool, as_json: bool, paths_out: bool, nul: bool,
+              include_raw_pairs: bool) -> None:
     """Act on exactly what a reviewed plan lists: a dry run unless --apply.
 
     PLAN is what `findsimilar dupes --json` printed (edit it freely: remove
@@ -131,9 +141,11 @@ def apply_cmd(plan: str, action: str | None, move_to: str | None, keep_in: tuple
         raise click.UsageError("--action move needs --move-to DIR")
     keep = [*the_plan.keep_in, *(os.path.abspath(k) for k in keep_in)]
     if paths_out or nul:
-        print_paths(would_act_on(the_plan.groups, action, move_to, keep), nul)
+        print_paths(would_act_on(the_plan.groups, action, move_to, keep, include_raw_pairs),
+                    nul)
         return
-    actions, failed = act_on(the_plan.groups, action, move_to, keep, apply_, as_json)
+    actions, failed = act_on(the_plan.groups, action, move_to, keep, apply_, as_json,
+                             include_raw_pairs)
     if as_json:
         click.echo(dumps({"plan": str(the_plan.path), "groups": the_plan.groups,
                                "actions": actions}, indent=2))

@@ -17,16 +17,12 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from findsimilar.rawpairs import RAW_EXTENSIONS
 from findsimilar.sidecars import is_sidecar
 
 __all__ = ["IMAGE_EXTENSIONS", "RAW_EXTENSIONS", "ScannedFile", "ScanProblem",
            "is_excluded_dir", "looks_like_image", "scan", "signature_format"]
 
-# Camera RAW (daemon/model/raw.py: as far as LibRaw reads them).
-RAW_EXTENSIONS = frozenset({
-    ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf",
-    ".rw2", ".pef", ".srw", ".3fr", ".iiq", ".x3f", ".mrw", ".erf", ".mef", ".dcr",
-})
 IMAGE_EXTENSIONS = RAW_EXTENSIONS | frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".tif", ".tiff", ".bmp",
     ".dib", ".gif", ".pnm", ".pbm", ".pgm", ".ppm", ".pam", ".heic", ".heif", ".hif",
