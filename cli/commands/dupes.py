@@ -35,9 +35,9 @@ from findsimilar.text import human_size, printable
 __all__ = ["DEFAULT_KEEP_BY", "TIERS", "dupes_group", "list_duplicates", "listing_request"]
 
 TIERS = ("exact", "near", "similar")
-KEEP_RULES = ("resolution", "colour", "original", "camera", "size", "format", "oldest",
+KEEP_RULES = ("raw", "resolution", "colour", "original", "camera", "size", "format", "oldest",
               "newest", "shortest-path")
-DEFAULT_KEEP_BY = "resolution,colour,original,camera,size,format,oldest"
+DEFAULT_KEEP_BY = "raw,resolution,colour,original,camera,size,format,oldest"
 
 
 class _DefaultToList(click.Group):

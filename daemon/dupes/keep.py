@@ -2,9 +2,11 @@
 
 If files of the group are in a reference folder (``--keep-in``), the keeper is one of
 them. The keep rules then narrow the candidates one by one, in the order given (the
-default: ``resolution, colour, original, camera, size, format, oldest``), as a
+default: ``raw, resolution, colour, original, camera, size, format, oldest``), as a
 photographer would:
 
+* ``raw``: a camera RAW (``findsimilar.rawpairs``) over any rendering of it (a JPEG the
+  camera or an editor made from the sensor data carries less);
 * ``resolution``: the most picture, in pixels after trimming added bars or a frame. A
   copy with fewer pixels than another (a crop, a downscale) never wins; only where a
   frame was trimmed (an estimate) do copies within 10% count as equal, and among those
@@ -15,8 +17,8 @@ photographer would:
   carries nothing more (equal pixel digests);
 * ``camera``: camera metadata (EXIF make, model or date taken) present;
 * ``size``: the biggest file;
-* ``format``: what a camera writes (JPEG, HEIF, TIFF, DNG) before conversions of it
-  (PNG, then WebP, AVIF, JPEG 2000, then BMP, GIF; any other format last);
+* ``format``: what a camera writes (a RAW, JPEG, HEIF, TIFF) before conversions of it
+  (PNG, then WebP, AVIF, JPEG XL, JPEG 2000, then BMP, GIF; any other format last);
 * ``oldest`` / ``newest``: by modification time; ``shortest-path``.
 
 A rule never drops a file on a fact not known of it (the listing makes sure facts are
@@ -31,6 +33,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from findsimilar.rawpairs import RAW_EXTENSIONS, is_raw
 from findsimilar.text import human_size, is_under
 
 if TYPE_CHECKING:
@@ -39,15 +42,17 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_KEEP", "KEEP_RULES", "choose_keeper", "listed_group", "pick_keeper",
            "picture_pixels"]
 
-KEEP_RULES = ("resolution", "colour", "original", "camera", "size", "format", "oldest",
+KEEP_RULES = ("raw", "resolution", "colour", "original", "camera", "size", "format", "oldest",
               "newest", "shortest-path")
-DEFAULT_KEEP = ("resolution", "colour", "original", "camera", "size", "format", "oldest")
+DEFAULT_KEEP = ("raw", "resolution", "colour", "original", "camera", "size", "format",
+                "oldest")
 # Where a frame was trimmed, the picture's size is an estimate (from the model-size
 # image): within this share of the most, copies count as equal.
 RESOLUTION_TOLERANCE = 0.10
 # Formats a camera or phone writes first rank before conversions of them.
-_FORMAT_RANK = {"JPEG": 0, "MPO": 0, "HEIF": 0, "TIFF": 0, "DNG": 0, "PNG": 1, "WEBP": 2,
-                "AVIF": 2, "JPEG2000": 2, "BMP": 3, "GIF": 3}
+_RAW_FORMATS = frozenset(ext[1:].upper() for ext in RAW_EXTENSIONS)
+_FORMAT_RANK = {"JPEG": 0, "MPO": 0, "HEIF": 0, "TIFF": 0, **dict.fromkeys(_RAW_FORMATS, 0),
+                "PNG": 1, "WEBP": 2, "AVIF": 2, "JPEG XL": 2, "JPEG2000": 2, "BMP": 3, "GIF": 3}
 
 
 def listed_group(tier: str, members: list[FileRow], keep_in: Sequence[str],
@@ -165,11 +170,16 @@ def _smallest(key: Callable[[FileRow], Any]) -> Callable[[list[FileRow]], list[F
     return narrow
 
 
+def _raw(f: FileRow) -> bool:
+    return str(f.get("format") or "").upper() in _RAW_FORMATS or is_raw(f["path"])
+
+
 def _format_rank(f: FileRow) -> int:
     return _FORMAT_RANK.get(str(f["format"]).upper(), 4)
 
 
 _RULES: dict[str, Callable[[list[FileRow]], list[FileRow]]] = {
+    "raw": lambda pool: [f for f in pool if _raw(f)] or pool,
     "resolution": _more_picture,
     "colour": _colour,
     "original": _original,
@@ -243,6 +253,7 @@ def _why_format(kept: list[FileRow], dropped: list[FileRow]) -> str:
 
 
 _WHY: dict[str, Callable[[list[FileRow], list[FileRow]], str]] = {
+    "raw": lambda kept, dropped: f"the camera RAW ({_names(dropped, 'is')} a rendering)",
     "resolution": _why_resolution,
     "colour": lambda kept, dropped: f"colour ({_names(dropped, 'is')} greyscale)",
     "original": _why_original,

@@ -196,3 +196,25 @@ def test_a_file_with_a_hard_link_in_a_reference_folder_is_protected() -> None:
     assert group["keep"] == "/photos/a.jpg"
     assert [(m["path"], m["protected"]) for m in group["members"]] == [
         ("/photos/a.jpg", True), ("/photos/b.jpg", False)]
+
+
+def test_the_camera_raw_is_kept_over_any_rendering_of_it() -> None:
+    from findsimilar.daemon.dupes.keep import choose_keeper
+
+    raw = photo("/p/IMG_1.CR2", format="CR2", size=25_000_000, lossless=1, make="Canon")
+    camera_jpeg = photo("/p/IMG_1.JPG", size=8_000_000, make="Canon")
+    bigger_export = photo("/exports/IMG_1.jpg", width=8000, height=6000, size=30_000_000)
+    kept, why = choose_keeper([camera_jpeg, bigger_export, raw], DEFAULT_KEEP)
+    assert kept["path"] == "/p/IMG_1.CR2"
+    assert why.startswith("the camera RAW (IMG_1.JPG and IMG_1.jpg are a rendering")
+    # A DNG is known by its format too, whatever its name; two RAWs go on by the rules.
+    dng = photo("/p/scan", format="DNG", width=3000, height=2000)
+    assert keeper([camera_jpeg, dng]) == "/p/scan"
+    assert keeper([raw, photo("/q/IMG_1.NEF", format="NEF", width=6000, height=4000)]) \
+        == "/q/IMG_1.NEF"  # then the most pixels
+
+
+def test_jpeg_xl_ranks_with_the_modern_conversions() -> None:
+    jxl = photo("/p/a.jxl", format="JPEG XL")
+    assert keeper([jxl, photo("/p/a.bmp", format="BMP")], ("format",)) == "/p/a.jxl"
+    assert keeper([jxl, photo("/p/a.png", format="PNG")], ("format",)) == "/p/a.png"
