@@ -40,6 +40,7 @@ from findsimilar.errors import (
     MissingFileError,
     NotRegularFileError,
 )
+from findsimilar.rawpairs import one_per_photo
 from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
 
@@ -58,6 +59,7 @@ def _never() -> bool:
 class Match:
     path: str
     score: float
+    pair: str | None = None  # the other file of a RAW+JPEG pair (one photo, one result)
 
 
 @dataclass
@@ -70,7 +72,8 @@ class SearchResult:
 
     def as_dict(self) -> dict[str, object]:
         return {"query": self.query,
-                "results": [{"path": m.path, "score": round(m.score, 6)} for m in self.results]}
+                "results": [{"path": m.path, "score": round(m.score, 6),
+                             **({"pair": m.pair} if m.pair else {})} for m in self.results]}
 
 
 class Engine:
@@ -395,6 +398,7 @@ class Engine:
                 for p in paths.get(fid, []):
                     if p != query:
                         result.results.append(Match(p, score))
+            result.results = one_per_photo(result.results)
             if len(result.results) >= k or fetch >= len(self.index) or (
                     hits and min_score is not None and hits[-1][0] < min_score):
                 break

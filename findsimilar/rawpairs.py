@@ -10,10 +10,14 @@ extensions in any case.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
-__all__ = ["RAW_EXTENSIONS", "RENDERINGS", "is_raw", "raw_pairs"]
+M = TypeVar("M", bound=Any)
+
+__all__ = ["RAW_EXTENSIONS", "RENDERINGS", "is_raw", "one_per_photo", "raw_pairs"]
 
 # Camera RAW (daemon/model/raw.py: as far as LibRaw reads them).
 RAW_EXTENSIONS = frozenset({
@@ -47,3 +51,22 @@ def raw_pairs(paths: Iterable[str]) -> dict[str, str]:
             for other in others:
                 pairs[other] = raws[0]
     return pairs
+
+
+def one_per_photo(matches: list[M]) -> list[M]:
+    """Search results (dataclasses with ``path`` and ``pair``, best first) with the two
+    files of a RAW+JPEG pair as one: the better-scoring one stands, the other becomes its
+    ``pair``, so one photo takes one place in the top k."""
+    pairs = raw_pairs(m.path for m in matches)
+    if not pairs:
+        return matches
+    placed: dict[str, int] = {}
+    out: list[M] = []
+    for m in matches:
+        at = placed.get(pairs.get(m.path, ""))
+        if at is not None and out[at].pair is None:
+            out[at] = dataclasses.replace(out[at], pair=m.path)
+            continue
+        placed[m.path] = len(out)
+        out.append(m)
+    return out

@@ -75,8 +75,9 @@ def _print_result(result: dict[str, Any], as_json: bool, end: bytes | None,
         click.echo(dumps(result))
     elif end is not None:
         out = sys.stdout.buffer
-        for m in result["results"]:
-            out.write(os.fsencode(m["path"]) + end)
+        for m in result["results"]:  # (both files of a RAW+JPEG pair)
+            for path in [m["path"], *([m["pair"]] if m.get("pair") else [])]:
+                out.write(os.fsencode(path) + end)
         out.flush()
     else:
         if many:
@@ -84,4 +85,5 @@ def _print_result(result: dict[str, Any], as_json: bool, end: bytes | None,
         if not result["results"]:
             click.echo("(no similar photos)", err=True)
         for m in result["results"]:
-            click.echo(f"{m['score']:.4f}  {printable(m['path'])}")
+            pair = f"  (+ {printable(os.path.basename(m['pair']))})" if m.get("pair") else ""
+            click.echo(f"{m['score']:.4f}  {printable(m['path'])}{pair}")
