@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 from urllib.parse import quote
 
-from findsimilar import __version__, jxl
+from findsimilar import __version__, pillow_plugins
 from findsimilar.atomic import atomic_file
 from findsimilar.config import cache_home as xdg_cache_home
 from findsimilar.safeio import open_regular
@@ -50,7 +50,6 @@ _GLIB_PATH_SAFE = "/!$&'()*+,:=@"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 _SOFTWARE = f"findsimilar {__version__}"
-_plugins_registered = False
 _WARNINGS_LOCK = threading.Lock()
 # A RAW's sensor may declare this many pixels (the daemon's default --max-pixels).
 _RAW_PIXELS = 250_000_000
@@ -191,21 +190,10 @@ def _make(source: str, target: Path, fail: Path, uri: str, st: os.stat_result,
     return target
 
 
-def _register_plugins() -> None:
-    global _plugins_registered
-    if not _plugins_registered:
-        with contextlib.suppress(ImportError):  # optional: HEIC then just gets no preview
-            import pillow_heif
-
-            pillow_heif.register_heif_opener()
-        jxl.register()  # JPEG XL, its size checked before libjxl decodes it
-        _plugins_registered = True
-
-
 def _render(source: str, edge: int) -> tuple[Image.Image, dict[str, str]] | None:
     """The upright picture shrunk to fit ``edge``×``edge`` plus the Thumb:: keys that
     describe the original, or None if the file cannot be decoded."""
-    _register_plugins()
+    pillow_plugins.register()  # HEIC, JPEG XL (its size checked before libjxl decodes it)
     if (raw := _render_raw(source, edge)) is not False:
         return raw
     try:

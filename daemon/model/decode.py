@@ -36,7 +36,7 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from findsimilar import jxl
+from findsimilar import jxl, pillow_plugins
 from findsimilar.daemon.indexing.scanner import signature_format
 from findsimilar.daemon.model import facts, raw_container
 from findsimilar.daemon.model.api import PictureFacts
@@ -65,7 +65,6 @@ _TRANSPOSE = {
     7: [Image.Transpose.TRANSVERSE],
     8: [Image.Transpose.ROTATE_90],
 }
-_plugins_registered = False
 
 # Pictures above this many pixels are shrunk band by band before any conversion.
 SHRINK_ABOVE_PIXELS = 16_000_000
@@ -80,16 +79,8 @@ _REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr",
 
 
 def register_plugins() -> None:
-    """Teach Pillow HEIC/HEIF (pillow-heif) and JPEG XL (``jxl``): AVIF is in Pillow 11.3+."""
-    global _plugins_registered
-    if _plugins_registered:
-        return
-    jxl.register()
-    with contextlib.suppress(ImportError):  # optional: HEIC files then fail with a reason
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-    _plugins_registered = True
+    """Teach Pillow HEIC/HEIF and JPEG XL (``findsimilar.pillow_plugins``)."""
+    pillow_plugins.register()
 
 
 @dataclass(frozen=True)
