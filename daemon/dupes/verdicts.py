@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 
@@ -48,31 +47,19 @@ class Verdicts:
 
     def many(self, pairs: list[Pair], progress: ProgressFn | None = None) -> dict[Pair, float]:
         """Scores of ``pairs``; a pair whose pictures cannot be read has none."""
-        self._known.update(self.store.pair_scores(
-            [p for p in pairs if p not in self._known], VERIFIER_ID))
+        self.preload(pairs)
         # Sorted: pairs sharing a picture run close together, its preview still cached.
         missing = sorted({p for p in pairs if p not in self._known})
-        todo = iter(missing)
-        fresh: dict[Pair, float] = {}
-        running: deque[tuple[Pair, Future[float | None]]] = deque()
-        done = 0
-        while True:
-            while len(running) < _IN_FLIGHT and not self.should_stop() and (
-                    pair := next(todo, None)) is not None:
-                running.append((pair, self.model.compare(self._picture(pair[0]),
-                                                         self._picture(pair[1]))))
-            if not running:
+        ahead = iter(missing)
+        for done, pair in enumerate(missing, 1):
+            if self.should_stop():
                 break
-            pair, future = running.popleft()
-            score = _score(pair, future)
-            if score is not None:
-                fresh[pair] = score
-            if len(fresh) >= _SAVE_EVERY:
-                self._save(fresh)
-            done += 1
+            while self.running() < _IN_FLIGHT and (later := next(ahead, None)) is not None:
+                self.start(later)
+            self.result(pair)
             if progress is not None:
                 progress(done, len(missing))
-        self._save(fresh)
+        self.finish()
         return {p: self._known[p] for p in pairs if p in self._known}
 
     # -- one pair at a time, a few ahead (``grouping.join_pictures``) ------------------
@@ -130,12 +117,6 @@ class Verdicts:
                 self._take(pair, future)
         self._running.clear()
         self._save(self._fresh)
-
-    def cached(self, pairs: list[Pair]) -> dict[Pair, float]:
-        """Scores of those of ``pairs`` checked before (no new check)."""
-        self._known.update(self.store.pair_scores(
-            [p for p in pairs if p not in self._known], VERIFIER_ID))
-        return {p: self._known[p] for p in pairs if p in self._known}
 
     def _picture(self, key: str) -> Picture:
         return Picture(self._session + key, tuple(self.paths(key)))
