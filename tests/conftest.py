@@ -42,6 +42,12 @@ def shared(rel: str) -> Path:
     return path
 
 
+def copy_photos(folder: Path, rels: list[str]) -> list[Path]:
+    """Copies of the shared photos ``rels`` in ``folder`` (made if need be), by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(shared(rel), folder / Path(rel).name)) for rel in rels]
+
+
 def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, data_home: str = "data",
              xdg_all: bool = False, findsimilar: bool = False) -> Path:
     """Give a test its own HOME (``tmp_path/home``) and XDG data folder (``HOME/data_home``),

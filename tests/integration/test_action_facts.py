@@ -53,11 +53,15 @@ def _cli_with(env: dict[str, str]) -> Cli:
     return run
 
 
-@pytest.fixture
-def env(daemon: DaemonProcess, tmp_path: Path) -> dict[str, str]:
+def own_env(daemon: DaemonProcess, tmp_path: Path) -> dict[str, str]:
     """The daemon's environment with this test's own home and desktop trash."""
     (tmp_path / "home").mkdir()
     return {**daemon.env, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+@pytest.fixture
+def env(daemon: DaemonProcess, tmp_path: Path) -> dict[str, str]:
+    return own_env(daemon, tmp_path)
 
 
 @pytest.fixture

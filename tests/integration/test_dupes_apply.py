@@ -26,6 +26,7 @@ from .test_action_facts import (
     files_in,
     logs_now,
     new_log,
+    own_env,
     pair,
     replace_keeping_size_and_mtime,
     state,
@@ -44,9 +45,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 @pytest.fixture
 def cli(daemon: DaemonProcess, tmp_path: Path) -> Cli:
-    (tmp_path / "home").mkdir()
-    return _cli_with({**daemon.env, "HOME": str(tmp_path / "home"),
-                      "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    return _cli_with(own_env(daemon, tmp_path))
 
 
 def library(lib: Path) -> dict[str, Path]:

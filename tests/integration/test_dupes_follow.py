@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import shared
+from ..conftest import copy_photos, shared
 from .daemon_harness import DaemonProcess, make_photos, module_daemon, wait_until
 
 PHOTOS = ["skimage/coffee.png", "skimage/astronaut.png", "skimage/chelsea.png"]
@@ -77,9 +77,7 @@ def indexed(d: DaemonProcess, count: int) -> None:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     base = tmp_path_factory.mktemp("follow")
     lib = base / "lib"
-    lib.mkdir()
-    for rel in PHOTOS:
-        shutil.copy(shared(rel), lib / Path(rel).name)
+    copy_photos(lib, PHOTOS)
     # No background duplicate pre-check: what arrives is found because someone follows.
     with module_daemon(base, FINDSIMILAR_PRECHECK_AFTER="0") as d:
         d.call("watch_add", path=str(lib), excludes=[])

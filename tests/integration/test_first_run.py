@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import shared
+from ..conftest import copy_photos, shared
 from .daemon_harness import FAST_SETTLE, indexed_paths, wait_until
 
 PHOTOS = ["skimage/chelsea.png", "skimage/coffee.png", "opencv/butterfly.jpg"]
@@ -45,9 +45,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     """A fresh HOME: ~/Pictures holds three photos and a damaged file; no daemon runs."""
     home = tmp_path_factory.mktemp("home")
     pictures = home / "Pictures"
-    pictures.mkdir()
-    for rel in PHOTOS:
-        shutil.copy(shared(rel), pictures / Path(rel).name)
+    copy_photos(pictures, PHOTOS)
     (pictures / "damaged.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
     sock_dir = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import shared
+from ..conftest import copy_photos, shared
 from ..hostile_corpus import INDEXED, hostile_files, make_empty_tree, make_special_files
 from .daemon_harness import DaemonProcess, daemon_env, indexed_paths, store_rows, wait_until
 
@@ -56,11 +56,6 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     d.cleanup()
     print(f"--- daemon log\n{d.log()}")
     shutil.rmtree(sock_dir, ignore_errors=True)
-
-
-def copy_photos(folder: Path, rels: list[str]) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy(shared(rel), folder / Path(rel).name)) for rel in rels]
 
 
 def rows_for(daemon: DaemonProcess, names: list[str], folder: Path) -> dict[str, Any] | None:

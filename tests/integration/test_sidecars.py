@@ -20,7 +20,7 @@ from PIL import Image
 from tests.conftest import shared
 
 from .daemon_harness import DaemonProcess, module_daemon
-from .test_action_facts import _cli_with, bmp, logs_now, new_log, pair, state
+from .test_action_facts import _cli_with, bmp, logs_now, new_log, own_env, pair, state
 from .test_dupes_apply import group_of
 
 Cli = Callable[..., subprocess.CompletedProcess]
@@ -38,9 +38,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 @pytest.fixture
 def cli(daemon: DaemonProcess, tmp_path: Path) -> Cli:
-    (tmp_path / "home").mkdir()
-    return _cli_with({**daemon.env, "HOME": str(tmp_path / "home"),
-                      "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    return _cli_with(own_env(daemon, tmp_path))
 
 
 def sidecar(path: Path, rating: int) -> Path:
