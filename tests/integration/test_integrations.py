@@ -32,6 +32,7 @@ from click.testing import CliRunner, Result
 
 from findsimilar.cli.commands.integrate import integrate_group
 from findsimilar.cli.install.integration_files import INTEGRATIONS, UCA_ID
+from findsimilar.daemon.indexing.scanner import IMAGE_EXTENSIONS
 from tests.conftest import own_home
 
 REPO = Path(__file__).resolve().parents[2]
@@ -227,6 +228,36 @@ def test_open_with_entry_is_a_valid_desktop_file_that_launches_with_every_select
     # What a launcher does with %F: one argument per file, no shell in between.
     subprocess.run([*argv[:-1], *photos], check=True)
     assert fake.argv() == show_argv(photos)
+
+
+MIME_GLOBS = Path("/usr/share/mime/globs2")
+
+
+def desktop_mime_types(ext: str) -> list[str]:
+    """The MIME types the freedesktop shared-mime-info database (what file managers and
+    launchers use) gives a file name ending in EXT, heaviest glob first."""
+    found = []
+    for line in MIME_GLOBS.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        weight, mime, glob = line.split(":")[:3]
+        if glob.lower() == "*" + ext:
+            found.append((int(weight), mime))
+    return [mime for _, mime in sorted(found, reverse=True)]
+
+
+@pytest.mark.skipif(not MIME_GLOBS.exists(), reason="no shared-mime-info database")
+@pytest.mark.parametrize("entry", ["desktop/findsimilar.desktop", "geeqie/findsimilar.desktop"])
+def test_entries_accept_every_format_findsimilar_reads_raw_files_too(entry: str) -> None:
+    """A RAW file or a JPEG XL is offered "Find similar photos" like a JPEG is: each
+    extension findsimilar indexes has, in the desktop's own MIME database, a type the
+    entry lists (extensions the database does not know are Geeqie's by extension)."""
+    listed = set(read_entry(PLUGINS / entry)["Desktop Entry"]["MimeType"].split(";"))
+    unknown = {ext for ext in IMAGE_EXTENSIONS
+               if desktop_mime_types(ext) and not set(desktop_mime_types(ext)) & listed}
+    assert unknown == set()
+    assert {"image/x-adobe-dng", "image/x-canon-cr2", "image/x-nikon-nef",
+            "image/jxl"} <= listed
 
 
 @pytest.mark.parametrize("command", [
