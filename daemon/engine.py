@@ -44,7 +44,7 @@ from findsimilar.rawpairs import one_per_photo
 from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
 
-__all__ = ["Engine", "Match", "SearchResult"]
+__all__ = ["Engine", "Match", "SearchResult", "check_index_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,19 @@ class SearchResult:
         return {"query": self.query,
                 "results": [{"path": m.path, "score": round(m.score, 6),
                              **({"pair": m.pair} if m.pair else {})} for m in self.results]}
+
+
+def check_index_paths(paths: Sequence[str]) -> None:
+    """Refuse what `index` is asked for by name that cannot be indexed at all: a path that
+    is not there (MissingFileError) or a FIFO, device or socket (NotRegularFileError).
+    An unreadable path passes: the indexer records why it failed."""
+    for p in paths:
+        if not os.path.lexists(p):
+            raise MissingFileError(f"no such file or folder: {p}")
+        with contextlib.suppress(OSError):
+            mode = os.stat(p).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise NotRegularFileError(f"not a photo or a folder but a {file_kind(mode)}: {p}")
 
 
 class Engine:
@@ -171,9 +184,7 @@ class Engine:
         """Index files and folders recursively, then persist the index (``rehash``: read
         every file again, however unchanged it looks; ``skip``: globs of what to leave
         out, see ``Indexer.index_paths``)."""
-        for p in paths:
-            if not os.path.lexists(p):
-                raise MissingFileError(f"no such file or folder: {p}")
+        check_index_paths(paths)
         try:
             return self.indexer.index_paths(paths, progress, rehash=rehash, skip=skip)
         finally:

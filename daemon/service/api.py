@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from findsimilar import __version__
 from findsimilar.config import Config
 from findsimilar.daemon.dupes.grouping import options_from
-from findsimilar.daemon.engine import Engine
+from findsimilar.daemon.engine import Engine, check_index_paths
 from findsimilar.daemon.service.follow import DupesFeed
 from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import IndexPaths, Reconcile, Scheduler
@@ -228,9 +228,7 @@ class DaemonVerbs(Verbs):
         """Index ``paths`` (after the tasks queued before), less what ``exclude`` globs
         match. ``startup``: the caller started this daemon, so what its start-up
         reconcile did under ``paths`` is counted as this request's (see ``startup``)."""
-        for p in paths:
-            if not os.path.lexists(p):
-                raise MissingFileError(f"no such file or folder: {p}")
+        check_index_paths(paths)
         asked = [os.path.abspath(p) for p in paths]
         task = self.scheduler.put(IndexPaths(asked, bool(rehash), _globs(exclude)))
         if not wait:

@@ -129,6 +129,20 @@ def test_a_special_file_as_a_query_is_refused_at_once_naming_it(library, special
     assert_still_serves(library)
 
 
+@pytest.mark.parametrize("daemon", [True, False], ids=["daemon", "no-daemon"])
+def test_indexing_a_special_file_by_name_is_refused_naming_it(library, specials, daemon):
+    """`findsimilar index fifo.jpg` used to answer "0 new, ... 0 failed" as if it had
+    indexed something; a folder is what `index` takes, so it is not refused."""
+    for kind in ("fifo", "a .jpg symlink to /dev/zero", "socket"):
+        path, called = specials[kind]
+        args = ["index", str(path)] if daemon else ["index", "--no-daemon", str(path)]
+        result = findsimilar(library, *args)
+        assert result.returncode == EXIT_MISSING_FILE, (kind, result.stdout, result.stderr)
+        assert result.stderr.strip() == \
+            f"findsimilar: error: not a photo or a folder but a {called}: {path}"
+    assert_still_serves(library)
+
+
 def test_a_huge_sparse_query_is_answered_as_not_an_image_without_being_read(library):
     huge = sparse(library.queries / "huge.jpg", 1 << 40)  # 1 TB, no blocks
     result = findsimilar(library, str(huge))
