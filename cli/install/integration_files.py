@@ -153,8 +153,10 @@ def _desktop_exec(command: list[str]) -> str:
 
 
 def _keyfile_shell(command: list[str]) -> str:
-    """COMMAND for a key file value that GLib splits with shell rules (Nemo's Exec=)."""
-    return shlex.join(command).replace("\\", "\\\\")
+    """COMMAND for Nemo's Exec=: a key file value (backslash doubled) that Nemo splits
+    with GLib's shell rules after expanding its %-tokens (a literal % is %%: a lone one
+    ends Nemo's expansion, so %F would reach the command as it is)."""
+    return shlex.join(command).replace("\\", "\\\\").replace("%", "%%")
 
 
 def _python_list(command: list[str]) -> str:
