@@ -5,7 +5,7 @@ Each host is the Debian program itself, started headless on a :class:`HostSessio
 a hard one (space, both quotes, `$`, accents, CJK) and one with a newline. The
 integrations are installed as a user installs them, `findsimilar integrate install
 thunar nemo geeqie`, with a recorder standing in for the findsimilar executable (at a
-path with a space and an accent): it writes the argv it gets, NUL-separated. Then a
+path with a space, a % and an accent): it writes the argv it gets, NUL-separated. Then a
 user's steps, through the accessibility bus (AT-SPI, host_probes_xfce/choose_menu_item.py):
 Edit > Select All, then the keyboard's context-menu key (Thunar, Nemo) or the Plugins
 menu (Geeqie), then "Find similar photos". So the host itself reads our file (Thunar's
@@ -62,7 +62,7 @@ def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
             shutil.copyfile(shared(rel), folder / name)
             photos.append(str(folder / name))
         record = base / "argv.bin"
-        recorder = base / "opt dir" / "find similär"
+        recorder = base / "opt 100% dir" / "find similär"
         recorder.parent.mkdir()
         recorder.write_text(
             "#!/bin/sh\n"

@@ -113,14 +113,20 @@ def select_all(frame, path, selected):
     pattern = re.compile(selected)
 
     def attempt():  # then up to 2 s for the window to say so
-        choose(open_menu(menu), item_name, f"menu {menu_name!r}")
+        items = open_menu(menu)
+        item = next((c for c in items if c.name == item_name), None)
+        if item is None or not showing(item):  # greyed out while the folder loads
+            subprocess.run(["xdotool", "key", "Escape"], check=True)  # close the menu
+            return False
+        item.queryAction().doAction(0)
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             if any(pattern.search(t) for t in texts(frame)):
                 return True
             time.sleep(0.1)
         return False
-    wait(lambda: f"{selected!r} in the window's labels (they say {texts(frame)})", attempt)
+    wait(lambda: f"Edit > {item_name!r} making the window say {selected!r} (it says "
+         f"{texts(frame)}; the menu has {[c.name for c in children(menu) if c.name]})", attempt)
 
 
 def context_menu(app, window_title):
