@@ -7,11 +7,12 @@ integrations are installed as a user installs them, `findsimilar integrate insta
 thunar nemo geeqie`, with a recorder standing in for the findsimilar executable (at a
 path with a space, a % and an accent): it writes the argv it gets, NUL-separated. Then a
 user's steps, through the accessibility bus (AT-SPI, host_probes_xfce/choose_menu_item.py):
-Edit > Select All, then the keyboard's context-menu key (Thunar, Nemo) or the Plugins
-menu (Geeqie), then "Find similar photos". So the host itself reads our file (Thunar's
-uca.xml, Nemo's .nemo_action, Geeqie's desktop file) from where it looks, decides to
-offer the item for these files, expands %F with its own quoting and starts the command:
-the recorder must get exactly `show --notify -- FILE...`.
+Edit > Select All, then the keyboard's context-menu key (Thunar, Nemo), or Geeqie's
+Plugins menu and then its right-click menu's Plugins submenu, then "Find similar
+photos". So the host itself reads our file (Thunar's uca.xml, Nemo's .nemo_action,
+Geeqie's desktop file) from where it looks, decides to offer the item for these files,
+expands %F with its own quoting and starts the command: the recorder must get exactly
+`show --notify -- FILE...`.
 """
 
 from __future__ import annotations
@@ -86,23 +87,28 @@ def host_version(program: str, desktop: Desktop) -> str:
     return found.group()
 
 
-def run_host(desktop: Desktop, name: str, argv: list[str], probe_args: list[str]) -> list[str]:
-    """Start the host, choose the item as a user does, return the argv findsimilar got."""
+def run_host(desktop: Desktop, name: str, argv: list[str],
+             *probes: list[str]) -> list[list[str]]:
+    """Start the host; for each probe, choose the item as a user does and take the argv
+    findsimilar got. One host start for all of them."""
     session = desktop.session
     log = session.base / f"{name}.log"
-    desktop.record.unlink(missing_ok=True)
     # NO_AT_BRIDGE=0: GTK loads its accessibility bridge (HostSession turns it off).
     host = session.launch(argv, log, NO_AT_BRIDGE="0")
+    got = []
     try:
-        probe = subprocess.run([SYSTEM_PYTHON, str(PROBE), name, *probe_args],
-                               capture_output=True, text=True, env=session.env(NO_AT_BRIDGE="0"),
-                               timeout=150)
-        if probe.returncode != 0:
-            state = "running" if host.poll() is None else f"exited ({host.returncode})"
-            pytest.fail(f"{name} ({state}): {probe.stderr.strip()}\n{probe.stdout}"
-                        f"--- {name} log:\n{tail(log)}")
-        session.wait_for_file(desktop.record, host, log, timeout=30)
-        return [os.fsdecode(a) for a in desktop.record.read_bytes().split(b"\0")[:-1]]
+        for probe_args in probes:
+            desktop.record.unlink(missing_ok=True)
+            probe = subprocess.run([SYSTEM_PYTHON, str(PROBE), name, *probe_args],
+                                   capture_output=True, text=True,
+                                   env=session.env(NO_AT_BRIDGE="0"), timeout=150)
+            if probe.returncode != 0:
+                state = "running" if host.poll() is None else f"exited ({host.returncode})"
+                pytest.fail(f"{name} ({state}): {probe.stderr.strip()}\n{probe.stdout}"
+                            f"--- {name} log:\n{tail(log)}")
+            session.wait_for_file(desktop.record, host, log, timeout=30)
+            got.append([os.fsdecode(a) for a in desktop.record.read_bytes().split(b"\0")[:-1]])
+        return got
     finally:
         HostSession.stop(host)
 
@@ -117,7 +123,7 @@ def test_thunar_context_menu_runs_show_with_the_selected_files(
         desktop: Desktop, record_property: pytest.RecordProperty) -> None:
     version = host_version("thunar", desktop)
     record_property("host", version)
-    argv = run_host(desktop, "thunar", ["thunar", str(desktop.folder)], [
+    [argv] = run_host(desktop, "thunar", ["thunar", str(desktop.folder)], [
         "Edit/Select all Files", rf"^Selection: {N} files", "--context-menu",
         f"{desktop.folder.name} - Thunar", LABEL])
     expect_show(argv, desktop, version)
@@ -128,17 +134,21 @@ def test_nemo_context_menu_runs_show_with_the_selected_files(
         desktop: Desktop, record_property: pytest.RecordProperty) -> None:
     version = host_version("nemo", desktop)
     record_property("host", version)
-    argv = run_host(desktop, "nemo", ["nemo", "--no-desktop", str(desktop.folder)], [
+    [argv] = run_host(desktop, "nemo", ["nemo", "--no-desktop", str(desktop.folder)], [
         "Edit/Select All", rf"^{N} items selected", "--context-menu", desktop.folder.name, LABEL])
     expect_show(argv, desktop, version)
 
 
 @needs_host("geeqie", *PROBE_TOOLS, package=f"geeqie {PROBE_PACKAGES}")
-def test_geeqie_plugins_menu_runs_show_with_the_selected_files(
+def test_geeqie_plugins_menus_run_show_with_the_selected_files(
         desktop: Desktop, record_property: pytest.RecordProperty) -> None:
     version = host_version("geeqie", desktop)
     record_property("host", version)
     # Geeqie's file list says "SIZE, N files (SELECTED SIZE, SELECTED COUNT)".
-    argv = run_host(desktop, "geeqie", ["geeqie", desktop.photos[0]], [
-        "Select/Select all", rf"\b{N} files \([^)]*, {N}\)", "--menu", "Plugins", LABEL])
-    expect_show(argv, desktop, version)
+    select = ["Select/Select all", rf"\b{N} files \([^)]*, {N}\)"]
+    from_menu, from_right_click = run_host(
+        desktop, "geeqie", ["geeqie", desktop.photos[0]],
+        [*select, "--menu", "Plugins", LABEL],  # the menu bar's Plugins menu
+        [*select, "--right-click", Path(desktop.photos[0]).name, f"Plugins/{LABEL}"])
+    expect_show(from_menu, desktop, version)
+    expect_show(from_right_click, desktop, version)

@@ -1,17 +1,19 @@
 """Choose a menu item in a running GTK host app the way a user does, through AT-SPI.
 
 Runs with Debian's Python (python3-pyatspi) on the host's display and session bus; the
-host must run with its accessibility bridge (NO_AT_BRIDGE unset)::
+host must run with its accessibility bridge (NO_AT_BRIDGE not 1)::
 
-    choose_menu_item.py APP SELECT_ALL SELECTED (--context-menu WINDOW | --menu MENU) ITEM
+    choose_menu_item.py APP SELECT_ALL SELECTED HOW WHERE ITEM
 
 1. waits for APP's window on the accessibility bus;
 2. chooses the menu bar's SELECT_ALL ("Edit/Select All") until some label or status bar
    of the window matches the regular expression SELECTED (the folder may still be
    loading: the choice is repeated until it does);
-3. opens the context menu with the keyboard (Shift+F10, sent by xdotool to the X window
-   named WINDOW) or opens the menu bar's MENU;
-4. activates ITEM there, which must be shown and sensitive.
+3. opens a menu: HOW is --context-menu (the keyboard's Shift+F10, sent by xdotool to the
+   X window titled WHERE), --right-click (xdotool's right click on the file list row or
+   icon whose name starts with WHERE) or --menu (the menu bar's menu WHERE);
+4. activates ITEM there ("Submenu/Item" for one in a submenu), which must be shown and
+   sensitive.
 
 Prints the labels of the menu it opened. Exits 1, saying what it saw, when a step does
 not happen within the timeout.
@@ -129,32 +131,45 @@ def select_all(frame, path, selected):
          f"{texts(frame)}; the menu has {[c.name for c in children(menu) if c.name]})", attempt)
 
 
-def context_menu(app, window_title):
-    windows = subprocess.run(["xdotool", "search", "--onlyvisible", "--name",
-                              f"^{re.escape(window_title)}$"],
-                             capture_output=True, text=True).stdout.split()
-    if not windows:
-        fail(f"no visible X window named {window_title!r}")
+def popup(app):
+    """The popup menu APP shows now, if any."""
+    for window in children(app):
+        for menu in children(window):
+            if (menu.getRoleName() == "menu" and menu.childCount
+                    and menu.getState().contains(pyatspi.STATE_SHOWING)):
+                return menu
+    return None
 
-    def popup():
-        for window in children(app):
-            for menu in children(window):
-                if (menu.getRoleName() == "menu" and menu.childCount
-                        and menu.getState().contains(pyatspi.STATE_SHOWING)):
-                    return menu
-        return None
 
-    def press():  # the keyboard's context-menu key, again if the first press was lost
-        subprocess.run(["xdotool", "windowfocus", "--sync", windows[0], "key", "shift+F10"],
-                       check=True)
+def context_menu(app, frame, how, where):
+    """Opens the context menu: Shift+F10 in the X window titled WHERE (--context-menu),
+    or a right click on the file whose row or icon is named WHERE... (--right-click);
+    again if the first press was lost."""
+    if how == "--context-menu":
+        windows = subprocess.run(["xdotool", "search", "--onlyvisible", "--name",
+                                  f"^{re.escape(where)}$"],
+                                 capture_output=True, text=True).stdout.split()
+        if not windows:
+            fail(f"no visible X window named {where!r}")
+        press = ["xdotool", "windowfocus", "--sync", windows[0], "key", "shift+F10"]
+    else:
+        cell = wait(f"a file named {where!r}...", lambda: find(
+            frame, lambda a: a.getRoleName() in ("table cell", "icon")
+            and a.name.startswith(where)))
+        box = cell.queryComponent().getExtents(pyatspi.DESKTOP_COORDS)
+        press = ["xdotool", "mousemove", "--sync", str(box.x + min(box.width // 2, 10)),
+                 str(box.y + box.height // 2), "click", "3"]
+
+    def open_it():
+        subprocess.run(press, check=True)
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
-            menu = popup()
+            menu = popup(app)
             if menu is not None:
                 return menu
             time.sleep(0.1)
         return None
-    return wait("the context menu (Shift+F10)", press)
+    return wait(f"the context menu ({how} {where})", open_it)
 
 
 def main():
@@ -162,15 +177,21 @@ def main():
     app, frame = wait(f"{app_name}'s window on the accessibility bus",
                       lambda: frame_of(app_name), timeout=60)
     select_all(frame, select_path, selected)
-    if how == "--context-menu":
-        menu = context_menu(app, where)
-        items, place = children(menu), "the context menu"
+    if how in ("--context-menu", "--right-click"):
+        items, place = children(context_menu(app, frame, how, where)), "the context menu"
     elif how == "--menu":
         menu = wait(f"the menu {where!r}", lambda: menu_bar_menu(frame, where))
         items, place = open_menu(menu), f"menu {where!r}"
     else:
         fail(f"unknown mode {how!r}")
     print("\n".join(c.name for c in items if c.name and showing(c)))
+    *submenus, label = label.split("/")
+    for name in submenus:  # "Plugins/Find similar photos": the item in a submenu
+        choose(items, name, place)  # opens it
+        submenu = next(c for c in items if c.name == name)
+        items, place = wait(f"the items of submenu {name!r}",
+                            lambda s=submenu: [c for c in children(s) if c.name] or None), \
+            f"submenu {name!r}"
     choose(items, label, place)
 
 
