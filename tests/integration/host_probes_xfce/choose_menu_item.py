@@ -103,7 +103,8 @@ def open_menu(menu):
 def choose(items, label, where):
     item = next((c for c in items if c.name == label), None)
     if item is None:
-        fail(f"no {label!r} in {where}: {[c.name for c in items if c.name]}")
+        fail(f"no {label!r} in {where}, which shows "
+             f"{[c.name for c in items if c.name and showing(c)]}")
     if not showing(item):
         fail(f"{label!r} is in {where} but hidden or greyed out")
     item.queryAction().doAction(0)
