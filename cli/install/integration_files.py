@@ -109,8 +109,10 @@ INTEGRATIONS: dict[str, Integration] = {i.name: i for i in (
         hint="restart darktable; the buttons are in the 'selected images' module",
         extra="luarc"),
     Integration("geeqie", "Geeqie (plugin)", ("geeqie",), (
+        # Geeqie's own plugin folder is in its config dir (editors.cc reads
+        # $XDG_CONFIG_HOME/geeqie/applications, never $XDG_DATA_HOME/geeqie).
         Target("geeqie/findsimilar.desktop",
-               lambda: data_home() / "geeqie/applications/findsimilar.desktop"),),
+               lambda: config_home() / "geeqie/applications/findsimilar.desktop"),),
         hint="Geeqie lists it under Plugins"),
     Integration("man", "Man pages (man findsimilar)", ("man",), extra="man",
                 hint="man finds them when ~/.local/bin is on PATH; else add "
@@ -151,8 +153,10 @@ def _desktop_exec(command: list[str]) -> str:
 
 
 def _keyfile_shell(command: list[str]) -> str:
-    """COMMAND for a key file value that GLib splits with shell rules (Nemo's Exec=)."""
-    return shlex.join(command).replace("\\", "\\\\")
+    """COMMAND for Nemo's Exec=: a key file value (backslash doubled) that Nemo splits
+    with GLib's shell rules after expanding its %-tokens (a literal % is %%: a lone one
+    ends Nemo's expansion, so %F would reach the command as it is)."""
+    return shlex.join(command).replace("\\", "\\\\").replace("%", "%%")
 
 
 def _python_list(command: list[str]) -> str:

@@ -276,9 +276,9 @@ def test_exec_lines_quote_any_install_path_so_it_comes_back_as_one_argument(
 
     for source in ("desktop/findsimilar.desktop", "dolphin/findsimilar.desktop"):
         assert exec_argv(line(source, "Exec=")[5:]) == expected
-    # Nemo: GLib's shell-style split of the key file value.
+    # Nemo: the key file value, %% for % (Nemo's own tokens), GLib's shell-style split.
     nemo = line("nemo/findsimilar.nemo_action", "Exec=")[5:].replace("\\\\", "\\")
-    assert shlex.split(nemo) == expected
+    assert [w.replace("%%", "%") for w in shlex.split(nemo)] == expected
     # Thunar: XML text, %% for %, then /bin/sh.
     block = render("thunar/findsimilar-action.xml", command)
     thunar = ET.fromstring(block[block.index("<action>"):]).findtext("command", "")
@@ -312,7 +312,7 @@ def test_geeqie_plugin_installs_valid_with_the_command_filled_in(
     if not (PLUGINS / "geeqie/findsimilar.desktop").exists():
         pytest.skip("plugins/geeqie is not in this build")
     install(fake, "geeqie")
-    entry = data_home() / "geeqie/applications/findsimilar.desktop"
+    entry = config_home() / "geeqie/applications/findsimilar.desktop"
     assert [m for m in validate(entry) if m.startswith("error")] == []
     argv = exec_argv(read_entry(entry)["Desktop Entry"]["Exec"])
     assert argv[0] == str(fake.path) and argv[-1] == "%F"
@@ -646,7 +646,7 @@ def test_uninstall_keeps_created_folders_that_hold_anything_else_or_were_made_ag
     install(fake, "nemo", "geeqie", "desktop", "dolphin")
     nemo = data_home() / "nemo/actions"
     (nemo / "mine.nemo_action").write_text("[Nemo Action]\n")  # the user's, beside ours
-    geeqie = data_home() / "geeqie/applications"
+    geeqie = config_home() / "geeqie/applications"
     # Made again by the user (or an app): not the folder install made. (The old one is
     # moved aside, not deleted, so the new one cannot get its inode number back.)
     geeqie.rename(geeqie.with_name("applications.old"))
