@@ -69,6 +69,9 @@ class Integration:
     hint: str = ""  # what to do after installing
     extra: str = ""  # "thunar" (uca.xml), "luarc" (darktable), "desktop-db", "man"
     libs: tuple[str, ...] = ()  # globs of a needed host plugin library
+    # Where earlier findsimilar releases put a file the host never read there: install
+    # and uninstall remove such a file if it is ours (it carries the marker line).
+    former: tuple[Callable[[], Path], ...] = ()
 
 
 _SCRIPT = "findsimilar-open"
@@ -113,6 +116,7 @@ INTEGRATIONS: dict[str, Integration] = {i.name: i for i in (
         # $XDG_CONFIG_HOME/geeqie/applications, never $XDG_DATA_HOME/geeqie).
         Target("geeqie/findsimilar.desktop",
                lambda: config_home() / "geeqie/applications/findsimilar.desktop"),),
+        former=(lambda: data_home() / "geeqie/applications/findsimilar.desktop",),
         hint="Geeqie lists it under Plugins"),
     Integration("man", "Man pages (man findsimilar)", ("man",), extra="man",
                 hint="man finds them when ~/.local/bin is on PATH; else add "

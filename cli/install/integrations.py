@@ -86,7 +86,7 @@ def install(integration: Integration, command: list[str]) -> list[str]:
     if foreign:
         raise IntegrationError(f"{foreign[0]} exists and was not written by findsimilar (no "
                                f"'{MARKER}' line); leaving it alone")
-    done = []
+    done = remove_former(integration)
     for file in planned:
         edited = file_state(file.dest, None) == "modified"
         make_folder(file.dest.parent)
@@ -110,6 +110,18 @@ def _installed_file(integration: Integration, target: Target,
                          mode=0o755 if target.executable else 0o644)
 
 
+def remove_former(integration: Integration) -> list[str]:
+    """Removes INTEGRATION's files where an earlier findsimilar put them (only ours:
+    a file there without the marker line is the user's and stays)."""
+    done = []
+    for where in integration.former:
+        path = where()
+        if file_state(path, None) not in ("missing", "foreign"):
+            path.unlink()
+            done.append(f"removed {path} (where an earlier findsimilar put it)")
+    return done
+
+
 def uninstall(integration: Integration) -> list[str]:
     """Removes what ``install`` wrote for INTEGRATION. Returns what it did.
 
@@ -122,7 +134,7 @@ def uninstall(integration: Integration) -> list[str]:
         from findsimilar.cli.install.manpages import uninstall_man
 
         return uninstall_man() or ["nothing to remove"]
-    done, foreign = [], []
+    done, foreign = remove_former(integration), []
     for target in integration.files:
         dest = target.dest()
         state = file_state(dest, None)

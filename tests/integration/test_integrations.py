@@ -318,6 +318,27 @@ def test_geeqie_plugin_installs_valid_with_the_command_filled_in(
     assert argv[0] == str(fake.path) and argv[-1] == "%F"
 
 
+def test_geeqie_plugin_where_earlier_releases_put_it_is_cleaned_up_if_ours(
+        fake: FakeFindsimilar) -> None:
+    """Releases before 0.2 installed the plugin under $XDG_DATA_HOME/geeqie, which
+    Geeqie 2 never reads; install and uninstall take that copy away, a user's file stays."""
+    install(fake, "geeqie")
+    current = config_home() / "geeqie/applications/findsimilar.desktop"
+    former = data_home() / "geeqie/applications/findsimilar.desktop"
+    former.parent.mkdir(parents=True)
+    shutil.copy(current, former)  # what the earlier release wrote: ours, marker and all
+    result = install(fake, "geeqie")
+    assert f"removed {former} (where an earlier findsimilar put it)" in result.output
+    assert not former.exists() and current.exists()
+    shutil.copy(current, former)
+    integrate("uninstall", "geeqie")
+    assert not former.exists() and not current.exists()
+    former.write_text("[Desktop Entry]\nName=my own\n")  # not ours: left alone
+    install(fake, "geeqie")
+    integrate("uninstall", "geeqie")
+    assert former.read_text() == "[Desktop Entry]\nName=my own\n"
+
+
 def test_nemo_action_has_the_keys_nemo_needs_and_its_quoting_keeps_names_intact(
         fake: FakeFindsimilar, photos: list[str]) -> None:
     install(fake, "nemo")
