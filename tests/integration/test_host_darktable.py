@@ -8,9 +8,9 @@ $XDG_CONFIG_HOME, and darktable loads it from its luarc as it does for a user. A
 library, selects a photo and fires the script's shortcut through ``dt.gui.action``, the
 way darktable's shortcut machinery does, then reads darktable's own selection. The
 "selected image[s]" buttons are plain GtkButtons in 4.2 with no action path
-(src/libs/image.c, lua_register_action), so no shortcut reaches them headless; the probe
-calls the callback darktable keeps for the button in the module's own table, with the
-selection, as darktable's click handler does. The results page: the real
+(src/libs/image.c, lua_register_action), so no shortcut reaches them; they are clicked
+through the accessibility bus (AT-SPI, as a screen reader or an input tool does), which
+makes GTK emit the button's "clicked". The results page: the real
 `findsimilar show --notify` runs and hands its page to ``xdg-open``, a recorder here (no
 browser is opened). darktable quits through its own "global/quit" action.
 """
@@ -31,9 +31,21 @@ from PIL import Image
 from ..conftest import shared
 from ..raw_files import write_dng
 from .daemon_harness import module_daemon
-from .hosts import HostSession, host_session, host_version, needs_host, tail
+from .hosts import (
+    SYSTEM_PYTHON,
+    HostSession,
+    host_session,
+    host_version,
+    needs_host,
+    tail,
+)
 
 FINDSIMILAR = Path(sys.executable).with_name("findsimilar")
+# The accessibility bus (Debian at-spi2-core) and its introspection data for Debian's
+# Python (gir1.2-atspi-2.0), to click a button.
+AT_SPI = "/usr/libexec/at-spi-bus-launcher"
+ATSPI_TYPELIB = str(next(Path("/usr/lib").glob("*/girepository-1.0/Atspi-2.0.typelib"),
+                         "/usr/lib/girepository-1.0/Atspi-2.0.typelib"))
 QUERY, COPY, SMALL = "cat.png", "cat's copy.png", "small cat.jpg"
 UNRELATED = ["coffee.png", "butterfly.jpg"]
 RAW, RAW_JPEG = "IMG_0042.DNG", "IMG_0042.JPG"
@@ -112,11 +124,12 @@ local steps = {
                            .. images["IMG_0042.DNG"].id .. ".jpg"))
   end},
   {"button", function()
-    -- What darktable's click handler (lua_button_clicked_cb) does: the button's
-    -- callback from the module's table, with its name and the selected images.
-    local callback = debug.getuservalue(dt.gui.libs.image, 1).callbacks.findsimilar_find
+    -- the test clicks the "find similar" button once it sees FS_READY
+    if os.getenv("FS_READY") == "" then return put("button", "not clicked") end
     dt.gui.selection({images["small cat.jpg"]})
-    callback("findsimilar_find", dt.gui.selection())
+    local f = assert(io.open(os.getenv("FS_READY"), "w"))
+    f:close()
+    put("button.done", wait(function() return selected() ~= "small cat.jpg" end, 60))
     put("button", selected())
   end},
   {"show", function()
@@ -128,12 +141,46 @@ for _, step in ipairs(steps) do
   local ok, err = xpcall(step[2], debug.traceback)
   put(step[1] .. ".error", ok and "" or err)
 end
+local ready = os.getenv("FS_READY")
+if ready ~= "" and not exists(ready) then io.open(ready, "w"):close() end -- no one waits
 local result = os.getenv("FS_RESULT")
 local f = assert(io.open(result .. ".tmp", "w"))
 f:write(table.concat(out, "\n"), "\n")
 f:close()
 os.rename(result .. ".tmp", result)
 dt.gui.action("global/quit", 0, "", "", 1.0)
+"""
+
+# Run with Debian's Python (gi, Atspi): prints the labels of darktable's buttons that
+# name findsimilar, then clicks the one labelled argv[1] as AT-SPI clients do.
+CLICKER = r"""
+import sys, time
+import gi
+gi.require_version("Atspi", "2.0")
+from gi.repository import Atspi
+
+def darktable():
+    desktop = Atspi.get_desktop(0)
+    for _ in range(100):
+        for i in range(desktop.get_child_count()):
+            app = desktop.get_child_at_index(i)
+            if app is not None and (app.get_name() or "").lower() == "darktable":
+                return app
+        time.sleep(0.1)
+    sys.exit("darktable is not on the accessibility bus")
+
+rule = Atspi.MatchRule.new(
+    Atspi.StateSet.new([]), Atspi.CollectionMatchType.ALL, {}, Atspi.CollectionMatchType.ALL,
+    [Atspi.Role.PUSH_BUTTON], Atspi.CollectionMatchType.ANY, [], Atspi.CollectionMatchType.ALL,
+    False)
+buttons = Atspi.Collection.get_matches(darktable(), rule, Atspi.CollectionSortOrder.CANONICAL,
+                                       0, True)
+labels = {b.get_name(): b for b in buttons}
+print("\n".join(sorted(n for n in labels if "similar" in n)))
+if sys.argv[1] not in labels:
+    sys.exit(f"no button {sys.argv[1]!r}")
+if not Atspi.Action.do_action(labels[sys.argv[1]], 0):
+    sys.exit("the click was refused")
 """
 
 
@@ -175,6 +222,7 @@ class Run:
         self.exit_code: int | None = None
         self.installed = ""
         self.luarc = ""
+        self.click: subprocess.CompletedProcess[str] | None = None
 
     def __getitem__(self, key: str) -> str:
         assert key in self.facts, f"{self.version}: the probe recorded no {key!r}:\n" \
@@ -215,7 +263,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         recorder(base / "bin", "xdg-open", result.calls)
         probe = base / "probe.lua"
         probe.write_text(PROBE)
-        answer = base / "probe.out"
+        answer, ready = base / "probe.out", base / "click-now"
+        can_click = Path(AT_SPI).exists() and Path(ATSPI_TYPELIB).exists()
         proc = session.launch(
             ["darktable", "--configdir", str(config), "--cachedir", str(base / "dt-cache"),
              "--library", ":memory:",
@@ -225,8 +274,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
              "--luacmd", 'dofile(os.getenv("FS_PROBE"))'],
             result.log, **own, FS_PROBE=str(probe), FS_RESULT=str(answer),
             FS_LIBDIR=str(library), FS_PHOTOS="\n".join(PHOTOS), FS_CALLS=str(result.calls),
+            FS_READY=str(ready) if can_click else "", NO_AT_BRIDGE="0",  # GTK's a11y on
             PATH=f"{base / 'bin'}{os.pathsep}{os.environ['PATH']}")
         try:
+            if can_click:
+                session.wait_for_file(ready, proc, result.log, timeout=240)
+                result.click = subprocess.run(
+                    [SYSTEM_PYTHON, "-c", CLICKER, "find similar"], capture_output=True,
+                    text=True, timeout=120, env=session.env(NO_AT_BRIDGE="0"))
             text = session.wait_for_file(answer, proc, result.log, timeout=240)
             result.facts = dict(line.split("\t", 1) for line in text.splitlines() if line)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -275,9 +330,15 @@ def test_raw_file_is_rendered_by_darktable_and_both_files_of_its_pair_are_select
     assert run.selection("raw") == {RAW, RAW_JPEG}, run.where()
 
 
-@needs_host("darktable", package="darktable")
-def test_selected_images_button_callback_selects_the_similar_images(run: Run) -> None:
+@needs_host("darktable", AT_SPI, ATSPI_TYPELIB, package="darktable at-spi2-core gir1.2-atspi-2.0")
+def test_find_similar_button_clicked_in_the_selected_images_module_selects_the_copies(
+        run: Run) -> None:
     run.ok("button")
+    assert run.click is not None
+    assert run.click.returncode == 0, f"{run.click.stdout}{run.click.stderr}\n{run.where()}"
+    # GTK shows both buttons; the click went to "find similar"
+    assert run.click.stdout.split("\n")[:2] == ["find similar", "findsimilar results page"]
+    assert run["button.done"] == "true", f"the click changed nothing in {run.where()}"
     assert run.selection("button") == {QUERY, COPY}, run.where()
 
 
