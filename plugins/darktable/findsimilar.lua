@@ -256,17 +256,24 @@ end
 
 --- Parse `search --json` output: one object per query per line. Returns the
 --- result paths in order (each once) and the number of answered queries.
+--- A RAW+JPEG pair is one result: its other file (`pair`) follows its `path`, as
+--- darktable has an image for each.
 local function parse_search_output(out)
   local paths, seen, answered = {}, {}, 0
+  local function add(path)
+    if type(path) == "string" and not seen[path] then
+      seen[path] = true
+      paths[#paths + 1] = path
+    end
+  end
   for line in out:gmatch("[^\n]+") do
     local result = line:sub(1, 1) == "{" and json.decode(line)
     if type(result) == "table" and type(result.results) == "table" then
       answered = answered + 1
       for _, match in ipairs(result.results) do
-        local path = type(match) == "table" and match.path
-        if type(path) == "string" and not seen[path] then
-          seen[path] = true
-          paths[#paths + 1] = path
+        if type(match) == "table" then
+          add(match.path)
+          add(match.pair)
         end
       end
     end
