@@ -2,10 +2,11 @@
 a small copy, a heavy JPEG recompression, a brightness change; each a JPEG's bytes,
 the same for the same photo, kind and seed.
 
-The daemon process decodes here, which it otherwise leaves to the model worker: only
-photos it indexed (the worker read them once), Pillow's own formats, at most
-``MAX_PIXELS`` declared pixels (checked before any pixel is decoded), and JPEGs
-through DCT-domain downscaling (``Image.draft``), so a 12 MP photo costs ~2 MB here.
+The daemon process decodes here, which it otherwise leaves to the model worker (it
+imports this module, and so Pillow, only once a self-check runs): only photos it indexed
+(the worker decoded those very bytes once), Pillow's own formats, at most ``MAX_PIXELS``
+declared pixels (checked before any pixel is decoded), and JPEGs through DCT-domain
+downscaling (``Image.draft``), so a 12 MP photo costs ~3 MB here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image, ImageEnhance, ImageOps
 __all__ = ["KINDS", "MAX_PIXELS", "MAX_SIDE", "EditError", "edited", "load_picture"]
 
 Kind = Literal["crop", "small", "jpeg", "brightness"]
-KINDS: tuple[Kind, ...] = ("crop", "small", "jpeg", "brightness")
+KINDS: tuple[Kind, ...] = ("crop", "small", "jpeg", "brightness")  # selfcheck.KINDS
 
 MAX_SIDE = 1024  # the picture edited: more than the model's 224 px, far less than a photo
 MAX_PIXELS = 64_000_000  # a bigger picture is not checked (its decode would cost too much)

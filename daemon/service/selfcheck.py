@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import wait
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -39,18 +40,18 @@ from findsimilar.config import Config
 from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.model.api import PRIORITY_INDEX
 from findsimilar.daemon.model.verify import NEAR_SCORE, VERIFIER_ID
-from findsimilar.daemon.service.edits import KINDS, EditError, edited, load_picture
 from findsimilar.daemon.storage import selfchecks
 from findsimilar.daemon.storage.selfchecks import Sampled
 from findsimilar.errors import ImageDecodeError
 from findsimilar.rawpairs import raw_pairs
 from findsimilar.safeio import FileTooBig, NotRegularFile, open_regular, read_fd
 
-__all__ = ["K", "SelfCheck", "judge"]
+__all__ = ["K", "KINDS", "SelfCheck", "judge"]
 
 log = logging.getLogger(__name__)
 
 K = 10  # "found in the top k"
+KINDS = ("crop", "small", "jpeg", "brightness")  # the edits (``edits``), in turn
 # Judging a run (see judge): below these, a drop is beyond chance only at ALPHA.
 MIN_CHECKED = 10
 RANK1_FLOOR = 0.6
@@ -207,6 +208,8 @@ class SelfCheck:
 
     def _check(self, seed: int, began: float) -> dict[str, Any]:
         """Sample, edit, search; raises _Yielded when work arrives."""
+        from findsimilar.daemon.service import edits  # Pillow: only once a check runs
+
         index = self._index()
         picked = selfchecks.sample(self.engine.reader(), self.engine.spec.id,
                                    self.config.selfcheck_photos, seed)
@@ -215,7 +218,7 @@ class SelfCheck:
         for number, item in enumerate(picked):
             kind = KINDS[number % len(KINDS)]
             self._yield_if_busy(began)
-            outcome = self._one(item, kind, seed, began)
+            outcome = self._one(item, edits, kind, seed, began)
             if isinstance(outcome, str):
                 skipped[outcome] += 1
                 continue
@@ -229,17 +232,18 @@ class SelfCheck:
                                  "top_k": c["top_k"]} for kind, c in kinds.items()},
                 "index": index}
 
-    def _one(self, item: Sampled, kind: str, seed: int, began: float) -> int | None | str:
-        """The rank (0 = first) at which ``item`` is found from its edited copy, None if
-        not in the top K, or why it was skipped."""
+    def _one(self, item: Sampled, edits: ModuleType, kind: str, seed: int,
+             began: float) -> int | None | str:
+        """The rank (0 = first) at which ``item`` is found from its copy edited as ``kind``
+        (by ``edits``, the module), None if not in the top K, or why it was skipped."""
         data = _read(item.path, self.config.max_in_memory_bytes)
         if isinstance(data, str):
             return data
         if hashlib.blake2b(data, digest_size=16).hexdigest() != item.content_hash:
             return "changed"
         try:
-            copy = edited(load_picture(data), kind, seed)  # type: ignore[arg-type]
-        except EditError:
+            copy = edits.edited(edits.load_picture(data), kind, seed)
+        except edits.EditError:
             return "not editable here"
         del data
         future = self.engine.model.embed(copy, f"self-check: {item.path} ({kind})",
