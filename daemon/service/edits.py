@@ -6,7 +6,7 @@ The daemon process decodes here, which it otherwise leaves to the model worker (
 imports this module, and so Pillow, only once a self-check runs): only photos it indexed
 (the worker decoded those very bytes once), Pillow's own formats, at most ``MAX_PIXELS``
 declared pixels (checked before any pixel is decoded), and JPEGs through DCT-domain
-downscaling (``Image.draft``), so a 12 MP photo costs ~3 MB here.
+downscaling (``Image.draft``), so a 12 MP photo costs ~2 MB here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ __all__ = ["KINDS", "MAX_PIXELS", "MAX_SIDE", "EditError", "edited", "load_pictu
 Kind = Literal["crop", "small", "jpeg", "brightness"]
 KINDS: tuple[Kind, ...] = ("crop", "small", "jpeg", "brightness")  # selfcheck.KINDS
 
-MAX_SIDE = 1024  # the picture edited: more than the model's 224 px, far less than a photo
+# The picture edited: more than twice the model's 224 px (a crop keeps >= 358 px), and a
+# 12 MP JPEG then decodes at 1/4 scale (at 1024 px, 1/2: 4x the cost).
+MAX_SIDE = 512
 MAX_PIXELS = 64_000_000  # a bigger picture is not checked (its decode would cost too much)
 
 

@@ -39,14 +39,16 @@ import numpy as np
 from findsimilar.config import Config
 from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.model.api import PRIORITY_INDEX
+from findsimilar.daemon.model.memory import give_back_soon
 from findsimilar.daemon.model.verify import NEAR_SCORE, VERIFIER_ID
 from findsimilar.daemon.storage import selfchecks
 from findsimilar.daemon.storage.selfchecks import Sampled
+from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import ImageDecodeError
 from findsimilar.rawpairs import raw_pairs
 from findsimilar.safeio import FileTooBig, NotRegularFile, open_regular, read_fd
 
-__all__ = ["K", "KINDS", "SelfCheck", "judge"]
+__all__ = ["K", "KINDS", "SelfCheck", "judge", "same_picture"]
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,7 @@ class SelfCheck:
             return
         finally:
             self.engine.release_reader()
+            give_back_soon("self-check done")  # the pictures it decoded and edited
         self.requested = False
         run.update(seconds=round(time.monotonic() - began, 1),
                    daemon_cpu_s=round(time.thread_time() - cpu, 2))
@@ -256,23 +259,9 @@ class SelfCheck:
             return "not editable here"
         _, ids = self.engine.index.search(np.asarray(vector)[None], K)
         for rank, fid in enumerate(int(i) for i in ids[0] if i >= 0):
-            if self._same_picture(item, fid):
+            if same_picture(self.engine.reader(), item, fid):
                 return rank
         return None
-
-    def _same_picture(self, item: Sampled, fid: int) -> bool:
-        """``fid`` is the sampled content, its RAW+JPEG partner, or a known duplicate."""
-        if fid == item.feature_id:
-            return True
-        store = self.engine.reader()
-        other = selfchecks.hashes_of(store, [fid]).get(fid)
-        if other is None:
-            return False
-        if any(raw_pairs([item.path, path]) for path in store.paths_for_hash(other)):
-            return True
-        pair = tuple(sorted((item.content_hash, other)))
-        score = store.pair_scores([pair], VERIFIER_ID).get(pair)  # type: ignore[list-item]
-        return score is not None and score >= NEAR_SCORE
 
     def _yield_if_busy(self, began: float) -> None:
         if self._stop.is_set() or not self.idle() or self.last_busy() > began:
@@ -294,6 +283,22 @@ class SelfCheck:
                         text, run["problem"], self.engine.index_path)
         else:
             log.info("%s", text)
+
+
+def same_picture(store: Store, item: Sampled, fid: int) -> bool:
+    """Whether the picture of feature ``fid`` counts as the sampled one: the same content,
+    the other half of its RAW+JPEG pair, or a duplicate the pixel check confirmed (a cached
+    verdict of ``NEAR_SCORE`` or more)."""
+    if fid == item.feature_id:
+        return True
+    other = selfchecks.hashes_of(store, [fid]).get(fid)
+    if other is None:
+        return False
+    if any(raw_pairs([item.path, path]) for path in store.paths_for_hash(other)):
+        return True
+    pair = (min(item.content_hash, other), max(item.content_hash, other))
+    score = store.pair_scores([pair], VERIFIER_ID).get(pair)
+    return score is not None and score >= NEAR_SCORE
 
 
 def _read(path: str, limit: int) -> bytes | str:

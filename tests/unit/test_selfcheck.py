@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 from findsimilar.cli.commands.status import self_check_text
+from findsimilar.daemon.model.verify import NEAR_SCORE, VERIFIER_ID
 from findsimilar.daemon.service.edits import KINDS, MAX_SIDE, EditError, edited, load_picture
-from findsimilar.daemon.service.selfcheck import binomial_cdf, judge
+from findsimilar.daemon.service.selfcheck import binomial_cdf, judge, same_picture
 from findsimilar.daemon.storage import selfchecks
 from findsimilar.daemon.storage.store import Store
 
@@ -86,11 +87,11 @@ def picture() -> Image.Image:
 
 
 def test_a_picture_is_loaded_upright_small_and_rgb(picture: Image.Image) -> None:
-    big = Image.new("RGB", (3000, 1000), (200, 10, 10))
+    big = Image.new("RGB", (1500, 500), (200, 10, 10))
     out = io.BytesIO()
     big.save(out, "JPEG")
     loaded = load_picture(out.getvalue())
-    assert loaded.mode == "RGB" and max(loaded.size) == MAX_SIDE and loaded.size[1] in (341, 342)
+    assert loaded.mode == "RGB" and max(loaded.size) == MAX_SIDE and loaded.size[1] in (170, 171)
     assert picture.mode == "RGB" and max(picture.size) <= MAX_SIDE
 
 
@@ -173,6 +174,24 @@ def test_the_runs_are_kept_in_the_store_the_last_twenty(tmp_path, store: Store) 
     finally:
         reopened.close()
     assert [r["seed"] for r in kept] == list(range(5, 25))
+
+
+def test_the_original_is_its_content_its_raw_partner_or_a_confirmed_duplicate(
+        store: Store) -> None:
+    ids = library(store, 4)
+    store.upsert_files([{"path": "/a/p000.nef", "size": 1, "mtime_ns": 1, "inode": 99,
+                         "content_hash": "raw", "status": "ok", "error": None}])
+    [raw] = store.add_features(MODEL, [("raw", np.ones(8, np.float32))])
+    store.save_pair_scores(VERIFIER_ID, {("h000", "h001"): NEAR_SCORE,
+                                         ("h000", "h002"): NEAR_SCORE - 0.01})
+    item = selfchecks.Sampled(ids["h000"], "h000", "/a/p000.jpg")
+    assert same_picture(store, item, ids["h000"])  # its own content, whichever file
+    assert same_picture(store, item, raw)  # p000.nef beside p000.jpg
+    assert same_picture(store, item, ids["h001"])  # confirmed the same picture
+    assert not same_picture(store, item, ids["h002"])  # checked: not the same
+    assert not same_picture(store, item, ids["h003"])  # never checked
+    assert not same_picture(store, selfchecks.Sampled(ids["h001"], "h001", "/a/p001.jpg"),
+                            raw)
 
 
 # -- the status line -------------------------------------------------------------------
