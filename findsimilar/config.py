@@ -75,8 +75,8 @@ class Config:
     # of new duplicate candidates, so `dupes` answers from the cache (0 = never).
     precheck_after: float = 60.0
     # The self-check (daemon/service/selfcheck.py): edited copies of up to this many
-    # photos searched every this many seconds (0 = only when asked), once the daemon has
-    # been quiet this long.
+    # photos (0 = no self-check) searched every this many seconds (0 = only when asked),
+    # once the daemon has been quiet this long.
     selfcheck_photos: int = 200
     selfcheck_every: float = 86_400.0
     selfcheck_after: float = 120.0

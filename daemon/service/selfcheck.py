@@ -156,7 +156,8 @@ class SelfCheck:
     def maybe_start(self) -> bool:
         """Start a run if one is due, the daemon idle and quiet long enough, the index
         neither empty nor being rebuilt; True if it started."""
-        if self.running or not self.idle() or not len(self.engine.index):
+        if (self.running or not self.idle() or not len(self.engine.index)
+                or not self.config.selfcheck_photos):
             return False
         quiet = QUIET_ASKED if self.requested else self.config.selfcheck_after
         if time.monotonic() - self.last_busy() < quiet or self.engine.builder.running:

@@ -31,10 +31,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """A daemon that indexed PHOTO_SET (12 real photos, not watched: the daemon does not
-    see them change) and runs a self-check after half a second of quiet."""
+    see them change) and runs a self-check after half a second of quiet (then once a
+    day, or when the index changes layout)."""
     base = tmp_path_factory.mktemp("selfcheck")
     photos = copy_photos(base / "photos", PHOTO_SET)
-    with module_daemon(base, FINDSIMILAR_SELFCHECK_AFTER="0.5") as d:
+    with module_daemon(base, FINDSIMILAR_SELFCHECK_AFTER="0.5",
+                       FINDSIMILAR_SELFCHECK_EVERY="86400") as d:
         assert d.call("index", paths=[str(photos[0].parent)])["new"] == len(PHOTO_SET)
         yield d
 
