@@ -15,7 +15,7 @@ seconds, and as soon as the index has another layout (compressed past
 ``compress_above``, or trained again) than the last run checked, which is when a badly
 trained compressed index would show. A run starts after ``selfcheck_after`` quiet
 seconds (no indexing task, no query), and stops the moment work arrives (a task, a
-request other than ``status``/``ping``): it is then dropped and run again later. The
+request other than ``status`` and the like): it is then dropped and run again later. The
 runs are kept in the store (``storage.selfchecks``): ``status`` shows the last one after
 a restart, and each is judged against those before it (:func:`judge`).
 """
@@ -84,14 +84,15 @@ def binomial_cdf(hits: int, n: int, p: float) -> float:
 def judge(run: dict[str, Any], previous: list[dict[str, Any]]) -> str | None:
     """Why ``run`` shows a drop in quality, or None.
 
-    A problem only when chance cannot explain it (binomial, ``ALPHA`` = 0.001, so a
-    daily check cries wolf about once in three years), with ``MIN_CHECKED`` copies at
-    least (fewer say nothing). Against absolute floors: the rank-1 rate clearly below
-    ``RANK1_FLOOR`` (a healthy index finds ~99 % of such copies at rank 1; a library of
-    near-identical bursts may lose some to a sibling shot, never most), the top-k rate
-    below ``TOP_K_FLOOR`` (only with more than 2·k photos: else the top k is most of the
-    library); or against the last ``BASELINE_RUNS`` runs of the same model without a
-    problem, pooled: the rank-1 rate clearly below theirs less ``DROP``.
+    A problem only when chance cannot explain it: each test below alarms wrongly at most
+    once in 1/``ALPHA`` = 1,000 runs of a library right at its threshold (binomial), far
+    less often for one above it; and never on fewer than ``MIN_CHECKED`` copies. Against
+    absolute floors: the rank-1 rate clearly below ``RANK1_FLOOR`` (held out, 99 % of
+    edited copies come back at rank 1, issue 17; a library of near-identical bursts
+    loses some to a sibling shot: 161/200 in BENCHMARKS.md, "Self-check"), the top-k
+    rate clearly below ``TOP_K_FLOOR`` (only with more than 2·k photos: else the top k
+    is most of the library); or against the last ``BASELINE_RUNS`` runs of the same
+    model without a problem, pooled: the rank-1 rate clearly below theirs less ``DROP``.
     """
     n, rank1, top_k = run["checked"], run["rank1"], run["top_k"]
     if n < MIN_CHECKED:
