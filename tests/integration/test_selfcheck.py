@@ -1,7 +1,8 @@
 """The self-check, through a real daemon on real photos: it runs in idle time and shows in
-`status`, skips photos gone or changed since they were indexed, keeps its runs over a
-restart, and reports a damaged index (vectors swapped between ids, which the index's
-repair at start cannot see) as a problem."""
+`status`, skips photos gone or changed since they were indexed (also while it runs),
+keeps its runs over a restart, runs when the index changes layout, yields to a query,
+and reports a damaged index (vectors swapped between ids, which the index's repair at
+start cannot see) as a problem."""
 
 from __future__ import annotations
 
@@ -132,3 +133,15 @@ def test_a_run_yields_at_once_to_a_query(daemon: DaemonProcess) -> None:
                daemon.log)
     run = wait_until(lambda: (r := last_run(daemon)) != before and r, 120, 0.2, daemon.log)
     assert run["checked"] == 90  # run again whole once the daemon was quiet again
+
+
+def test_photos_deleted_while_a_run_goes_on_are_skipped_not_missed(
+        daemon: DaemonProcess) -> None:
+    before = last_run(daemon)
+    daemon.call("self_check")
+    wait_until(lambda: daemon.status()["self_check"]["running"], 60, 0.02, daemon.log)
+    for photo in (daemon.data_dir.parent / "made").iterdir():
+        photo.unlink()  # sampled at the run's start, most not yet checked
+    run = wait_until(lambda: (r := last_run(daemon)) != before and r, 120, 0.2, daemon.log)
+    assert run["sampled"] == 92 and run["skipped_why"]["vanished"] > 1, run
+    assert run["checked"] + run["skipped"] == 92 and run["problem"] is None
