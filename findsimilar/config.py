@@ -74,6 +74,12 @@ class Config:
     # After this long idle with the library changed, the daemon runs the pixel checks
     # of new duplicate candidates, so `dupes` answers from the cache (0 = never).
     precheck_after: float = 60.0
+    # The self-check (daemon/service/selfcheck.py): edited copies of up to this many
+    # photos (0 = no self-check) searched every this many seconds (0 = only when asked),
+    # once the daemon has been quiet this long.
+    selfcheck_photos: int = 200
+    selfcheck_every: float = 86_400.0
+    selfcheck_after: float = 120.0
     # Past this many photos the index is compressed (PCA + IVF + 8-bit codes, ~270 bytes
     # a photo instead of 5 KB, results re-scored exactly); 0 = always exact.
     compress_above: int = 50_000
@@ -197,6 +203,10 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
     Setting("settle_after_close", _SECONDS, _seconds, _seconds),
     Setting("settle_quiet", _SECONDS, _seconds, _seconds),
     Setting("precheck_after", _SECONDS, _seconds, _seconds),
+    Setting("selfcheck_photos", "a whole number of photos, 0 or more", _count_env,
+            _count_file),
+    Setting("selfcheck_every", _SECONDS, _seconds, _seconds),
+    Setting("selfcheck_after", _SECONDS, _seconds, _seconds),
     Setting("compress_above", "a whole number of photos, 0 or more", _count_env, _count_file),
     Setting("client_timeout", "a number of seconds above 0", _positive_seconds,
             _positive_seconds),

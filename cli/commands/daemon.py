@@ -1,5 +1,5 @@
-"""The commands that manage the daemon: ``daemon run|start|stop|status``, the folders it
-watches (``watch add|remove|list``) and ``reindex``."""
+"""The commands that manage the daemon: ``daemon run|start|stop|status|self-check``, the
+folders it watches (``watch add|remove|list``) and ``reindex``."""
 
 from __future__ import annotations
 
@@ -136,6 +136,38 @@ def daemon_status(as_json: bool) -> None:
     click.echo(f"running: pid {d['pid']}, version {d['version']}, up {d['uptime']:.0f} s")
     click.echo(f"socket:  {d['socket']}")
     click.echo(f"state:   {info['state']}, {info['queued']} queued")
+
+
+@daemon_group.command("self-check")
+@click.option("--wait", is_flag=True, help="Wait for the run and print its result.")
+@click.option("--json", "as_json", is_flag=True, help="As JSON (status's `self_check`).")
+def daemon_self_check(wait: bool, as_json: bool) -> None:
+    """Run the self-check now: edited copies (crop, small copy, heavy JPEG, brightness) of
+    up to 200 indexed photos are searched, and how many find their original is counted.
+    It runs once the daemon is idle, and yields to any indexing or search.
+
+    \b
+    Examples:
+      findsimilar daemon self-check --wait
+      findsimilar status            # the line "self-check:"
+    """
+    from findsimilar.cli.commands.status import self_check_text
+
+    check = daemon_call("self_check")
+    if wait:
+        when = (check.get("last") or {}).get("when")
+        while check.get("requested") or check.get("running"):
+            time.sleep(0.5)
+            check = daemon_call("status")["self_check"]
+        if (check.get("last") or {}).get("when") == when:
+            raise click.ClickException("the self-check failed: the daemon's log says why")
+    if as_json:
+        click.echo(dumps(check))
+        return
+    click.echo("self-check: " + self_check_text(check))
+    if check.get("problem"):
+        click.echo(f"problem: match quality dropped: {check['problem']} (the daemon's log "
+                   "says what to do)")
 
 
 # -- watched folders ---------------------------------------------------------------------

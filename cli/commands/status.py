@@ -3,6 +3,7 @@ the daemon, or read straight from the store when none runs (it is not started)."
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -13,7 +14,7 @@ from findsimilar.config import config_file_path, load_config
 from findsimilar.jsonout import dumps
 from findsimilar.text import human_size, printable
 
-__all__ = ["status_cmd"]
+__all__ = ["self_check_text", "status_cmd"]
 
 
 @click.command("status")
@@ -117,6 +118,32 @@ def _metrics_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def self_check_text(check: dict[str, Any] | None, now: float | None = None) -> str:
+    """The last self-check in words: "198/200 edited copies found at rank 1 (200 in the
+    top 10), 2 h ago", and whether one runs now."""
+    last = (check or {}).get("last")
+    if last is None:
+        text = "not run yet"
+    else:
+        text = (f"{last['rank1']}/{last['checked']} edited copies found at rank 1 "
+                f"({last['top_k']} in the top {last['k']}), {_ago(last['when'], now)}")
+        if last.get("skipped"):
+            text += f"; {last['skipped']} photo(s) skipped (changed or gone)"
+    if check and check.get("running"):
+        text += "; running now"
+    elif check and check.get("requested"):
+        text += "; runs again when the daemon is idle"
+    return text
+
+
+def _ago(when: float, now: float | None = None) -> str:
+    seconds = max(0.0, (time.time() if now is None else now) - when)
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit} ago"
+    return "just now"
+
+
 def _status_text(info: dict[str, Any]) -> str:
     lines = [f"indexed:    {info['indexed']} files ({info['unique_images']} unique images)",
              f"failed:     {info['failed']}"]
@@ -137,6 +164,11 @@ def _status_text(info: dict[str, Any]) -> str:
             lines.append("index:      " + _index_state(info["index"], info.get("vectors", 0)))
         if info.get("metrics"):
             lines += _metrics_lines(info["metrics"])
+        if info.get("self_check") is not None:
+            lines.append("self-check: " + self_check_text(info["self_check"]))
+            if info["self_check"].get("problem"):
+                lines.append(f"problem:    match quality dropped: {info['self_check']['problem']}"
+                             " (the daemon's log says what to do)")
     else:
         lines.append("daemon:     not running (`findsimilar daemon start`)")
     if info.get("model"):

@@ -4,8 +4,8 @@ engine, the scheduler and the watched folders.
 One command path: :class:`Verbs` are the verbs that need only the engine (search, the
 duplicate listings, pixel checks, "not duplicates"); the daemon serves them with
 :class:`DaemonVerbs` (which adds the daemon's own: index through the scheduler, watched
-folders, status, stop), and `--no-daemon` runs the very same methods in the calling
-process with :class:`LocalVerbs`. Results are plain data, the same either way; errors
+folders, status, the self-check, stop), and `--no-daemon` runs the very same methods in
+the calling process with :class:`LocalVerbs`. Results are plain data, the same either way; errors
 are FindSimilarError subclasses, which the daemon sends back as data (``error_data``).
 """
 
@@ -41,6 +41,7 @@ from findsimilar.protocol import PROTOCOL_VERSION, ok_reply
 if TYPE_CHECKING:
     from findsimilar.daemon.indexing.roots import Roots
     from findsimilar.daemon.indexing.watcher import Watcher
+    from findsimilar.daemon.service.selfcheck import SelfCheck
     from findsimilar.daemon.storage.diskspace import DiskFull
 
 __all__ = ["DaemonVerbs", "LocalVerbs", "UnknownCommand", "Verbs"]
@@ -153,7 +154,8 @@ class LocalVerbs(Verbs):
 
 class DaemonVerbs(Verbs):
     """The verbs as the daemon serves them on its socket: also indexing through the
-    scheduler, the watched folders, status and stop; ``handle`` answers a request."""
+    scheduler, the watched folders, status, the self-check and stop; ``handle`` answers
+    a request."""
 
     cancellable = Verbs.cancellable | {"dupes_follow"}
 
@@ -163,8 +165,10 @@ class DaemonVerbs(Verbs):
                  stopping: threading.Event, disk: DiskFull,
                  on_damage: Callable[[StoreError], None], feed: DupesFeed | None = None,
                  searches: SearchTimes | None = None,
-                 startup: Reconcile | None = None) -> None:
+                 startup: Reconcile | None = None,
+                 selfcheck: SelfCheck | None = None) -> None:
         super().__init__(engine, listings)
+        self.selfcheck = selfcheck
         self.searches = searches or self.searches  # shared with ``status``
         self.startup = startup  # the start-up reconcile (told to the `index` that started us)
         self.feed = feed or DupesFeed()
@@ -290,6 +294,14 @@ class DaemonVerbs(Verbs):
         if not (after is None or type(after) is int) or type(wait) not in (int, float):
             raise BadArguments("'after' must be a whole number or null, 'wait' a number")
         return self.feed.poll(after, wait, should_stop)
+
+    def cmd_self_check(self) -> dict[str, Any]:
+        """Run the self-check as soon as the daemon is idle, whatever its interval; returns
+        its state as ``status`` shows it (``self_check``), the run not yet done."""
+        if self.selfcheck is None:
+            raise FindSimilarError("this daemon runs no self-check")
+        self.selfcheck.request()
+        return self.selfcheck.status()
 
     def cmd_stop(self) -> dict[str, Any]:
         threading.Timer(0.05, self.stopping.set).start()

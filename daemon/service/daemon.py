@@ -11,7 +11,9 @@ The parts, each owning what it changes:
     (watchdog's threads and fs-debounce: file events -> settled operations);
   * the verbs (``api``), answered by the socket server (fs-accept / fs-client threads:
     queries never wait for indexing);
-  * main thread: signals, periodic work (saves, rescans, the duplicate pre-check), stop.
+  * the self-check (``selfcheck``, thread self-check): match quality measured in idle time;
+  * main thread: signals, periodic work (saves, rescans, the duplicate pre-check, starting
+    the self-check), stop.
 
 SIGTERM: stop accepting, let the indexer commit its current batch, save the
 index atomically, exit (well inside systemd's 10 s; target 5 s).
@@ -53,6 +55,7 @@ from findsimilar.daemon.service.scheduler import (
     Reconcile,
     Scheduler,
 )
+from findsimilar.daemon.service.selfcheck import SelfCheck
 from findsimilar.daemon.service.server import SocketServer, bind_unix_socket
 from findsimilar.daemon.service.status import StatusReport
 from findsimilar.daemon.service.work import Listings, Work
@@ -68,6 +71,8 @@ __all__ = ["AlreadyRunning", "Daemon"]
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 30.0  # seconds between saves of a changed index (a crash loses nothing)
+# Requests that are no work for the daemon: they never make the self-check yield.
+_QUIET_COMMANDS = frozenset({"status", "ping", "dupes_follow", "watch_list", "self_check"})
 
 
 class AlreadyRunning(FindSimilarError):
@@ -93,6 +98,8 @@ class Daemon:
         self.engine: Engine | None = None
         self.watcher: Watcher | None = None
         self._last_activity = time.monotonic()
+        self._last_query = 0.0  # the last request that is work (not status: _QUIET_COMMANDS)
+        self.selfcheck: SelfCheck | None = None
         self._last_save = 0.0
         self._last_rescan = time.monotonic()
         self._lock_fd: int | None = None
@@ -147,6 +154,9 @@ class Daemon:
         feed = DupesFeed(always=self.notifier is not None)
         announcer = Announcer(feed, engine.groups_around,
                               lambda paths: self.scheduler.put(Announce(paths)), self.notifier)
+        self.selfcheck = SelfCheck(
+            self.config, engine, idle=lambda: self.scheduler.idle and not self.stopping.is_set(),
+            last_busy=lambda: max(self._last_query, self.scheduler.last_work))
         report: list[StatusReport] = []  # (the work's status line needs the report)
         searches = SearchTimes()  # timed by the verbs, shown by the status
         work = Work(engine, watcher, self.folders, self.roots,
@@ -157,17 +167,20 @@ class Daemon:
         report.append(StatusReport(self.config, engine, scheduler=self.scheduler, work=work,
                                    listings=listings, folders=self.folders, watcher=watcher,
                                    roots=self.roots, disk=self.disk, access=self.access,
-                                   notifier=self.notifier, searches=searches))
+                                   notifier=self.notifier, searches=searches,
+                                   selfcheck=self.selfcheck))
         verbs = DaemonVerbs(self.config, engine, listings, scheduler=self.scheduler,
                             folders=self.folders, watcher=watcher, roots=self.roots,
                             status=report[0], stopping=self.stopping, disk=self.disk,
                             on_damage=self._store_damaged, feed=feed, searches=searches,
-                            startup=self.startup)
+                            startup=self.startup, selfcheck=self.selfcheck)
         return work, verbs
 
     def _handle(self, verbs: DaemonVerbs) -> Callable[..., dict[str, Any]]:
         def handle(message: dict[str, Any], client_gone: Callable[[], bool]) -> dict:
             self._last_activity = time.monotonic()
+            if message.get("command") not in _QUIET_COMMANDS:
+                self._last_query = self._last_activity
             return verbs.handle(message, client_gone)
         return handle
 
@@ -227,6 +240,8 @@ class Daemon:
         log.info("stopping")
         server.close()
         self.watcher.stop()
+        if self.selfcheck is not None:
+            self.selfcheck.stop()
         if self.notifier is not None:
             self.notifier.close()
         if not self.scheduler.quit(timeout=4):
@@ -297,7 +312,8 @@ class Daemon:
     def _periodic(self, work: Work) -> None:
         """Give memory back; resume indexing once disk space is freed; exit when idle with
         nothing to watch (if asked to); keep the index in its layout and saved; pre-check
-        duplicates when idle; rescan folders inotify could not watch."""
+        duplicates and run the self-check when idle; rescan folders inotify could not
+        watch."""
         assert self.engine is not None
         now = time.monotonic()
         give_back_if_quiet()  # what big pictures or an indexing pass left free
@@ -314,6 +330,8 @@ class Daemon:
             work.save_index()
         if self._precheck_due(work, now):
             self.scheduler.put(Precheck(self.scheduler.generation))
+        if self.selfcheck is not None and not self.disk.problem:
+            self.selfcheck.maybe_start()  # in idle time only; it yields to any work
         if now - self._last_rescan >= self.config.rescan_interval:
             self._last_rescan = now
             due = self.folders.paths("rescan")  # not watched by inotify: rescanned instead

@@ -1,6 +1,7 @@
 """The daemon's ``status``: what the engine says, plus the indexing thread's progress,
-the watched folders, why indexing may be waiting, and the monitoring numbers
-(``metrics``: search latency, indexing throughput, queue age; README: "status --json")."""
+the watched folders, why indexing may be waiting, the monitoring numbers (``metrics``:
+search latency, indexing throughput, queue age; README: "status --json") and the last
+self-check (``selfcheck``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from findsimilar.daemon.indexing.roots import Roots
 from findsimilar.daemon.indexing.watcher import Watcher
 from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import Scheduler
+from findsimilar.daemon.service.selfcheck import SelfCheck
 from findsimilar.daemon.service.work import Listings, Work
 from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.daemon.storage.storeaccess import StoreAccess
@@ -30,7 +32,7 @@ class StatusReport:
                  listings: Listings, folders: Roots, watcher: Watcher,
                  roots: Callable[[], list[dict[str, Any]]], disk: DiskFull,
                  access: StoreAccess, notifier: Any = None,
-                 searches: SearchTimes | None = None) -> None:
+                 searches: SearchTimes | None = None, selfcheck: SelfCheck | None = None) -> None:
         self.config = config
         self.engine = engine
         self.scheduler = scheduler
@@ -43,6 +45,7 @@ class StatusReport:
         self.access = access
         self.notifier = notifier  # notify.Notifier, when notifications are on
         self.searches = searches or SearchTimes()  # filled by the search verbs
+        self.selfcheck = selfcheck  # match quality measured in idle time (``selfcheck``)
         self.started = time.time()
 
     def queued(self) -> int:
@@ -84,6 +87,8 @@ class StatusReport:
             "notifications": None if self.notifier is None else {
                 "sent": self.notifier.sent, "problem": self.notifier.problem},
             "metrics": self.metrics(),
+            # The last self-check's counts and whether one runs (README: "Self-check").
+            "self_check": None if self.selfcheck is None else self.selfcheck.status(),
         })
         return info
 

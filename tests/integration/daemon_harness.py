@@ -34,6 +34,9 @@ D = TypeVar("D", bound="DaemonProcess")
 # Settle times for tests: a closed file is taken at once; a file still open and quiet
 # is left alone for long enough that "wait ~1 s with the file open" is unambiguous.
 FAST_SETTLE = {"FINDSIMILAR_SETTLE_AFTER_CLOSE": "0.05", "FINDSIMILAR_SETTLE_QUIET": "4"}
+# No self-check unless a test asks for one (test_selfcheck): a run starts the model
+# worker and reads photos, which tests of the worker's life and of memory must not see.
+NO_SELFCHECK = {"FINDSIMILAR_SELFCHECK_EVERY": "0"}
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05,
@@ -65,6 +68,7 @@ def daemon_env(data_dir: Path, socket_path: Path | None, **extra: str) -> dict[s
     if socket_path is not None:
         env["FINDSIMILAR_SOCKET"] = str(socket_path)
     env.update(FAST_SETTLE)
+    env.update(NO_SELFCHECK)
     env.update(extra)
     return env
 
