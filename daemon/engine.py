@@ -28,6 +28,7 @@ from findsimilar.daemon.dupes.grouping import DupesOptions, find_duplicates, mar
 from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts
 from findsimilar.daemon.indexing.indexer import Indexer, IndexSummary, ProgressFn
 from findsimilar.daemon.indexing.roots import identify
+from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
 from findsimilar.daemon.storage.index_build import IndexBuilder, open_index
@@ -44,7 +45,7 @@ from findsimilar.rawpairs import one_per_photo
 from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
 
-__all__ = ["Engine", "Match", "SearchResult", "check_index_paths"]
+__all__ = ["Engine", "Match", "SearchResult"]
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,6 @@ class SearchResult:
         return {"query": self.query,
                 "results": [{"path": m.path, "score": round(m.score, 6),
                              **({"pair": m.pair} if m.pair else {})} for m in self.results]}
-
-
-def check_index_paths(paths: Sequence[str]) -> None:
-    """Refuse what `index` is asked for by name that cannot be indexed at all: a path that
-    is not there (MissingFileError) or a FIFO, device or socket (NotRegularFileError).
-    An unreadable path passes: the indexer records why it failed."""
-    for p in paths:
-        if not os.path.lexists(p):
-            raise MissingFileError(f"no such file or folder: {p}")
-        with contextlib.suppress(OSError):
-            mode = os.stat(p).st_mode
-            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                raise NotRegularFileError(f"not a photo or a folder but a {file_kind(mode)}: {p}")
 
 
 class Engine:

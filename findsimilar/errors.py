@@ -56,8 +56,9 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (for `index`: even when some files could not be read — see the summary)",
     EXIT_FAILURE: "any other failure: the message on stderr says what",
     EXIT_USAGE: "bad usage (click)",
-    EXIT_MISSING_FILE: "a file or folder does not exist, or a query is not a regular file (a "
-                       "FIFO, a device, a socket, a folder)",
+    EXIT_MISSING_FILE: "a file or folder does not exist, or a query (or a path given to "
+                       "`index`) is not a regular file (a FIFO, a device, a socket; a query "
+                       "that is a folder)",
     EXIT_UNREADABLE_IMAGE: "the query is not a readable image: not an image, damaged, or not "
                            "readable (the reason is printed)",
     EXIT_EMPTY_INDEX: "the index is empty: run `findsimilar index FOLDER` first",

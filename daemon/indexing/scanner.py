@@ -11,16 +11,19 @@ files that changed.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from findsimilar.errors import MissingFileError, NotRegularFileError
 from findsimilar.rawpairs import RAW_EXTENSIONS
+from findsimilar.safeio import file_kind
 from findsimilar.sidecars import is_sidecar
 
-__all__ = ["IMAGE_EXTENSIONS", "RAW_EXTENSIONS", "ScannedFile", "ScanProblem",
+__all__ = ["IMAGE_EXTENSIONS", "RAW_EXTENSIONS", "ScannedFile", "ScanProblem", "check_index_paths",
            "is_excluded_dir", "looks_like_image", "scan", "signature_format"]
 
 IMAGE_EXTENSIONS = RAW_EXTENSIONS | frozenset({
@@ -184,3 +187,16 @@ def _consider(path: str, st: os.stat_result, known: dict[str, tuple[int, int]],
 def _note(problems: list[ScanProblem] | None, path: str, exc: OSError) -> None:
     if problems is not None:
         problems.append(ScanProblem(path, exc.strerror or str(exc)))
+
+
+def check_index_paths(paths: Sequence[str]) -> None:
+    """Refuse what `index` is asked for by name that cannot be indexed at all: a path that
+    is not there (MissingFileError) or a FIFO, device or socket (NotRegularFileError).
+    An unreadable path passes: the indexer records why it failed."""
+    for p in paths:
+        if not os.path.lexists(p):
+            raise MissingFileError(f"no such file or folder: {p}")
+        with contextlib.suppress(OSError):
+            mode = os.stat(p).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise NotRegularFileError(f"not a photo or a folder but a {file_kind(mode)}: {p}")

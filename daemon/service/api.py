@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from findsimilar import __version__
 from findsimilar.config import Config
 from findsimilar.daemon.dupes.grouping import options_from
-from findsimilar.daemon.engine import Engine, check_index_paths
+from findsimilar.daemon.engine import Engine
+from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.service.follow import DupesFeed
 from findsimilar.daemon.service.metrics import SearchTimes
 from findsimilar.daemon.service.scheduler import IndexPaths, Reconcile, Scheduler
