@@ -5,9 +5,12 @@ The host loads every .py in its extensions folder into one Python, so this modul
 the extension the host loaded (``sys.modules``). Once the host has read the files of the
 folder its window shows (their MIME types are known), it builds the host's own FileInfo
 objects for each case of ``$FINDSIMILAR_PROBE_CASES`` (a JSON file), asks the installed
-``FindSimilarMenu`` for its items as the host does, activates the ones asked for, and
-writes what it saw to the ``out`` file named there (JSON, written then renamed). It is
-not findsimilar code: Debian's /usr/bin/python3 runs it, inside the host.
+``FindSimilarMenu`` for its items as the host does and activates the ones asked for.
+With a ``menu`` entry (Caja), it then works the host's own UI: Edit > Select All in the
+window showing only photos, and a click on each item of the menu bar labelled "Find
+similar photos" that Caja made itself (the extension's and the Scripts menu's). It writes
+what it saw to the ``out`` file named there (JSON, written then renamed). It is not
+findsimilar code: Debian's /usr/bin/python3 runs it, inside the host.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ else:
 UNLOADED = "application/octet-stream"  # what a FileInfo says before its info is read
 with open(os.environ["FINDSIMILAR_PROBE_CASES"], encoding="utf-8") as _f:
     CASES = json.load(_f)
-DEADLINE = time.monotonic() + CASES.get("timeout", 45)
+DEADLINE = time.monotonic() + CASES.get("timeout", 100)
+MENU_TIME = 30.0  # for the host to fill its view and menus once it has read the files
 
 
 def write(result: dict) -> None:
@@ -42,15 +46,31 @@ def write(result: dict) -> None:
     os.replace(out + ".tmp", out)
 
 
-def host_window() -> object | None:
-    """The host's own window (Caja passes it to get_file_items), if one is found."""
-    try:
-        gi.require_version("Gtk", "3.0")
-        from gi.repository import Gtk
-        windows = [w for w in Gtk.Window.list_toplevels() if w.get_visible()]
-        return windows[0] if windows else None
-    except (ImportError, ValueError):
-        return None
+def caja_windows() -> list[object]:
+    """Caja's browser windows (Caja is GTK 3; its UI is GtkUIManager menus)."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+    return [w for w in Gtk.Window.list_toplevels()
+            if w.get_visible() and type(w).__name__ == "CajaNavigationWindow"]
+
+
+def menubar_items(widget: object) -> list[tuple[object, object]]:
+    """(menu item, its action) for every item of WIDGET's menu bar, submenus included."""
+    from gi.repository import Gtk
+    found = []
+    if isinstance(widget, Gtk.MenuItem):
+        action = widget.get_related_action()
+        if action is not None:
+            found.append((widget, action))
+        submenu = widget.get_submenu()
+        children = submenu.get_children() if submenu is not None else []
+    elif isinstance(widget, Gtk.Container):
+        children = widget.get_children()
+    else:
+        children = []
+    for child in children:
+        found.extend(menubar_items(child))
+    return found
 
 
 def file_infos(paths: list[str]) -> list[object]:
@@ -62,12 +82,13 @@ def ready(infos: list[object]) -> bool:
 
 
 def query(extension: object, result: dict) -> None:
-    window = host_window() if HOST == "caja" else None
-    result["window"] = type(window).__name__ if window is not None else None
+    """Asks the extension the host loaded for its items, case by case, as the host asks."""
+    windows = caja_windows() if HOST == "caja" else [None]
+    result["window"] = type(windows[0]).__name__ if windows and windows[0] else None
     menu = extension.FindSimilarMenu()
     for name, paths in CASES["cases"].items():
         infos = file_infos(paths)
-        args = (window, infos) if HOST == "caja" else (infos,)
+        args = (windows[0], infos) if HOST == "caja" else (infos,)
         items = menu.get_file_items(*args)
         result["cases"][name] = {
             "file_info_types": [type(i).__name__ for i in infos],
@@ -81,8 +102,29 @@ def query(extension: object, result: dict) -> None:
             result["activated"].append(name)
 
 
+def use_the_menu(result: dict) -> bool:
+    """Caja's own way: Edit > Select All in the window showing only photos, then click
+    every item of its menu bar labelled LABEL (our extension's, and the Scripts one).
+    True once done; until the host has put our item in its menus, selects all again."""
+    want = CASES["menu"]
+    window = next(w for w in caja_windows() if w.get_title() == want["window_title"])
+    items = menubar_items(window)
+    ours = [(i, a) for i, a in items if a.get_label() == want["label"]]
+    if not any(a.get_name() == want["action"] for _i, a in ours):
+        next(a for _i, a in items if a.get_name() == "Select All").activate()
+        result["menu"]["select_all"] += 1
+        return False
+    for item, action in ours:
+        result["menu"]["clicked"].append({"action": action.get_name(),
+                                          "label": action.get_label(),
+                                          "sensitive": action.is_sensitive()})
+        item.activate()
+    return True
+
+
 def tick(result: dict) -> bool:
     """One poll of the GLib main loop: False once the result is written."""
+    global DEADLINE
     result["polls"] += 1
     try:
         extension = sys.modules.get(CASES["extension"])
@@ -91,14 +133,19 @@ def tick(result: dict) -> bool:
             raise RuntimeError(f"{CASES['extension']} was not loaded (see the host's log)")
         every_path = [p for paths in CASES["cases"].values() for p in paths]
         infos = file_infos(every_path)
-        if ready(infos):
+        if not result["cases"] and ready(infos):
             result["extension_file"] = extension.__file__
             query(extension, result)
+            DEADLINE = min(DEADLINE, time.monotonic() + MENU_TIME)
+        if result["cases"] and ("menu" not in CASES or use_the_menu(result)):
+            pass
         elif time.monotonic() < DEADLINE:
             return True
-        else:
+        elif not result["cases"]:
             mimes = {p: i.get_mime_type() for p, i in zip(every_path, infos, strict=True)}
             result["error"] = f"the host did not read the files in time: {mimes}"
+        else:
+            result["menu"]["error"] = f"{HOST} put no {CASES['menu']['label']!r} in its menus"
     except Exception:  # noqa: BLE001 - reported to the test, which fails with it
         result["error"] = traceback.format_exc()
     write(result)
@@ -114,4 +161,5 @@ class KeepLoaded(GObject.GObject, Host.ColumnProvider):
 
 
 GLib.timeout_add(100, tick, {"host": HOST, "cases": {}, "activated": [], "error": None,
-                             "polls": 0, "python": sys.version.split()[0]})
+                             "polls": 0, "python": sys.version.split()[0],
+                             "menu": {"select_all": 0, "clicked": [], "error": None}})
