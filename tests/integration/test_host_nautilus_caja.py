@@ -10,7 +10,7 @@ command the host runs is the one install wrote.
 
 The host's own Python extension loader (nautilus-python, caja-python) loads our extension
 and, beside it, the probe ``host_probes/probe_nautilus_caja.py``: once the host has read
-the folder (the files' MIME types are known), the probe builds the host's FileInfo objects
+the folder (the files' MIME types are known), the probe takes the host's FileInfo objects
 (``NautilusVFSFile`` / ``CajaVFSFile``), asks the extension the host loaded for its menu
 items (with the host's own window, for Caja) and activates them. In Caja (GTK 3, a menu
 bar) the probe then goes through the host's own UI: Edit > Select All in a window on a
@@ -193,6 +193,7 @@ def run_host(spec: HostSpec, base: Path) -> HostRun:
         proc = session.launch([*spec.argv, *map(str, folders)], log,
                               FINDSIMILAR_PROBE_HOST=spec.name,
                               FINDSIMILAR_PROBE_CASES=str(base / "cases.json"),
+                              GTK_A11Y="none",  # GTK 4's NO_AT_BRIDGE: no a11y bus
                               **{spec.debug_env: "misc"})
         result = json.loads(session.wait_for_file(out, proc, log, timeout=120))
         alive, zombies = proc.poll() is None, zombie_children(proc.pid)

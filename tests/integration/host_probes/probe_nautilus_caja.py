@@ -3,7 +3,7 @@ findsimilar's installed extension, for tests/integration/test_host_nautilus_caja
 
 The host loads every .py in its extensions folder into one Python, so this module sees
 the extension the host loaded (``sys.modules``). Once the host has read the files of the
-folder its window shows (their MIME types are known), it builds the host's own FileInfo
+folder its window shows (their MIME types are known), it takes the host's own FileInfo
 objects for each case of ``$FINDSIMILAR_PROBE_CASES`` (a JSON file), asks the installed
 ``FindSimilarMenu`` for its items as the host does and activates the ones asked for.
 With a ``menu`` entry (Caja), it then works the host's own UI: Edit > Select All in the
@@ -54,6 +54,15 @@ def caja_windows() -> list[object]:
             if w.get_visible() and type(w).__name__ == "CajaNavigationWindow"]
 
 
+def window_titles() -> list[str]:
+    """The titles of the host's windows (GTK 4 for Nautilus 43, GTK 3 for Caja)."""
+    gi.require_version("Gtk", "3.0" if HOST == "caja" else "4.0")
+    from gi.repository import Gtk
+    windows = (Gtk.Window.list_toplevels() if HOST == "caja"
+               else list(Gtk.Window.get_toplevels()))
+    return [f"{type(w).__name__}: {w.get_title()}" for w in windows]
+
+
 def menubar_items(widget: object) -> list[tuple[object, object]]:
     """(menu item, its action) for every item of WIDGET's menu bar, submenus included."""
     from gi.repository import Gtk
@@ -73,12 +82,15 @@ def menubar_items(widget: object) -> list[tuple[object, object]]:
     return found
 
 
-def file_infos(paths: list[str]) -> list[object]:
-    return [Host.FileInfo.create(Gio.File.new_for_path(p)) for p in paths]
+def file_infos(paths: list[str]) -> list[object | None]:
+    """The host's own FileInfo for each path, None while the host has none: looked up,
+    never created, so that the probe leaves the host's loading of the folder alone."""
+    return [Host.FileInfo.lookup(Gio.File.new_for_path(p)) for p in paths]
 
 
-def ready(infos: list[object]) -> bool:
-    return all(i.get_mime_type() not in ("", None, UNLOADED) for i in infos)
+def ready(infos: list[object | None]) -> bool:
+    return all(i is not None and i.get_mime_type() not in ("", None, UNLOADED)
+               for i in infos)
 
 
 def query(extension: object, result: dict) -> None:
@@ -142,8 +154,9 @@ def tick(result: dict) -> bool:
         elif time.monotonic() < DEADLINE:
             return True
         elif not result["cases"]:
-            mimes = {p: i.get_mime_type() for p, i in zip(every_path, infos, strict=True)}
-            result["error"] = f"the host did not read the files in time: {mimes}"
+            mimes = {p: i and i.get_mime_type() for p, i in zip(every_path, infos, strict=True)}
+            result["error"] = (f"the host did not read the files in time: {mimes}; "
+                               f"its windows: {window_titles()}")
         else:
             result["menu"]["error"] = f"{HOST} put no {CASES['menu']['label']!r} in its menus"
     except Exception:  # noqa: BLE001 - reported to the test, which fails with it
