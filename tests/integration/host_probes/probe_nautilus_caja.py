@@ -56,8 +56,11 @@ def caja_windows() -> list[object]:
 
 def window_titles() -> list[str]:
     """The titles of the host's windows (GTK 4 for Nautilus 43, GTK 3 for Caja)."""
-    gi.require_version("Gtk", "3.0" if HOST == "caja" else "4.0")
-    from gi.repository import Gtk
+    try:
+        gi.require_version("Gtk", "3.0" if HOST == "caja" else "4.0")
+        from gi.repository import Gtk
+    except (ImportError, ValueError) as exc:  # Debian's gir1.2-gtk-4.0 is not a dependency
+        return [f"(unknown: {exc})"]
     windows = (Gtk.Window.list_toplevels() if HOST == "caja"
                else list(Gtk.Window.get_toplevels()))
     return [f"{type(w).__name__}: {w.get_title()}" for w in windows]
