@@ -77,6 +77,15 @@ class HostSession:
         self.runtime.chmod(0o700)
         for folder in (self.data_home, self.config_home, self.cache_home):
             folder.mkdir(parents=True, exist_ok=True)
+        # No Tracker file miner on this bus: Nautilus asks for it, and it would index the
+        # new HOME, taking the CPU the host needs to load its folder (the private bus
+        # looks in $XDG_DATA_HOME/dbus-1/services first).
+        services = self.data_home / "dbus-1" / "services"
+        services.mkdir(parents=True, exist_ok=True)
+        for name in ("org.freedesktop.Tracker3.Miner.Files",
+                     "org.freedesktop.Tracker3.Miner.Extract"):
+            (services / f"{name}.service").write_text(
+                f"[D-BUS Service]\nName={name}\nExec=/bin/false\n")
         self.display = ""
         self.bus = ""
         self._servers: list[subprocess.Popen[bytes]] = []

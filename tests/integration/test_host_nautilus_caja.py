@@ -24,7 +24,6 @@ menu only that Nautilus itself made the folder the script is installed in.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -32,14 +31,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import copy_photos
-from tests.integration.hosts import HostSession, host_version, needs_host, tail
+from tests.integration.hosts import HostSession, host_session, host_version, needs_host, tail
 
 PROBE = Path(__file__).parent / "host_probes" / "probe_nautilus_caja.py"
 LABEL = "Find similar photos"
@@ -169,26 +168,9 @@ def package_version(package: str) -> str:
     return proc.stdout.strip() or "?"
 
 
-@contextlib.contextmanager
-def quiet_session(base: Path) -> Iterator[HostSession]:
-    """A started HostSession in which Tracker's file miner cannot be started: Nautilus
-    asks the session bus for it, and it would index the new HOME (CPU the host's folder
-    loading needs). Its private bus looks in $XDG_DATA_HOME/dbus-1/services first."""
-    session = HostSession(base)
-    services = session.data_home / "dbus-1" / "services"
-    services.mkdir(parents=True)
-    for name in ("org.freedesktop.Tracker3.Miner.Files", "org.freedesktop.Tracker3.Miner.Extract"):
-        (services / f"{name}.service").write_text(
-            f"[D-BUS Service]\nName={name}\nExec=/bin/false\n")
-    try:
-        yield session.start()
-    finally:
-        session.close()
-
-
 def run_host(spec: HostSpec, base: Path) -> HostRun:
     """Starts SPEC's host once with the extension and the probe; returns what it showed."""
-    with quiet_session(base) as session:
+    with host_session(base) as session:
         folders = [base / "photos", base / "others"] if spec.use_menus else [base / "photos"]
         files = make_files(folders[0], folders[-1])
         recorder = Recorder(base / "opt dir")
