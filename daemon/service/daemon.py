@@ -55,6 +55,7 @@ from findsimilar.daemon.service.scheduler import (
 )
 from findsimilar.daemon.service.server import SocketServer, bind_unix_socket
 from findsimilar.daemon.service.status import StatusReport
+from findsimilar.daemon.service.upgrade import Upgrade
 from findsimilar.daemon.service.work import Listings, Work
 from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.daemon.storage.storeaccess import StoreAccess
@@ -100,6 +101,7 @@ class Daemon:
         self._fatal: StoreError | None = None  # the store is damaged: exit with it
         self.notifier: Notifier | None = None  # desktop notifications (config: notify)
         self.startup = Reconcile()  # the start-up reconcile (the first `index` is told)
+        self.upgrade: Upgrade | None = None  # to the configured extractor, if need be
 
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -114,6 +116,8 @@ class Daemon:
                                    on_watch_failed=self.folders.set_rescan,
                                    on_root_gone=self._root_gone)
             work, verbs = self._assemble(engine, self.watcher)
+            self.upgrade = Upgrade(engine, self.config, self.scheduler, self.stopping)
+            engine.upgrade_status = self.upgrade.status
             server = SocketServer(sock, self._handle(verbs),
                                   on_client_done=engine.release_reader)
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,6 +128,7 @@ class Daemon:
             server.start()
             self.watcher.start()
             self.scheduler.start(work)
+            self.upgrade.start()  # (after the start-up reconcile, which it waits for)
             threading.Thread(target=self._watch_roots, name="fs-roots", daemon=True).start()
             systemd.notify_ready(f"serving on {self.config.socket_path}")
             log.info("findsimilar %s serving %s (data in %s)", __version__,
@@ -227,6 +232,8 @@ class Daemon:
         log.info("stopping")
         server.close()
         self.watcher.stop()
+        if self.upgrade is not None:
+            self.upgrade.stop()
         if self.notifier is not None:
             self.notifier.close()
         if not self.scheduler.quit(timeout=4):
@@ -322,7 +329,7 @@ class Daemon:
 
     def _idle_for(self, now: float) -> float:
         """Seconds since the last request or task (0 while there is work)."""
-        if not self.scheduler.idle:
+        if not self.scheduler.idle or (self.upgrade is not None and self.upgrade.running):
             return 0.0
         return now - max(self._last_activity, self.scheduler.last_work)
 
