@@ -130,6 +130,9 @@ class Engine:
             self.target = None
         old.builder.stop()
         self._retired.append(old.model)  # closed with the engine: a search may use it
+        with contextlib.suppress(OSError):  # (else repaired when it next serves)
+            if old.index.dirty:
+                old.index.save(old.path)
         log.info("searches now use %s (%d vectors); was %s", model.spec.id, len(live.index),
                  old.spec.id)
 

@@ -43,7 +43,7 @@ from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.indexing.reextract import Reextractor, chunks
 from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.service.scheduler import Scheduler, Task
-from findsimilar.daemon.serving import open_model
+from findsimilar.daemon.serving import open_model, pending
 
 if TYPE_CHECKING:
     from findsimilar.daemon.indexing.indexer import ProgressFn
@@ -87,6 +87,9 @@ class Upgrade:
         self.done = self.total = self.extracted = self.failures = 0
         self.error: str | None = None
         self._retry_at: float | None = None
+        if self.target is not None:  # what earlier runs did (``status`` before a pass)
+            self.done, self.total = (int(pending(engine.store, engine.spec, self.target)[k])
+                                     for k in ("done", "total"))
 
     def start(self) -> None:
         """Start the upgrade's thread, if the engine serves another extractor than the
