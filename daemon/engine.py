@@ -119,8 +119,9 @@ class Engine:
 
     def serve(self, model: Model) -> None:
         """Answer from ``model``'s extractor from now on (its vectors are complete): its
-        index is opened and saved, then swapped in whole. The indexing thread's only;
-        searches running meanwhile finish on what they began with."""
+        index is opened and saved, then swapped in whole. In the daemon, on the indexing
+        thread only (no indexing beside it); searches running meanwhile finish on what
+        they began with."""
         old = self._live
         live = open_live(self.config, self.store, model.spec, model, self.save)
         live.index.save(live.path)

@@ -105,4 +105,4 @@ def pending(store: Store, serving: ModelSpec, target: ModelSpec) -> dict[str, ob
     done = total - len(store.hashes_needing_features(target.id))
     return {"from": serving.id, "to": target.id, "state": "pending", "done": done,
             "total": total, "extracted": 0, "skipped": 0, "failures": 0, "error": None,
-            "retry_in_s": None}
+            "retry_in_s": None, "worker_pid": None}

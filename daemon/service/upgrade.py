@@ -120,10 +120,13 @@ class Upgrade:
             return None
         retry = None if self._retry_at is None or self.state != "failed" else round(
             max(0.0, self._retry_at - time.monotonic()), 1)
+        model = self._model
         return {"from": self.source, "to": self.target.id, "state": self.state,
                 "done": self.done, "total": self.total, "extracted": self.extracted,
                 "skipped": len(self._skipped), "failures": self.failures,
-                "error": self.error, "retry_in_s": retry}
+                "error": self.error, "retry_in_s": retry,
+                # The new model's worker process (at niceness 19), while it runs.
+                "worker_pid": model.status()["pid"] if model is not None else None}
 
     # -- the thread --------------------------------------------------------------------
     def _run(self) -> None:

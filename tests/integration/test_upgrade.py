@@ -11,6 +11,7 @@ photos (the shared set plus generated ones: enough chunks to stop one half-way).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -131,6 +132,9 @@ def test_a_new_model_is_extracted_in_the_background_and_a_killed_run_resumes(
     assert first["upgrade"]["from"] == LITE0 and first["upgrade"]["to"] == LITE2
     seen = answers_while_upgrading(lib, d, until="killed")
     assert_old_index_answers(lib, seen)
+    pid = upgrade(d)["worker_pid"]  # the new model's own worker, yielding the CPU
+    assert pid and pid != d.status()["worker"]["pid"]
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 19
     d.kill()  # mid-upgrade: some chunks committed, not all
     kept = lib.vectors_of(LITE2)
     assert 0 < kept < 32

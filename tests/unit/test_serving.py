@@ -33,7 +33,8 @@ def test_the_old_extractor_answers_while_the_new_ones_vectors_are_incomplete(sto
     assert served_spec(store, LITE2) == LITE0
     assert pending(store, LITE0, LITE2) == {
         "from": LITE0.id, "to": LITE2.id, "state": "pending", "done": 1, "total": 3,
-        "extracted": 0, "skipped": 0, "failures": 0, "error": None, "retry_in_s": None}
+        "extracted": 0, "skipped": 0, "failures": 0, "error": None, "retry_in_s": None,
+        "worker_pid": None}
 
 
 def test_a_complete_extractor_answers_at_once(store):
@@ -55,3 +56,32 @@ def test_an_extractor_this_release_cannot_run_gives_way_at_once(store):
     assert served_spec(store, LITE2) == LITE2
     store.set_setting("extractor", "no-such-model/v1")
     assert served_spec(store, LITE2) == LITE2
+
+
+def test_a_store_of_the_first_release_migrates_and_upgrades_from_its_model(tmp_path: Path):
+    import sqlite_utils
+    from sqlite_utils import Migrations
+
+    from findsimilar.daemon.storage import schema
+
+    path = tmp_path / "old.db"
+    first = Migrations("findsimilar")  # the first release's schema: its one migration
+    first()(schema.m001_files_and_features)
+    db = sqlite_utils.Database(path)
+    first.apply(db)
+    db["files"].insert_all([{"path": f"/p/{h}.jpg", "size": 1, "mtime_ns": 1, "inode": 1,
+                             "content_hash": h, "status": "ok"} for h in ["h1", "h2"]])
+    db["features"].insert_all([{"content_hash": h, "extractor": LITE0.id,
+                                "vector": np.ones(8, np.float32).tobytes(), "created_at": 0.0}
+                               for h in ["h1", "h2"]])
+    db["settings"].insert({"key": "extractor", "value": LITE0.id})
+    db.close()
+
+    store = Store(path)  # every later migration runs
+    try:
+        assert store.file("/p/h1.jpg").ctime_ns is None  # (a column added since)
+        assert served_spec(store, LITE2) == LITE0
+        assert (pending(store, LITE0, LITE2)["done"], pending(store, LITE0, LITE2)["total"]) \
+            == (0, 2)
+    finally:
+        store.close()
