@@ -21,7 +21,8 @@ the daemon runs this upgrade in thread ``fs-upgrade``:
   that keeps dying, a full disk or a locked store ends the pass; ``status`` shows the
   error (``upgrade.error``, ``failures``), the log says it, and the upgrade is tried
   again after ``config.upgrade_retry`` seconds. A picture the new model cannot read is
-  left out (``skipped``; the indexer tries it again after the swap, as any file).
+  left out (``skipped``): a reconcile after the swap reads its files again, and a file
+  that still fails is recorded as failed with the reason, as any file.
 * **It resumes**: every chunk is committed to the store as it is done, so a daemon
   stopped or killed mid-upgrade goes on from there at its next start.
 
@@ -42,7 +43,7 @@ from findsimilar.config import Config
 from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.indexing.reextract import Reextractor, chunks
 from findsimilar.daemon.model.api import Model
-from findsimilar.daemon.service.scheduler import Scheduler, Task
+from findsimilar.daemon.service.scheduler import Reconcile, Scheduler, Task
 from findsimilar.daemon.serving import open_model, pending
 
 if TYPE_CHECKING:
@@ -201,6 +202,8 @@ class Upgrade:
         self.state, self.error = "done", None
         if self._model is not None:
             self._model.close()
+        if self._skipped:  # the indexing passes read them again, failing them for good
+            self.scheduler.put(Reconcile())
         log.info("upgrade to %s done: %d pictures extracted by this run, %d left out",
                  self.target.id, self.extracted, len(self._skipped))
         return True
