@@ -83,7 +83,6 @@ class Engine:
     def __init__(self, config: Config, model: Model | None = None, *,
                  in_process: bool = False) -> None:
         self.config = config
-        self.in_process = in_process
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.store_path, busy_timeout=config.busy_timeout)
         wanted = model.spec if model is not None else model_spec(config.extractor)
