@@ -24,7 +24,9 @@ the daemon runs this upgrade in thread ``fs-upgrade``:
   left out (``skipped``): a reconcile after the swap reads its files again, and a file
   that still fails is recorded as failed with the reason, as any file.
 * **It resumes**: every chunk is committed to the store as it is done, so a daemon
-  stopped or killed mid-upgrade goes on from there at its next start.
+  stopped or killed mid-upgrade goes on from there at its next start. Those vectors are
+  its only writes; they take their turn on the store's one writer connection (as the
+  verdict cache's do), beside the indexing thread, and touch nothing it reads or writes.
 
 ``findsimilar index --no-daemon`` runs the same work in the foreground
 (:func:`upgrade_in_foreground`): with no daemon, nothing else would finish it.
@@ -131,15 +133,18 @@ class Upgrade:
 
     # -- the thread --------------------------------------------------------------------
     def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                if self._pass():
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if self._pass():
+                        return
+                except CancelledError:  # its model was closed: the daemon stops
                     return
-            except CancelledError:  # its model was closed: the daemon stops
-                return
-            except Exception as exc:
-                self._failed(exc)
-                self.stopping.wait(self.config.upgrade_retry)
+                except Exception as exc:
+                    self._failed(exc)
+                    self.stopping.wait(self.config.upgrade_retry)
+        finally:
+            self.engine.store.release_reader()
 
     def _pass(self) -> bool:
         """Extract what is missing, chunk by chunk; True once swapped (or stopping)."""
