@@ -329,7 +329,7 @@ class Daemon:
 
     def _idle_for(self, now: float) -> float:
         """Seconds since the last request or task (0 while there is work)."""
-        if not self.scheduler.idle or (self.upgrade is not None and self.upgrade.running):
+        if not self.scheduler.idle or (self.upgrade is not None and self.upgrade.busy):
             return 0.0
         return now - max(self._last_activity, self.scheduler.last_work)
 

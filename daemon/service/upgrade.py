@@ -105,8 +105,10 @@ class Upgrade:
         self._thread.start()
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def busy(self) -> bool:
+        """It has work under way (not while it waits to try a failed run again): the
+        daemon is not idle meanwhile."""
+        return self._thread is not None and self._thread.is_alive() and self.state != "failed"
 
     def stop(self) -> None:
         """End the upgrade (the chunk in flight is dropped; what was committed stays)."""
@@ -172,8 +174,7 @@ class Upgrade:
         return False  # another pass: content that arrived meanwhile, then the swap
 
     def _wait_for_quiet(self) -> bool:
-        """Wait while the indexing thread has work (or indexing is paused); False if the
-        daemon stops meanwhile."""
+        """Wait while the indexing thread has work; False if the daemon stops meanwhile."""
         while not self.scheduler.idle:
             self.state = "waiting"
             if self.stopping.wait(_POLL):
