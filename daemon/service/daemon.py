@@ -11,6 +11,8 @@ The parts, each owning what it changes:
     (watchdog's threads and fs-debounce: file events -> settled operations);
   * the verbs (``api``), answered by the socket server (fs-accept / fs-client threads:
     queries never wait for indexing);
+  * the upgrade to a newly configured extractor (``upgrade``: thread fs-upgrade), while
+    the old index answers;
   * main thread: signals, periodic work (saves, rescans, the duplicate pre-check), stop.
 
 SIGTERM: stop accepting, let the indexer commit its current batch, save the
