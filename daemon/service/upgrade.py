@@ -21,7 +21,7 @@ the daemon runs this upgrade in thread ``fs-upgrade``:
   that keeps dying, a full disk or a locked store ends the pass; ``status`` shows the
   error (``upgrade.error``, ``failures``), the log says it, and the upgrade is tried
   again after ``config.upgrade_retry`` seconds. A picture the new model cannot read is
-  left out (``skipped``): a reconcile after the swap reads its files again, and a file
+  left out (``skipped``): the indexer reads its files again after the swap, and a file
   that still fails is recorded as failed with the reason, as any file.
 * **It resumes**: every chunk is committed to the store as it is done, so a daemon
   stopped or killed mid-upgrade goes on from there at its next start. Those vectors are
@@ -45,7 +45,7 @@ from findsimilar.config import Config
 from findsimilar.daemon.engine import Engine
 from findsimilar.daemon.indexing.reextract import Reextractor, chunks
 from findsimilar.daemon.model.api import Model
-from findsimilar.daemon.service.scheduler import Reconcile, Scheduler, Task
+from findsimilar.daemon.service.scheduler import IndexPaths, Scheduler, Task
 from findsimilar.daemon.serving import open_model, pending
 
 if TYPE_CHECKING:
@@ -208,8 +208,9 @@ class Upgrade:
         self.state, self.error = "done", None
         if self._model is not None:
             self._model.close()
-        if self._skipped:  # the indexing passes read them again, failing them for good
-            self.scheduler.put(Reconcile())
+        if self._skipped:  # read again by the indexer: a vector, or failed for good
+            paths = [p for h in self._skipped for p in self.engine.store.paths_for_hash(h)]
+            self.scheduler.put(IndexPaths(paths))
         log.info("upgrade to %s done: %d pictures extracted by this run, %d left out",
                  self.target.id, self.extracted, len(self._skipped))
         return True
