@@ -118,7 +118,8 @@ class Daemon:
                                    on_watch_failed=self.folders.set_rescan,
                                    on_root_gone=self._root_gone)
             work, verbs = self._assemble(engine, self.watcher)
-            self.upgrade = Upgrade(engine, self.config, self.scheduler, self.stopping)
+            self.upgrade = Upgrade(engine, self.config, self.scheduler, self.stopping,
+                                   self.disk)
             engine.upgrade_status = self.upgrade.status
             server = SocketServer(sock, self._handle(verbs),
                                   on_client_done=engine.release_reader)

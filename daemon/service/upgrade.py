@@ -20,7 +20,8 @@ the daemon runs this upgrade in thread ``fs-upgrade``:
 * **A failure leaves the old index answering**: a model that cannot be loaded, a worker
   that keeps dying, a full disk or a locked store ends the pass; ``status`` shows the
   error (``upgrade.error``, ``failures``), the log says it, and the upgrade is tried
-  again after ``config.upgrade_retry`` seconds. A picture the new model cannot read is
+  again after ``config.upgrade_retry`` seconds (after a full disk, once space is freed:
+  ``diskspace`` pauses it as it pauses indexing). A picture the new model cannot read is
   left out (``skipped``): the indexer reads its files again after the swap, and a file
   that still fails is recorded as failed with the reason, as any file.
 * **It resumes**: every chunk is committed to the store as it is done, so a daemon
@@ -47,6 +48,7 @@ from findsimilar.daemon.indexing.reextract import Reextractor, chunks
 from findsimilar.daemon.model.api import Model
 from findsimilar.daemon.service.scheduler import IndexPaths, Scheduler, Task
 from findsimilar.daemon.serving import open_model, pending
+from findsimilar.daemon.storage.diskspace import DiskFull
 
 if TYPE_CHECKING:
     from findsimilar.daemon.indexing.indexer import ProgressFn
@@ -78,9 +80,10 @@ class Upgrade:
     """The background upgrade of one daemon run (see the module docstring)."""
 
     def __init__(self, engine: Engine, config: Config, scheduler: Scheduler,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, disk: DiskFull | None = None) -> None:
         self.engine, self.config = engine, config
         self.scheduler, self.stopping = scheduler, stopping
+        self.disk = disk  # a full disk pauses the upgrade as it pauses indexing
         self.target = engine.target
         self.source = engine.spec.id
         self._model: Model | None = None
@@ -174,8 +177,9 @@ class Upgrade:
         return False  # another pass: content that arrived meanwhile, then the swap
 
     def _wait_for_quiet(self) -> bool:
-        """Wait while the indexing thread has work; False if the daemon stops meanwhile."""
-        while not self.scheduler.idle:
+        """Wait while the indexing thread has work, or the disk is full; False if the
+        daemon stops meanwhile."""
+        while not self.scheduler.idle or (self.disk is not None and self.disk.problem):
             self.state = "waiting"
             if self.stopping.wait(_POLL):
                 return False
@@ -218,6 +222,8 @@ class Upgrade:
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         self.state, self.error = "failed", f"{exc}"
+        if self.disk is not None and self.disk.caused(exc):  # (in status: ``problem``)
+            self.disk.report(f"upgrading to {self.engine.config.extractor}")
         self._retry_at = time.monotonic() + self.config.upgrade_retry
         assert self.target is not None
         log.error("the upgrade to %s failed (%s): searches keep using %s; it is tried "

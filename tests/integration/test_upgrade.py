@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,12 @@ class Library:
         self.daemons: list[DaemonProcess] = []
         self.before: list[tuple[str, float]] = []  # QUERY's ranking by the Lite0 index
 
-    def daemon(self, **env: str) -> DaemonProcess:
-        """A daemon on the library's data dir (not started); stopped at the end."""
-        sock = self.sock_dir / "d.sock"
-        d = DaemonProcess(self.data, sock, self.base / f"daemon-{len(self.daemons)}.log",
-                          env=daemon_env(self.data, sock, FINDSIMILAR_PRECHECK_AFTER="0",
-                                         **env))
+    def daemon(self, data: Path | None = None, **env: str) -> DaemonProcess:
+        """A daemon on the library's data dir, or ``data`` (not started); stopped at the
+        end."""
+        sock, data = self.sock_dir / "d.sock", data or self.data
+        d = DaemonProcess(data, sock, self.base / f"daemon-{len(self.daemons)}.log",
+                          env=daemon_env(data, sock, FINDSIMILAR_PRECHECK_AFTER="0", **env))
         self.daemons.append(d)
         return d
 
@@ -64,8 +64,8 @@ class Library:
     def outside_match(self, d: DaemonProcess) -> dict[str, Any]:
         return d.search(self.outside / OUTSIDE, k=1)[0]
 
-    def vectors_of(self, extractor: str) -> int:
-        conn = sqlite3.connect(f"file:{self.data / 'store.db'}?mode=ro", uri=True)
+    def vectors_of(self, extractor: str, data: Path | None = None) -> int:
+        conn = sqlite3.connect(f"file:{(data or self.data) / 'store.db'}?mode=ro", uri=True)
         try:
             return conn.execute("select count(*) from features where extractor = ?",
                                 [extractor]).fetchone()[0]
@@ -88,6 +88,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
         lib.before = lib.ranking(d)
         assert len(lib.before) == 31
         assert d.terminate() == 0
+        shutil.copytree(lib.data, lib.base / "lite0-data")  # (for the full disk)
         yield lib
     finally:
         for daemon in lib.daemons:
@@ -216,4 +217,49 @@ def test_a_failed_upgrade_keeps_the_old_index_and_is_tried_again(library: Librar
     text = subprocess.run([sys.executable, "-m", "findsimilar", "status"], env=d.env,
                           capture_output=True, text=True, timeout=60).stdout
     assert "upgrade:    to resnet50-gem" in text
+    assert d.terminate() == 0
+
+
+@pytest.fixture
+def small_disk(library: Library) -> Iterator[tuple[Path, Callable[[str], None]]]:
+    """A tmpfs holding a copy of the Lite0 store with ~100 KB to spare (as root; skipped
+    otherwise): (its data dir, a function that resizes it)."""
+    mount = library.base / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+
+    def resize(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
+
+    try:
+        data = Path(shutil.copytree(library.base / "lite0-data", mount / "data"))
+        st = os.statvfs(mount)
+        resize(f"{(st.f_blocks - st.f_bfree) * st.f_frsize // 1024 + 100}k")
+        yield data, resize
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_pauses_the_upgrade_and_it_goes_on_once_space_is_freed(
+        library: Library, small_disk: tuple[Path, Callable[[str], None]]):
+    lib, (data, resize) = library, small_disk
+    d = lib.daemon(data, FINDSIMILAR_EXTRACTOR=LITE2_NAME, FINDSIMILAR_UPGRADE_RETRY="1")
+    d.start()
+    status = wait_until(lambda: (s := d.status())["upgrade"]["failures"] and s, 180, 0.2,
+                        lambda: f"{d.status()}\n{d.log()}")
+    assert "full" in status["upgrade"]["error"] and "is full" in status["problem"]
+    assert status["model"] == LITE0 and 0 <= lib.vectors_of(LITE2, data) < 32
+    ranking = [(m["path"], round(m["score"], 4))
+               for m in d.search(lib.photos / QUERY, k=1000)]
+    assert ranking == lib.before  # the old index answers throughout
+
+    resize("64m")  # space is freed: the upgrade goes on by itself
+    wait_until(lambda: d.status()["upgrade"]["state"] == "done", 180, 0.2,
+               lambda: f"{d.status()}\n{d.log()}")
+    status = d.status()
+    assert status["model"] == LITE2 and status["vectors"] == 32 and status["problem"] is None
+    assert "Traceback" not in d.log()
     assert d.terminate() == 0
