@@ -69,6 +69,10 @@ class LocalBackend:
                                    "exclude": list(exclude or [])}, progress)
 
     def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
+        if self.engine.target is not None:  # its vectors are incomplete (serving.py)
+            print(f"findsimilar: note: searching with {self.engine.spec.id}: the vectors of "
+                  f"{self.engine.target.id} are not complete yet (the daemon extracts "
+                  "them in the background, or run `findsimilar index`)", file=sys.stderr)
         return self.call("search", {"paths": paths, "k": k, "min_score": min_score})
 
     def status(self) -> dict[str, Any]:

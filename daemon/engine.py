@@ -13,10 +13,8 @@ import contextlib
 import errno
 import logging
 import os
-import re
-import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import wait
+from concurrent.futures import CancelledError, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,19 +29,15 @@ from findsimilar.daemon.indexing.roots import identify
 from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
-from findsimilar.daemon.storage.index_build import IndexBuilder, open_index
+from findsimilar.daemon.query import query_source, query_stat
+from findsimilar.daemon.serving import Live, open_live, open_model, pending, served_spec
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import (
     Cancelled,
     EmptyIndexError,
-    FileAccessError,
     ImageDecodeError,
-    MissingFileError,
-    NotRegularFileError,
 )
 from findsimilar.rawpairs import one_per_photo
-from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
-from findsimilar.text import printable
 
 __all__ = ["Engine", "Match", "SearchResult"]
 
@@ -78,7 +72,8 @@ class SearchResult:
 
 
 class Engine:
-    """Opens the store and the index for the configured extractor.
+    """Opens the store and the index of the extractor that answers (``serving``: the
+    configured one, or while its vectors are incomplete the one the store served).
 
     ``model``: the model to use; by default a worker process (``model.client``), or
     with ``in_process`` threads of this process (``model.local``). Raises
@@ -88,23 +83,22 @@ class Engine:
     def __init__(self, config: Config, model: Model | None = None, *,
                  in_process: bool = False) -> None:
         self.config = config
-        self.spec = model.spec if model is not None else model_spec(config.extractor)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.store_path, busy_timeout=config.busy_timeout)
-        self.model = model or _open_model(config, self.spec, in_process)
-        self.index_path = config.data_dir / f"index-{_slug(self.spec.id)}.faiss"
-        for leftover in config.data_dir.glob(self.index_path.name + ".*.tmp"):
-            with contextlib.suppress(OSError):  # (a read-only data dir keeps it)
-                leftover.unlink()  # a save that was killed half-way
-        self.index, self.repair = open_index(self.index_path, self.store, self.spec.id,
-                                             self.spec.dim, self._full_vectors,
-                                             config.compress_above)
-        # Moves the index between layouts as the library grows; started by the daemon
-        # (maintain_index), never by a one-off CLI run.
-        self.builder = IndexBuilder(self.index, self.store, config.compress_above,
-                                    on_swapped=self.save)
+        wanted = model.spec if model is not None else model_spec(config.extractor)
+        spec = wanted if model is not None else served_spec(self.store, wanted)
+        # The configured extractor, while its vectors are still being extracted.
+        self.target: ModelSpec | None = wanted if spec.id != wanted.id else None
+        self._live = open_live(config, self.store, spec,
+                               model or open_model(config, spec, in_process), self.save)
+        # The daemon's upgrade (``service.upgrade``) tells its progress here.
+        self.upgrade_status: Callable[[], dict[str, object] | None] | None = None
+        self._retired: list[Model] = []
         self._indexer: Indexer | None = None
-        self.store.set_setting("extractor", self.spec.id)
+        self.store.set_setting("extractor", spec.id)
+        if self.target is not None:
+            log.warning("searches use %s until the vectors of %s are complete", spec.id,
+                        wanted.id)
         if self.repair.reason:
             try:
                 self.save()
@@ -114,11 +108,42 @@ class Engine:
                 log.error("the repaired index cannot be saved in %s (%s); it is kept in "
                           "memory", config.data_dir, exc.strerror)
 
+    # What answers now, as one: a swap replaces it whole (``serve``). Code that uses the
+    # model and the index together takes ``live`` once, so a swap never mixes the two.
+    live = property(lambda self: self._live)
+    spec = property(lambda self: self._live.spec)
+    model = property(lambda self: self._live.model)
+    index = property(lambda self: self._live.index)
+    index_path = property(lambda self: self._live.path)
+    builder = property(lambda self: self._live.builder)
+    repair = property(lambda self: self._live.repair)
+
+    def serve(self, model: Model) -> None:
+        """Answer from ``model``'s extractor from now on (its vectors are complete): its
+        index is opened and saved, then swapped in whole. In the daemon, on the indexing
+        thread only (no indexing beside it); searches running meanwhile finish on what
+        they began with."""
+        old = self._live
+        live = open_live(self.config, self.store, model.spec, model, self.save)
+        live.index.save(live.path)
+        self.store.set_setting("extractor", model.spec.id)
+        self._live, self._indexer = live, None
+        if self.target is not None and self.target.id == model.spec.id:
+            self.target = None
+        old.builder.stop()
+        self._retired.append(old.model)  # closed with the engine: a search may use it
+        with contextlib.suppress(OSError):  # (else repaired when it next serves)
+            if old.index.dirty:
+                old.index.save(old.path)
+        log.info("searches now use %s (%d vectors); was %s", model.spec.id, len(live.index),
+                 old.spec.id)
+
     def close(self) -> None:
         """Stop the model, save the index and close the store (also when the save fails:
         then raises)."""
         self.builder.stop()
-        self.model.close()
+        for model in [*self._retired, self.model]:
+            model.close()
         try:
             self.save()
         finally:
@@ -153,18 +178,14 @@ class Engine:
         self.close()
 
     def save(self) -> None:
-        if self.index.dirty or not self.index_path.exists():
-            self.index.save(self.index_path)
+        live = self._live
+        if live.index.dirty or not live.path.exists():
+            live.index.save(live.path)
 
     def maintain_index(self) -> None:
         """Start moving the index to the layout the library's size calls for, in the
         background (queries keep using the current index until the swap)."""
         self.builder.maybe_start()
-
-    def _full_vectors(self, ids: np.ndarray) -> np.ndarray:
-        """Full-precision vectors from the store (the compressed index re-scores with
-        them); read on the calling thread's own connection."""
-        return self.reader().vectors(ids, self.spec.dim)
 
     # -- verbs -----------------------------------------------------------------
     def index_paths(self, paths: list[str], progress: ProgressFn | None = None,
@@ -189,30 +210,41 @@ class Engine:
         EmptyIndexError, or Cancelled once ``should_stop`` says so.
         """
         query = os.path.abspath(path)
-        vector, indexed = self._query_vector(query, should_stop)
-        result = self._neighbours(query, vector, k, min_score)
-        result.indexed = indexed
-        return result
+        while True:
+            live = self._live  # one model and its index throughout, whatever swaps
+            try:
+                vector, indexed = self._query_vector(live, query, should_stop)
+                result = self._neighbours(live, query, vector, k, min_score)
+            except CancelledError:
+                if live is self._live:
+                    raise
+                continue  # its model was closed after a swap: ask the one now answering
+            result.indexed = indexed
+            return result
 
     def search_bytes(self, data: bytes, k: int = 10, min_score: float | None = None,
                      name: str = "<bytes>", *, should_stop: StopFn = _never) -> SearchResult:
         """Search with an image given as bytes (e.g. a file only the client can read).
         Raises ImageDecodeError (naming ``name``), EmptyIndexError or Cancelled."""
-        return self._neighbours(name, self._embed(name, data, should_stop), k, min_score)
+        live = self._live
+        return self._neighbours(live, name, self._embed(live, name, data, should_stop), k,
+                                min_score)
 
     def duplicates(self, options: DupesOptions, progress: ProgressFn | None = None,
                    should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
         """Duplicate groups (see ``dupes.find_duplicates``)."""
+        live = self._live
         with self._side_store() as store:
-            return find_duplicates(store, self.spec.id, self.index.vectors, options,
-                                   model=self.model, progress=progress,
+            return find_duplicates(store, live.spec.id, live.index.vectors, options,
+                                   model=live.model, progress=progress,
                                    should_stop=should_stop)
 
     def groups_around(self, paths: list[str], options: DupesOptions | None = None, *,
                       should_stop: StopFn = _never) -> list[dict]:
         """The duplicate groups holding a file at or under ``paths`` (``dupes.around``)."""
+        live = self._live
         with self._side_store() as store:
-            return groups_around(store, self.index, self.spec.id, self.model, paths,
+            return groups_around(store, live.index, live.spec.id, live.model, paths,
                                  options or DupesOptions(), should_stop=should_stop)
 
     def same_picture(self, query: str, paths: list[str], *,
@@ -269,6 +301,9 @@ class Engine:
             "recent_failures": self.reader().failures(20),
             # Where the model runs: the worker process (its pid and memory) if it runs.
             "worker": self.model.status(),
+            # The configured extractor's vectors being extracted (None: none pending).
+            "upgrade": self.upgrade_status() if self.upgrade_status is not None
+            else None if self.target is None else pending(self.store, self.spec, self.target),
         }
 
     # -- the daemon's façade: what its parts ask of the engine ---------------------------
@@ -320,45 +355,26 @@ class Engine:
         self.store.set_root_identity(path, identity)
 
     # -- helpers ---------------------------------------------------------------
-    def _query_vector(self, query: str,
+    def _query_vector(self, live: Live, query: str,
                       should_stop: StopFn = _never) -> tuple[np.ndarray, bool]:
         """The query's vector, and whether it was the stored one of an indexed file."""
-        st = _query_stat(query)
-        stored = self._stored_vector(query, st)
+        st = query_stat(query)
+        stored = self._stored_vector(live, query, st)
         if stored is not None:
             return stored, True
-        if len(self.index) == 0:
+        if len(live.index) == 0:
             raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
-        return self._embed(query, self._query_source(query), should_stop), False
+        source = query_source(query, self.config.max_in_memory_bytes)
+        return self._embed(live, query, source, should_stop), False
 
-    def _query_source(self, query: str) -> bytes | Path:
-        """The query's bytes, or its path if it is too big to hold in memory (decoding
-        then reads only what it needs: a 1 TB sparse file costs nothing). Read through
-        safeio: a file swapped for a FIFO or a device since the stat is refused."""
-        try:
-            fd = open_regular(query)
-        except NotRegularFile as exc:
-            raise NotRegularFileError(f"{exc.strerror}: {query}") from None
-        except FileNotFoundError:
-            raise MissingFileError(f"no such file: {query}") from None
-        except OSError as exc:
-            raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
-        try:
-            return read_fd(fd, self.config.max_in_memory_bytes, query)
-        except FileTooBig:
-            return Path(query)
-        except OSError as exc:
-            raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
-
-    def _embed(self, name: str, source: bytes | Path, should_stop: StopFn) -> np.ndarray:
+    def _embed(self, live: Live, name: str, source: bytes | Path,
+               should_stop: StopFn) -> np.ndarray:
         """The model's descriptor of ``source``, ahead of any indexing work; ``should_stop``
         is asked before and while it is computed (a client that hung up is not waited
         for). Raises ImageDecodeError naming ``name``, or Cancelled."""
         if should_stop():
             raise Cancelled(f"the client hung up: {name} was not searched")
-        future = self.model.embed(source, name, priority=PRIORITY_QUERY)
+        future = live.model.embed(source, name, priority=PRIORITY_QUERY)
         while not wait([future], timeout=0.1).done:
             if should_stop():
                 raise Cancelled(f"the client hung up: {name} was not searched")
@@ -367,7 +383,8 @@ class Engine:
         except ImageDecodeError as exc:
             raise ImageDecodeError(f"{name}: {exc}") from None
 
-    def _stored_vector(self, query: str, st: os.stat_result) -> np.ndarray | None:
+    def _stored_vector(self, live: Live, query: str,
+                       st: os.stat_result) -> np.ndarray | None:
         """The indexed vector of an unchanged indexed file: no model call needed."""
         store = self.reader()
         rec = store.file(query)
@@ -376,18 +393,19 @@ class Engine:
         if (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) != (
                 st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
             return None  # changed since it was indexed (or not known as read): read it now
-        ids = store.feature_ids([rec.content_hash], self.spec.id)
+        ids = store.feature_ids([rec.content_hash], live.spec.id)
         fid = ids.get(rec.content_hash)
         return store.vector(fid) if fid is not None else None
 
-    def _neighbours(self, query: str, vector: np.ndarray, k: int,
+    def _neighbours(self, live: Live, query: str, vector: np.ndarray, k: int,
                     min_score: float | None) -> SearchResult:
-        if len(self.index) == 0:
+        index = live.index
+        if len(index) == 0:
             raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
         result = SearchResult(query)
         fetch = k + 2
         while True:
-            scores, ids = self.index.search(vector[None], fetch)
+            scores, ids = index.search(vector[None], fetch)
             hits = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             paths = self.reader().paths_for_features(i for _, i in hits)
             result.results = []
@@ -398,42 +416,9 @@ class Engine:
                     if p != query:
                         result.results.append(Match(p, score))
             result.results = one_per_photo(result.results)
-            if len(result.results) >= k or fetch >= len(self.index) or (
+            if len(result.results) >= k or fetch >= len(index) or (
                     hits and min_score is not None and hits[-1][0] < min_score):
                 break
-            fetch = min(len(self.index), fetch * 4)
+            fetch = min(len(index), fetch * 4)
         result.results = result.results[:k]
         return result
-
-
-def _query_stat(query: str) -> os.stat_result:
-    """``stat`` of a query path, which must name a regular file (it follows symlinks)."""
-    try:
-        st = os.stat(query)
-    except FileNotFoundError:
-        raise MissingFileError(f"no such file: {query}") from None
-    except PermissionError as exc:
-        raise FileAccessError(f"cannot access {query}: {exc.strerror}") from None
-    except OSError as exc:
-        raise MissingFileError(f"cannot access {query}: {exc.strerror}") from None
-    except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL: no such name
-        raise MissingFileError(f"no such file: {printable(query)}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise NotRegularFileError(f"not a regular file but a {file_kind(st.st_mode)}: {query}")
-    return st
-
-
-def _open_model(config: Config, spec: ModelSpec, in_process: bool) -> Model:
-    if not in_process:
-        from findsimilar.daemon.model.client import WorkerModel
-
-        return WorkerModel(spec, config)
-    from findsimilar.daemon.model.local import LocalModel
-
-    return LocalModel(spec, model_threads=config.model_threads,
-                      decode_workers=config.decode_workers, batch_size=config.batch_size,
-                      max_pixels=config.max_pixels)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)

@@ -77,6 +77,23 @@ def _worker_state(worker: dict[str, Any]) -> str:
     return text
 
 
+def _upgrade_state(up: dict[str, Any]) -> str:
+    """The upgrade to the configured model in a line (``service.upgrade``)."""
+    if up["state"] == "done":
+        return f"done: searches use {up['to']} ({up['extracted']} pictures extracted)"
+    text = (f"to {up['to']}: {up['done']}/{up['total']} pictures extracted; searches use "
+            f"{up['from']} until it is complete")
+    if up["state"] == "pending":
+        text += " (the daemon does it in the background, or `findsimilar index`)"
+    elif up["state"] == "waiting":
+        text += " (waiting for indexing to finish)"
+    elif up["state"] == "failed":
+        text += f"; failed: {up['error']}, tried again in {up['retry_in_s'] or 0:.0f} s"
+    if up.get("skipped"):
+        text += f"; {up['skipped']} left out (not readable by the new model)"
+    return text
+
+
 def _latency(kind: dict[str, Any], what: str) -> str:
     if not kind["count"]:
         return f"no {what} yet"
@@ -174,6 +191,8 @@ def _status_text(info: dict[str, Any]) -> str:
     if info.get("model"):
         dim = f" ({info['dim']}-d)" if info.get("dim") else ""
         lines.append(f"model:      {info['model']}{dim}")
+    if info.get("upgrade"):
+        lines.append("upgrade:    " + _upgrade_state(info["upgrade"]))
     if daemon and info.get("worker"):
         lines.append("worker:     " + _worker_state(info["worker"]))
     lines.append(f"data dir:   {info['data_dir']}")

@@ -93,11 +93,12 @@ class _Worker:
 class WorkerModel:
     """Hands decoding, embedding and pixel checks to a worker process (see above)."""
 
-    def __init__(self, spec: ModelSpec, config: Config) -> None:
+    def __init__(self, spec: ModelSpec, config: Config, *, nice: int = 0) -> None:
+        """``nice``: the worker's niceness (background work that must yield the CPU)."""
         one_arena()  # this process decodes nothing: its threads allocate little at a time
         self.spec = spec
         self.idle_after, self.timeout = config.model_idle, config.model_timeout
-        self._options = {"spec": asdict(spec), "parent": os.getpid(), "local": {
+        self._options = {"spec": asdict(spec), "parent": os.getpid(), "nice": nice, "local": {
             "model_threads": config.model_threads, "decode_workers": config.decode_workers,
             "batch_size": config.batch_size, "max_pixels": config.max_pixels}}
         self._cv = threading.Condition()

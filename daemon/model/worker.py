@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     fd, options = int(args[0]), json.loads(args[1])
     _die_with_parent(int(options["parent"]))
+    if options.get("nice"):  # background work (``service.upgrade``): yields the CPU
+        os.nice(int(options["nice"]))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     from findsimilar.daemon.service.logs import setup_logging

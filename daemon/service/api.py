@@ -146,8 +146,14 @@ class LocalVerbs(Verbs):
 
     def cmd_index(self, paths: list[str], wait: bool = True, rehash: bool = False,
                   exclude: list[str] | None = None) -> dict[str, Any]:
-        return self.engine.index_paths(paths, self.progress, rehash=bool(rehash),
-                                       skip=_globs(exclude)).as_dict()
+        """Index ``paths``; then, if the configured extractor's vectors are incomplete,
+        extract them here and switch to it (with no daemon, nothing else would)."""
+        from findsimilar.daemon.service.upgrade import upgrade_in_foreground
+
+        summary = self.engine.index_paths(paths, self.progress, rehash=bool(rehash),
+                                          skip=_globs(exclude))
+        summary.extracted += upgrade_in_foreground(self.engine, self.progress)
+        return summary.as_dict()
 
     def cmd_status(self) -> dict[str, Any]:
         return {**self.engine.status(), "queued": 0, "daemon": None}

@@ -12,6 +12,8 @@ The parts, each owning what it changes:
   * the verbs (``api``), answered by the socket server (fs-accept / fs-client threads:
     queries never wait for indexing);
   * the self-check (``selfcheck``, thread self-check): match quality measured in idle time;
+  * the upgrade to a newly configured extractor (``upgrade``: thread fs-upgrade), while
+    the old index answers;
   * main thread: signals, periodic work (saves, rescans, the duplicate pre-check, starting
     the self-check), stop.
 
@@ -58,6 +60,7 @@ from findsimilar.daemon.service.scheduler import (
 from findsimilar.daemon.service.selfcheck import SelfCheck
 from findsimilar.daemon.service.server import SocketServer, bind_unix_socket
 from findsimilar.daemon.service.status import StatusReport
+from findsimilar.daemon.service.upgrade import Upgrade
 from findsimilar.daemon.service.work import Listings, Work
 from findsimilar.daemon.storage.diskspace import DiskFull
 from findsimilar.daemon.storage.storeaccess import StoreAccess
@@ -107,6 +110,7 @@ class Daemon:
         self._fatal: StoreError | None = None  # the store is damaged: exit with it
         self.notifier: Notifier | None = None  # desktop notifications (config: notify)
         self.startup = Reconcile()  # the start-up reconcile (the first `index` is told)
+        self.upgrade: Upgrade | None = None  # to the configured extractor, if need be
 
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> int:
@@ -121,6 +125,9 @@ class Daemon:
                                    on_watch_failed=self.folders.set_rescan,
                                    on_root_gone=self._root_gone)
             work, verbs = self._assemble(engine, self.watcher)
+            self.upgrade = Upgrade(engine, self.config, self.scheduler, self.stopping,
+                                   self.disk)
+            engine.upgrade_status = self.upgrade.status
             server = SocketServer(sock, self._handle(verbs),
                                   on_client_done=engine.release_reader)
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -131,6 +138,7 @@ class Daemon:
             server.start()
             self.watcher.start()
             self.scheduler.start(work)
+            self.upgrade.start()  # (after the start-up reconcile, which it waits for)
             threading.Thread(target=self._watch_roots, name="fs-roots", daemon=True).start()
             systemd.notify_ready(f"serving on {self.config.socket_path}")
             log.info("findsimilar %s serving %s (data in %s)", __version__,
@@ -242,6 +250,8 @@ class Daemon:
         self.watcher.stop()
         if self.selfcheck is not None:
             self.selfcheck.stop()
+        if self.upgrade is not None:
+            self.upgrade.stop()
         if self.notifier is not None:
             self.notifier.close()
         if not self.scheduler.quit(timeout=4):
@@ -340,7 +350,7 @@ class Daemon:
 
     def _idle_for(self, now: float) -> float:
         """Seconds since the last request or task (0 while there is work)."""
-        if not self.scheduler.idle:
+        if not self.scheduler.idle or (self.upgrade is not None and self.upgrade.busy):
             return 0.0
         return now - max(self._last_activity, self.scheduler.last_work)
 

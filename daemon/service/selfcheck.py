@@ -251,15 +251,16 @@ class SelfCheck:
         except edits.EditError:
             return "not editable here"
         del data
-        future = self.engine.model.embed(copy, f"self-check: {item.path} ({kind})",
-                                         priority=PRIORITY_INDEX)
+        live = self.engine.live  # this copy's model and index, even across an upgrade's swap
+        future = live.model.embed(copy, f"self-check: {item.path} ({kind})",
+                                 priority=PRIORITY_INDEX)
         while not wait([future], timeout=0.1).done:
             self._yield_if_busy(began)
         try:
             vector = future.result().vector
         except ImageDecodeError:
             return "not editable here"
-        _, ids = self.engine.index.search(np.asarray(vector)[None], K)
+        _, ids = live.index.search(np.asarray(vector)[None], K)
         for rank, fid in enumerate(int(i) for i in ids[0] if i >= 0):
             if same_picture(self.engine.reader(), item, fid):
                 return rank
@@ -271,8 +272,9 @@ class SelfCheck:
 
     def _index(self) -> dict[str, Any]:
         """What a run checks: the model, the index's layout and size."""
-        index = self.engine.index
-        return {"model": self.engine.spec.id, "layout": index.layout, "lists": index.lists,
+        live = self.engine.live
+        index = live.index
+        return {"model": live.spec.id, "layout": index.layout, "lists": index.lists,
                 "vectors": len(index)}
 
     def _log(self, run: dict[str, Any]) -> None:

@@ -1,0 +1,53 @@
+"""A query: the path a search names, checked and read as the engine needs it (errors
+in the words the user sees, each naming the file)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from findsimilar.errors import FileAccessError, MissingFileError, NotRegularFileError
+from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
+from findsimilar.text import printable
+
+__all__ = ["query_source", "query_stat"]
+
+
+def query_stat(query: str) -> os.stat_result:
+    """``stat`` of a query path, which must name a regular file (it follows symlinks)."""
+    try:
+        st = os.stat(query)
+    except FileNotFoundError:
+        raise MissingFileError(f"no such file: {query}") from None
+    except PermissionError as exc:
+        raise FileAccessError(f"cannot access {query}: {exc.strerror}") from None
+    except OSError as exc:
+        raise MissingFileError(f"cannot access {query}: {exc.strerror}") from None
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL: no such name
+        raise MissingFileError(f"no such file: {printable(query)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(f"not a regular file but a {file_kind(st.st_mode)}: {query}")
+    return st
+
+
+def query_source(query: str, limit: int) -> bytes | Path:
+    """The query's bytes, or its path if it is too big to hold in memory (decoding
+    then reads only what it needs: a 1 TB sparse file costs nothing). Read through
+    safeio: a file swapped for a FIFO or a device since the stat is refused."""
+    try:
+        fd = open_regular(query)
+    except NotRegularFile as exc:
+        raise NotRegularFileError(f"{exc.strerror}: {query}") from None
+    except FileNotFoundError:
+        raise MissingFileError(f"no such file: {query}") from None
+    except OSError as exc:
+        raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
+    try:
+        return read_fd(fd, limit, query)
+    except FileTooBig:
+        return Path(query)
+    except OSError as exc:
+        raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
