@@ -71,16 +71,18 @@ def alive(pid: int | None) -> bool:
 
 
 class Daemon:
-    def __init__(self, workdir: Path, model_idle: float) -> None:
-        self.dir = workdir / "idle-run"
+    """A real `findsimilar daemon run` in WORKDIR/NAME (a fresh data dir), with ENV on top
+    of this process's environment less its FINDSIMILAR_* (also used by bench/selfcheck.py)."""
+
+    def __init__(self, workdir: Path, name: str = "idle-run", **env: str) -> None:
+        self.dir = workdir / name
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "data").mkdir(parents=True)
-        self.socket = Path(f"/tmp/fsim-{os.getpid()}.sock")
+        self.socket = Path(f"/tmp/fsim-{name}-{os.getpid()}.sock")
         self.config = Config(data_dir=(self.dir / "data").absolute(), socket_path=self.socket)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FINDSIMILAR_")}
         self.env.update(FINDSIMILAR_DATA_DIR=str(self.config.data_dir),
-                        FINDSIMILAR_SOCKET=str(self.socket),
-                        FINDSIMILAR_MODEL_IDLE=str(model_idle))
+                        FINDSIMILAR_SOCKET=str(self.socket), **env)
         self.log = self.dir / "daemon.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([str(BIN / "python"), "-m", "findsimilar", "daemon",
@@ -122,7 +124,7 @@ class Daemon:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     library = make_library(args.workdir / "library", args.library)
     query = make_small(args.workdir, 1)[0]  # a 0.3 MP photo the library does not hold
-    d = Daemon(args.workdir, args.model_idle)
+    d = Daemon(args.workdir, FINDSIMILAR_MODEL_IDLE=str(args.model_idle))
     pid = d.proc.pid
     out: dict[str, Any] = {"daemon_start_rss": proc_status(pid).get("VmRSS")}
     try:

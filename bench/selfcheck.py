@@ -15,11 +15,8 @@ Usage: python bench/selfcheck.py [--workdir DIR] [--count 200] [--photos 200]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from idle_memory import mapped, proc_status  # noqa: E402
+from idle_memory import Daemon, mapped, proc_status  # noqa: E402
 from throughput import make_camera_jpegs  # noqa: E402
 
-from daemon import BIN, load, machine  # noqa: E402
-from findsimilar.cli.client import DaemonClient, DaemonUnavailable  # noqa: E402
-from findsimilar.config import Config  # noqa: E402
+from daemon import load, machine  # noqa: E402
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -46,47 +41,10 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Daemon:
-    def __init__(self, workdir: Path, photos: int) -> None:
-        self.dir = workdir / "selfcheck-run"
-        shutil.rmtree(self.dir, ignore_errors=True)
-        (self.dir / "data").mkdir(parents=True)
-        self.socket = Path(f"/tmp/fsim-sc-{os.getpid()}.sock")
-        self.config = Config(data_dir=(self.dir / "data").absolute(), socket_path=self.socket)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FINDSIMILAR_")}
-        self.env.update(FINDSIMILAR_DATA_DIR=str(self.config.data_dir),
-                        FINDSIMILAR_SOCKET=str(self.socket), FINDSIMILAR_SELFCHECK_EVERY="0",
-                        FINDSIMILAR_SELFCHECK_PHOTOS=str(photos))
-        self.log = self.dir / "daemon.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(BIN / "python"), "-m", "findsimilar", "daemon",
-                                          "run"], env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(DaemonUnavailable):
-                self.call("ping")
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"the daemon did not answer; see {self.log}")
-
-    def call(self, command: str, **args: Any) -> Any:
-        with DaemonClient(self.config, timeout=600) as client:
-            return client.call(command, **args)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        with contextlib.suppress(OSError):
-            self.socket.unlink()
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     photos = make_camera_jpegs(args.workdir / "camera", args.count)
-    d = Daemon(args.workdir, args.photos)
+    d = Daemon(args.workdir, "selfcheck-run", FINDSIMILAR_SELFCHECK_EVERY="0",
+               FINDSIMILAR_SELFCHECK_PHOTOS=str(args.photos))
     pid = d.proc.pid
     try:
         summary = d.call("index", paths=[str(photos[0].parent)])

@@ -227,7 +227,7 @@ class SelfCheck:
             if isinstance(outcome, str):
                 skipped[outcome] += 1
                 continue
-            kinds[kind].update(checked=1, rank1=outcome == 0, top_k=outcome is not None)
+            kinds[kind].update(checked=1, rank1=int(outcome == 0), top_k=int(outcome is not None))
         total = sum(kinds.values(), Counter())
         return {"when": round(time.time(), 3), "k": K, "seed": seed,
                 "sampled": len(picked), "checked": total["checked"],
