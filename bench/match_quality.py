@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edits import SHARED, shared_photos  # noqa: E402
+from edits import SHARED, shared_groups, shared_photos  # noqa: E402
 from quality import equivalents  # noqa: E402
 
 from findsimilar.daemon.model.decode import decode_for_model  # noqa: E402
@@ -67,6 +67,7 @@ class Corpus:
     queries: list[tuple[str, Path, Path]]  # (edit, original, edited copy)
     labels: dict[str, str]  # path -> category
     distinct: list[Path]  # one photo per near-duplicate group (the labelled one if any)
+    scene: dict[str, set[str]]  # path -> the other shots of its GROUPS.json same-scene group
 
 
 def build_corpus(workdir: Path) -> Corpus:
@@ -89,7 +90,9 @@ def build_corpus(workdir: Path) -> Corpus:
         for j, name in enumerate(MATCH_EDITS):
             copy = apply_match_edit(name, photo, workdir / f"{i:03d}-{j:02d}", SEED)
             queries.append((name, photo, copy))
-    return Corpus(photos, same, queries, labels, distinct)
+    scene = {str(SHARED / m): {str(SHARED / o) for o in group}
+             for group in shared_groups()["same_scene"] for m in group}  # type: ignore[union-attr]
+    return Corpus(photos, same, queries, labels, distinct, scene)
 
 
 def embed_files(extractor: FeatureExtractor, files: list[Path]) -> tuple[np.ndarray, float]:
@@ -106,19 +109,21 @@ def embed_files(extractor: FeatureExtractor, files: list[Path]) -> tuple[np.ndar
 
 
 def rank1(corpus: Corpus, library: np.ndarray, queries: np.ndarray
-          ) -> tuple[dict[str, list[bool]], list[str]]:
-    """Per edit, whether each query's nearest library photo shows its picture; the misses."""
+          ) -> tuple[dict[str, list[bool]], list[str], int]:
+    """Per edit, whether each query's nearest library photo shows its picture; the misses;
+    how many of them found the other shot of the original's same-scene pair instead."""
     top = np.argmax(queries @ library.T, axis=1)
     hits: dict[str, list[bool]] = defaultdict(list)
-    misses = []
+    misses, sibling = [], 0
     for (name, original, _), t in zip(corpus.queries, top, strict=True):
         found = str(corpus.photos[t])
         ok = found in corpus.same.get(str(original), {str(original)})
         hits[name].append(ok)
+        sibling += not ok and found in corpus.scene.get(str(original), set())
         if not ok:
             misses.append(f"[{name}] {original.relative_to(SHARED)} -> "
                           f"{corpus.photos[t].relative_to(SHARED)}")
-    return hits, misses
+    return hits, misses, sibling
 
 
 def category_map(corpus: Corpus, library: np.ndarray) -> tuple[float, float]:
@@ -163,6 +168,7 @@ class Result:
     label: str
     hits: dict[str, list[bool]]
     misses: list[str]
+    sibling_misses: int
     mean_ap: float
     p_at_1: float
     ms: float
@@ -171,9 +177,9 @@ class Result:
 
 def measure(label: str, corpus: Corpus, library: np.ndarray, queries: np.ndarray,
             ms: float) -> Result:
-    hits, misses = rank1(corpus, library, queries)
+    hits, misses, sibling = rank1(corpus, library, queries)
     mean_ap, p1 = category_map(corpus, library)
-    return Result(label, hits, misses, mean_ap, p1, ms, library.shape[1])
+    return Result(label, hits, misses, sibling, mean_ap, p1, ms, library.shape[1])
 
 
 def run(names: list[str], threads: int, whiten: bool, workdir: Path) -> list[Result]:
@@ -205,6 +211,8 @@ def report(results: list[Result], queries: int) -> None:
     print("| **R@1, all " + str(queries) + " edited copies** | "
           + " | ".join(f"**{_rate([h for v in r.hits.values() for h in v])}**"
                        for r in results) + " |")
+    print("| misses that found the other shot of a same-scene pair | "
+          + " | ".join(f"{r.sibling_misses} of {len(r.misses)}" for r in results) + " |")
     print("| R@1, weakest edit kind | "
           + " | ".join(f"{min(np.mean(v) for v in r.hits.values()):.3f}" for r in results)
           + " |")

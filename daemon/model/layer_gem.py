@@ -30,7 +30,7 @@ from findsimilar.daemon.model.efficientnet_lite import (
     load_checkpoint,
 )
 
-__all__ = ["LAYER_GEM_DIM", "LayerGeMHead", "imagenet_mean_direction"]
+__all__ = ["LAYER_GEM_DIM", "LayerGeMHead", "imagenet_mean_direction", "stage_mean_direction"]
 
 LAYER_GEM_DIM = 512  # 320 + 192 channels, for every Lite variant (their last two stages)
 _P = 3.0  # GeM exponent, as in the 1280-d descriptor
@@ -48,7 +48,7 @@ def imagenet_mean_direction(beta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
-def _stage_mean(state: dict[str, torch.Tensor], blocks: list[int]) -> np.ndarray:
+def stage_mean_direction(state: dict[str, torch.Tensor], blocks: list[int]) -> np.ndarray:
     """ImageNet mean direction of a stage's output: the sum of its blocks' projections
     (the first block's, then each residual), so the means add; the spreads are taken as
     independent."""
@@ -88,8 +88,8 @@ class LayerGeMHead(torch.nn.Module):
         self.last = blocks[-1]
         last = len(blocks) - 1
         # Plain tensors, not buffers: they stay float32 when the network goes bfloat16.
-        self.last_mean = torch.from_numpy(_stage_mean(state, [last]))
-        self.stage_mean = torch.from_numpy(_stage_mean(state, stage))
+        self.last_mean = torch.from_numpy(stage_mean_direction(state, [last]))
+        self.stage_mean = torch.from_numpy(stage_mean_direction(state, stage))
         assert blocks[-1].project.conv.out_channels + width == LAYER_GEM_DIM
         self.eval()
         for p in self.parameters():
