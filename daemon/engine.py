@@ -30,7 +30,14 @@ from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
 from findsimilar.daemon.query import query_source, query_stat
-from findsimilar.daemon.serving import Live, open_live, open_model, pending, served_spec
+from findsimilar.daemon.serving import (
+    Live,
+    index_path,
+    open_live,
+    open_model,
+    pending,
+    served_spec,
+)
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import (
     Cancelled,
@@ -97,8 +104,8 @@ class Engine:
         self._indexer: Indexer | None = None
         self.store.set_setting("extractor", spec.id)
         if self.target is not None:
-            log.warning("searches use %s until the vectors of %s are complete", spec.id,
-                        wanted.id)
+            log.info("searches use %s until the vectors of %s are complete", spec.id,
+                     wanted.id)
         if self.repair.reason:
             try:
                 self.save()
@@ -124,7 +131,8 @@ class Engine:
         thread only (no indexing beside it); searches running meanwhile finish on what
         they began with."""
         old = self._live
-        live = open_live(self.config, self.store, model.spec, model, self.save)
+        live = open_live(self.config, self.store, model.spec, model, self.save,
+                         first=not index_path(self.config, model.spec).exists())
         live.index.save(live.path)
         self.store.set_setting("extractor", model.spec.id)
         self._live, self._indexer = live, None

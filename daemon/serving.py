@@ -50,14 +50,16 @@ def index_path(config: Config, spec: ModelSpec) -> Path:
 
 
 def open_live(config: Config, store: Store, spec: ModelSpec, model: Model,
-              on_swapped: Callable[[], None]) -> Live:
-    """Open (repairing it against the store) the index of ``spec``'s vectors."""
+              on_swapped: Callable[[], None], *, first: bool = False) -> Live:
+    """Open (repairing it against the store) the index of ``spec``'s vectors (``first``:
+    built for the first time, see ``open_index``)."""
     path = index_path(config, spec)
     for leftover in config.data_dir.glob(path.name + ".*.tmp"):
         with contextlib.suppress(OSError):  # (a read-only data dir keeps it)
             leftover.unlink()  # a save that was killed half-way
     index, repair = open_index(path, store, spec.id, spec.dim,
-                               lambda ids: store.vectors(ids, spec.dim), config.compress_above)
+                               lambda ids: store.vectors(ids, spec.dim), config.compress_above,
+                               first=first)
     # Moves the index between layouts as the library grows; started by the daemon
     # (maintain_index), never by a one-off CLI run.
     builder = IndexBuilder(index, store, config.compress_above, on_swapped=on_swapped)

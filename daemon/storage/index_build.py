@@ -228,12 +228,14 @@ class IndexRepair:
 
 
 def open_index(path: Path, store: Store, extractor: str, dim: int,
-               fetch: FetchFn | None = None,
-               compress_above: int = 0) -> tuple[VectorIndex, IndexRepair]:
+               fetch: FetchFn | None = None, compress_above: int = 0, *,
+               first: bool = False) -> tuple[VectorIndex, IndexRepair]:
     """Load the index for ``extractor`` and make it match the store exactly.
 
     A lost or damaged file is rebuilt from the store in the layout its size calls for
-    (compressed past ``compress_above``: an exact rebuild of 1M photos would need 5 GB)."""
+    (compressed past ``compress_above``: an exact rebuild of 1M photos would need 5 GB).
+    ``first``: the index is built for the first time (a new model's, at the end of its
+    upgrade), so a missing file is expected, not a repair."""
     wanted = store.indexed_feature_ids(extractor)
     reason = ""
     index: VectorIndex | None = None
@@ -242,7 +244,7 @@ def open_index(path: Path, store: Store, extractor: str, dim: int,
             index = VectorIndex.load(path, dim, fetch)
         except ValueError as exc:
             reason = str(exc)
-    elif len(wanted):
+    elif len(wanted) and not first:
         reason = "index file missing"
     if index is not None and len(have := index.ids()) != len(np.unique(have)):
         index, reason = None, "duplicate ids"
