@@ -10,9 +10,9 @@ seed 0) is the one the thresholds were tuned on, the *held-out* half (odd positi
 pairs (video frames, stereo pairs, bursts), in both halves.
 
 For each pair the two stages of `findsimilar dupes` are measured apart:
-  * candidate: the CNN cosine of the two pictures reaches ``CANDIDATE_COSINE`` (dupes also
-    keeps only each picture's 16 nearest neighbours; with one copy per pair here that
-    never binds);
+  * candidate: the CNN cosine of the two pictures reaches the extractor's candidate
+    cosine (``ModelSpec.candidate_cosine``; dupes also keeps only each picture's 16
+    nearest neighbours; with one copy per pair here that never binds);
   * verified: ``verify.compare`` reaches ``NEAR_SCORE``.
 A pair is found when both hold. Negatives are the same-scene pairs and every pair of
 different pictures that is a candidate (pairs below the cosine are never checked).
@@ -21,8 +21,15 @@ Each pair's check is timed on its own (one thread; the previews decoded beforeha
 each pair finding its own keypoints). ``--baseline FILE`` measures an older verify.py on
 the same pairs beside the current one.
 
+The extractor is the configured one (``FINDSIMILAR_EXTRACTOR``) unless ``--extractor``
+names another. ``--candidates 0.45,0.50,...`` also prints, for each of those candidate
+cosines, what the near tier would find (pixel checks are then computed down to the lowest),
+and the cosine percentiles of copies and of different pictures: how a new extractor's
+candidate cosine is calibrated.
+
 Usage: python bench/dupes_edits.py [--half calibration|held-out|both] [--baseline FILE]
-       [--misses]   (or: python bench/dupes_quality.py --edits [the same options])
+       [--misses] [--extractor NAME] [--candidates C1,C2,...]
+       (or: python bench/dupes_quality.py --edits [the same options])
 """
 
 from __future__ import annotations
@@ -49,8 +56,9 @@ from edits import (  # noqa: E402
     shared_photos,
 )
 
-from findsimilar.daemon.dupes.grouping import CANDIDATE_COSINE  # noqa: E402
+from findsimilar.config import load_config  # noqa: E402
 from findsimilar.daemon.model import verify  # noqa: E402
+from findsimilar.daemon.model.spec import model_spec  # noqa: E402
 from findsimilar.daemon.model.verify import NEAR_SCORE, load_preview  # noqa: E402
 
 MAX_PIXELS = 250_000_000
@@ -59,6 +67,8 @@ SCENE = "same scene (GROUPS.json)"
 # Shared photos showing another shared photo's picture that GROUPS.json does not list
 # (see bench/dupes_quality.py): left out, so no two photos of the set are one picture.
 SAME_PICTURE = {"imagededup/formats/alpha_channel_image.png", "imagededup/formats/baboon.pgm"}
+# The candidate cosine of the extractor measured (main sets it from its spec).
+CANDIDATE_COSINE = 0.60
 
 
 @dataclass
@@ -122,8 +132,8 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def embed(files: list[Path], cache: Path) -> dict[Path, np.ndarray]:
-    """Each file's CNN descriptor (kept in ``cache`` by path, size and mtime)."""
+def embed(files: list[Path], cache: Path, extractor: str) -> dict[Path, np.ndarray]:
+    """Each file's ``extractor`` descriptor (kept in ``cache`` by path, size and mtime)."""
     from findsimilar.daemon.model.decode import decode_for_model
     from findsimilar.daemon.model.features import create_extractor
 
@@ -132,7 +142,7 @@ def embed(files: list[Path], cache: Path) -> dict[Path, np.ndarray]:
     for f in dict.fromkeys(files):
         key = f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
         if key not in known:
-            net = net or create_extractor("efficientnet-lite0-gem", threads=2)
+            net = net or create_extractor(extractor, threads=2)
             pixels = decode_for_model(f, net.input_size, max_pixels=MAX_PIXELS).pixels
             v = net.embed(pixels[None])[0]
             known[key] = v / np.linalg.norm(v)
@@ -143,14 +153,15 @@ def embed(files: list[Path], cache: Path) -> dict[Path, np.ndarray]:
 
 
 def check(pairs: list[Pair], vectors: dict[Path, np.ndarray],
-          verifiers: dict[str, ModuleType]) -> None:
+          verifiers: dict[str, ModuleType], lowest: float) -> None:
     """Fill in each pair's cosine, and where it is a candidate (or a duplicate) its
-    score by each verifier, timed. Previews are decoded outside the timing (the check
-    is a function of two decoded previews) and each pair computes its own keypoints."""
+    score by each verifier, timed (a candidate: cosine ≥ ``lowest``). Previews are decoded
+    outside the timing (the check is a function of two decoded previews) and each pair
+    computes its own keypoints."""
     previews: dict[Path, np.ndarray] = {}
     for p in pairs:
         p.cosine = float(vectors[p.a] @ vectors[p.b])
-        if p.cosine < CANDIDATE_COSINE and not p.duplicate:
+        if p.cosine < lowest and not p.duplicate:
             continue
         for f in (p.a, p.b):
             if f not in previews:
@@ -173,8 +184,9 @@ def load_verifier(path: Path) -> ModuleType:
 
 
 def unrelated(photos_files: list[Path], vectors: dict[Path, np.ndarray], pairs: list[Pair],
-              ) -> list[Pair]:
-    """Candidate pairs (cosine ≥ CANDIDATE_COSINE) of files showing different pictures."""
+              lowest: float) -> tuple[list[Pair], np.ndarray]:
+    """Candidate pairs (cosine ≥ ``lowest``) of files showing different pictures, and the
+    cosines of all pairs of different pictures."""
     origin: dict[Path, Path] = {}
     for p in pairs:
         if p.kind != SCENE:
@@ -182,11 +194,34 @@ def unrelated(photos_files: list[Path], vectors: dict[Path, np.ndarray], pairs: 
     files = [f for f in dict.fromkeys(photos_files) if f in origin]
     m = np.stack([vectors[f] for f in files])
     cos = m @ m.T
-    out = []
-    for i, j in zip(*np.nonzero(np.triu(cos >= CANDIDATE_COSINE, 1)), strict=True):
-        if origin[files[i]] != origin[files[j]]:
-            out.append(Pair("different pictures", files[i], files[j], False))
-    return out
+    source = np.array([hash(origin[f]) for f in files])
+    other = np.triu(source[:, None] != source[None, :], 1)
+    out = [Pair("different pictures", files[i], files[j], False)
+           for i, j in zip(*np.nonzero(other & (cos >= lowest)), strict=True)]
+    return out, cos[other]
+
+
+def sweep(pairs: list[Pair], others: np.ndarray, candidates: list[float],
+          near: float) -> list[str]:
+    """Per candidate cosine: duplicates that are candidates, near-tier recall and false
+    pairs, and how many pairs of different pictures would get a pixel check."""
+    dup = [p for p in pairs if p.duplicate]
+    lines = ["| candidate cosine | candidates among duplicates | near-tier recall | "
+             "wrongly near | pairs of different pictures checked |", "|---:|---:|---:|---:|---:|"]
+    for c in candidates:
+        found = [p for p in pairs if p.cosine >= c and p.scores.get("now", -1.0) >= near]
+        tp = sum(p.duplicate for p in found)
+        lines.append(f"| {c:.2f} | {sum(p.cosine >= c for p in dup)}/{len(dup)} | "
+                     f"{tp / len(dup):.3f} | {len(found) - tp} | {int((others >= c).sum())} |")
+    copies = np.array([p.cosine for p in dup])
+    scene = [p.cosine for p in pairs if p.kind == SCENE]
+    lines += ["", "cosine percentiles: copies 1st / 5th / 50th "
+              + " / ".join(f"{np.percentile(copies, q):.3f}" for q in (1, 5, 50))
+              + "; different pictures 50th / 95th / 99th / 99.9th / max "
+              + " / ".join(f"{np.percentile(others, q):.3f}" for q in (50, 95, 99, 99.9))
+              + f" / {others.max():.3f}; same-scene pairs "
+              + ", ".join(f"{c:.2f}" for c in sorted(scene))]
+    return lines
 
 
 def table(pairs: list[Pair], verifiers: list[str], near: float) -> list[str]:
@@ -235,19 +270,33 @@ def main(argv: list[str] | None = None) -> None:
                     help="also measure the verify.py in this file (e.g. from "
                          "`git show COMMIT:daemon/model/verify.py`), on the same pairs")
     ap.add_argument("--misses", action="store_true", help="list each wrong pair")
+    ap.add_argument("--extractor", default=None,
+                    help="the extractor to measure (default: FINDSIMILAR_EXTRACTOR's)")
+    ap.add_argument("--candidates", default="",
+                    help="candidate cosines to compare, comma-separated")
     args = ap.parse_args(argv)
+    global CANDIDATE_COSINE
+    spec = model_spec(args.extractor or load_config().extractor)
+    CANDIDATE_COSINE = spec.candidate_cosine
+    sweeping = [float(c) for c in args.candidates.split(",") if c.strip()]
+    lowest = min([CANDIDATE_COSINE, *sweeping])
+    print(f"extractor {spec.id}: candidate cosine {CANDIDATE_COSINE:.2f}")
     verifiers = {"now": verify}
     if args.baseline:
         verifiers = {"before": load_verifier(args.baseline), **verifiers}
     for half in HALVES if args.half == "both" else [args.half]:
         pairs, files = generated_set(args.workdir, half)
-        vectors = embed(files, args.workdir / "vectors.npz")
-        pairs += unrelated(files, vectors, pairs)
+        vectors = embed(files, args.workdir / f"vectors-{spec.id.replace('/', '-')}.npz",
+                        spec.name)
+        negatives, others = unrelated(files, vectors, pairs, lowest)
+        pairs += negatives
         load = os.getloadavg()[0]
-        check(pairs, vectors, verifiers)
+        check(pairs, vectors, verifiers, lowest)
         print(f"\n### {half} half: {len(files)} files, {len(pairs)} pairs; load average "
               f"{load:.1f} before the checks, {os.getloadavg()[0]:.1f} after\n")
         print("\n".join(table(pairs, list(verifiers), NEAR_SCORE)))
+        if sweeping:
+            print("\n".join(["", *sweep(pairs, others, sweeping, NEAR_SCORE)]))
         if args.misses:
             for p in pairs:
                 for v in verifiers:

@@ -243,7 +243,7 @@ class Engine:
         """Duplicate groups (see ``dupes.find_duplicates``)."""
         live = self._live
         with self._side_store() as store:
-            return find_duplicates(store, live.spec.id, live.index.vectors, options,
+            return find_duplicates(store, live.spec, live.index.vectors, options,
                                    model=live.model, progress=progress,
                                    should_stop=should_stop)
 
@@ -252,7 +252,7 @@ class Engine:
         """The duplicate groups holding a file at or under ``paths`` (``dupes.around``)."""
         live = self._live
         with self._side_store() as store:
-            return groups_around(store, live.index, live.spec.id, live.model, paths,
+            return groups_around(store, live.index, live.spec, live.model, paths,
                                  options or DupesOptions(), should_stop=should_stop)
 
     def same_picture(self, query: str, paths: list[str], *,

@@ -19,13 +19,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from findsimilar.daemon.dupes.grouping import (
-    CANDIDATE_COSINE,
-    NEIGHBOURS,
-    DupesOptions,
-    find_duplicates,
-)
+from findsimilar.daemon.dupes.grouping import NEIGHBOURS, DupesOptions, find_duplicates
 from findsimilar.daemon.model.api import Model
+from findsimilar.daemon.model.spec import ModelSpec
 from findsimilar.daemon.storage.index import VectorIndex
 from findsimilar.daemon.storage.store import Store
 
@@ -36,10 +32,11 @@ __all__ = ["MOST_AT_ONCE", "groups_around"]
 MOST_AT_ONCE = 200
 
 
-def groups_around(store: Store, index: VectorIndex, extractor: str, model: Model,
+def groups_around(store: Store, index: VectorIndex, spec: ModelSpec, model: Model,
                   paths: Iterable[str], options: DupesOptions, *,
                   should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
-    """The groups (``options.tiers``) that hold an indexed file at or under ``paths``."""
+    """The groups (``options.tiers``) that hold an indexed file at or under ``paths``,
+    in the index of the extractor ``spec`` (and with its cosine thresholds)."""
     mine = {str(f["path"]): str(f["content_hash"]) for f in store.ok_files(list(paths))
             if f["content_hash"]}
     if not mine:
@@ -48,19 +45,19 @@ def groups_around(store: Store, index: VectorIndex, extractor: str, model: Model
     if len(hashes) > MOST_AT_ONCE:
         scope: list[str] = []  # everything
     else:
-        ids = np.array(sorted(store.feature_ids(hashes, extractor).values()), np.int64)
+        ids = np.array(sorted(store.feature_ids(hashes, spec.id).values()), np.int64)
         near: set[int] = set(ids.tolist())  # their own: byte-identical copies elsewhere
         if len(ids) and len(index):  # one search for all of them
             scores, hits = index.search(store.vectors(ids, index.dim), NEIGHBOURS + 1)
             near.update(int(i) for s, i in zip(scores.ravel(), hits.ravel(), strict=True)
-                        if i >= 0 and s >= CANDIDATE_COSINE)
+                        if i >= 0 and s >= spec.candidate_cosine)
         if should_stop():
             return []
         found = store.paths_for_features(sorted(near))
         scope = sorted({*mine, *(p for ps in found.values() for p in ps)})
     # Pixel checks only for pairs with an arriving picture; pairs of the others count as
     # the cache has them (the background pre-check fills it).
-    listing = find_duplicates(store, extractor, index.vectors,
+    listing = find_duplicates(store, spec, index.vectors,
                               replace(options, paths=scope, check_only=frozenset(hashes)),
                               model=model, should_stop=should_stop)
     if should_stop():

@@ -5,15 +5,17 @@ How a listing is made, never touching an N×N matrix:
 1. The files in scope (``scope.py``: under the PATHs asked for, less ``--exclude``) are
    read from the store and bucketed by content hash:
    a bucket of two or more files is an *exact* duplicate set.
-2. One vector per distinct content gives each picture's nearest neighbours above
-   ``CANDIDATE_COSINE`` (``neighbours.py``): the candidate pairs.
+2. One vector per distinct content gives each picture's nearest neighbours above the
+   extractor's candidate cosine (``ModelSpec.candidate_cosine``, ``neighbours.py``): the
+   candidate pairs.
 3. Candidate pairs join into *near* groups (union-find, sharpest pairs first,
    ``join_pictures``) on a pixel-level second opinion (``verify.py``), asked only where
    the answer can change the groups: not for a pair inside one group (copies of one
    picture joined already), nor between two groups already seen to differ; two groups
    join only if most pairs checked between them pass. Verdicts are cached in SQLite by
    content hash (``verdicts.py``), so a pair is checked once, ever. With ``similar``
-   requested, pairs above ``SIMILAR_COSINE`` that are not one picture join groups into
+   requested, pairs above the similar cosine (``--similar-threshold``, else the
+   extractor's ``ModelSpec.similar_cosine``) that are not one picture join groups into
    *similar* clusters.
 5. Pairs the user marked "not duplicates" are never joined.
 6. Hard links of one inode count as one file (``hardlinks.py``).
@@ -41,19 +43,18 @@ from findsimilar.daemon.dupes.neighbours import neighbour_pairs
 from findsimilar.daemon.dupes.scope import files_in_scope
 from findsimilar.daemon.dupes.verdicts import Verdicts
 from findsimilar.daemon.model.api import Model
+from findsimilar.daemon.model.spec import ModelSpec
 from findsimilar.daemon.model.verify import NEAR_SCORE
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["CANDIDATE_COSINE", "KEEP_RULES", "SIMILAR_COSINE", "TIERS", "UNDECIDED",
+__all__ = ["KEEP_RULES", "TIERS", "UNDECIDED",
            "DupesOptions", "FileRow", "UnionFind", "find_duplicates", "join_pictures",
            "mark_not_duplicates", "near_groups", "options_from", "similar_groups"]
 
 TIERS = ("exact", "near", "similar")
-# Below every copy by the 13 edits of tests/photo_edits.EDITS (lowest: 0.63); stickers
-# and logos on plain or textured pictures fall to 0.46 (BENCHMARKS.md, issue 14).
-CANDIDATE_COSINE = 0.60
-SIMILAR_COSINE = 0.80  # "similar" tier: same scene, burst shots
+# (The cosine thresholds are the extractor's: ``ModelSpec.candidate_cosine`` and
+# ``similar_cosine``.)
 NEIGHBOURS = 16
 
 ProgressFn = Callable[[int, int], None]
@@ -64,7 +65,7 @@ class DupesOptions:
     paths: list[str] = field(default_factory=list)  # absolute; empty = everything indexed
     tiers: tuple[str, ...] = ("exact", "near")
     near_score: float = NEAR_SCORE
-    similar_cosine: float = SIMILAR_COSINE
+    similar_cosine: float | None = None  # None: the extractor's (ModelSpec.similar_cosine)
     keep_in: list[str] = field(default_factory=list)
     keep_by: tuple[str, ...] = DEFAULT_KEEP
     # Content hashes: only pairs with one of them get a new pixel check, other pairs count
@@ -94,19 +95,20 @@ def options_from(paths: list[str] | None = None, tiers: list[str] | None = None,
         paths=[os.path.abspath(p) for p in paths or []],
         tiers=tuple(tiers or DupesOptions.tiers),
         near_score=NEAR_SCORE if threshold is None else float(threshold),
-        similar_cosine=SIMILAR_COSINE if similar_threshold is None else float(similar_threshold),
+        similar_cosine=None if similar_threshold is None else float(similar_threshold),
         keep_in=[os.path.abspath(p) for p in keep_in or []],
         keep_by=tuple(keep_by or DEFAULT_KEEP), exclude=tuple(exclude or ()))
 
 
-def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray], np.ndarray],
+def find_duplicates(store: Store, spec: ModelSpec, vectors: Callable[[np.ndarray], np.ndarray],
                     options: DupesOptions, *, model: Model,
                     progress: ProgressFn | None = None,
                     should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
     """List duplicate groups over the indexed files under ``options.paths``.
 
-    ``vectors(feature_ids)`` returns the descriptors (the index's, normally) of
-    ``extractor``'s feature ids; ``model`` runs the pixel checks. Returns
+    ``vectors(feature_ids)`` returns the descriptors (the index's, normally) of the
+    extractor ``spec``'s feature ids, and its cosine thresholds are the ones applied;
+    ``model`` runs the pixel checks. Returns
     ``{"groups": [...], "stats": {...}}``; groups are plain dicts (see README,
     "Duplicates").
     """
@@ -127,11 +129,12 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
     stats: dict[str, object] = {"files": len(files) - links, "distinct": len(hashes),
                                 "hard_links": links, "not_indexed": not_indexed}
 
+    similar = spec.similar_cosine if options.similar_cosine is None else options.similar_cosine
     pairs: list[tuple[int, int, float]] = []
     if ("near" in options.tiers or "similar" in options.tiers) and len(hashes) > 1:
-        pairs = _candidate_pairs(store, extractor, vectors, hashes, ignored,
-                                 min(CANDIDATE_COSINE, options.similar_cosine), should_stop)
-    candidates = [p for p in pairs if p[2] >= CANDIDATE_COSINE]
+        pairs = _candidate_pairs(store, spec.id, vectors, hashes, ignored,
+                                 min(spec.candidate_cosine, similar), should_stop)
+    candidates = [p for p in pairs if p[2] >= spec.candidate_cosine]
     stats["candidate_pairs"] = len(candidates)
     verdicts.preload([(hashes[a], hashes[b]) for a, b, _ in candidates])
 
@@ -154,7 +157,7 @@ def find_duplicates(store: Store, extractor: str, vectors: Callable[[np.ndarray]
         verdicts.finish()
     stats["pairs_checked"] = checked
     similar_edges = [(a, b, c) for a, b, c in pairs
-                     if c >= options.similar_cosine and pictures.find(a) != pictures.find(b)]
+                     if c >= similar and pictures.find(a) != pictures.find(b)]
     several = [rows for rows in pictures.components(range(len(hashes))).values()
                if len(rows) > 1]  # groups of different pictures: keepers need facts
     if "similar" in options.tiers:  # (one picture at a time: no conversion to look for)

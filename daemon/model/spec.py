@@ -1,9 +1,17 @@
-"""What the daemon knows of a model without loading it: its id, vector size and input size.
+"""What the daemon knows of a model without loading it: its id, vector size, input size,
+and the cosine scores its thresholds sit at.
 
 The daemon that stays up all day never imports torch (see ``client``): it names its
 index file, checks the store and searches by stored vectors with these facts alone,
 while the network itself lives in the model worker (``worker``). The worker's extractor
 (``features``) must agree: it reports its id when it starts, and a mismatch stops it.
+
+Cosine thresholds belong to an extractor, not to the program: each descriptor spreads its
+scores differently (unrelated photos score ~0.3 with the 1280-d GeM of v1, ~0.03 with the
+mean-removed 512-d gem512), so a threshold read off one is wrong for another. Whatever
+compares a cosine with a threshold (``dupes``' candidate pairs and similar tier, the
+pages' duplicate marks, ``search --min-score auto``) takes it from the spec of the
+extractor whose index answers (``Engine.spec``, not the configured one during an upgrade).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from pathlib import Path
 from findsimilar.config import setting
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["LITE_VARIANTS", "LiteVariant", "ModelSpec", "model_spec"]
+__all__ = ["GEM512_COSINES", "LITE_VARIANTS", "LiteVariant", "ModelSpec", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ LITE_VARIANTS: dict[str, LiteVariant] = {
 _LITE_VERSION = "1"  # EfficientNetLiteGeM.version
 _RESNET50 = "resnet50-gem"
 _LAYER_GEM = ("efficientnet-lite0-mirror-gem512", "efficientnet-lite0-gem512")
+# gem512's scores sit lower than v1's (BENCHMARKS.md, "Duplicate thresholds per
+# extractor"): calibrated with bench/dupes_quality.py and its --edits mode.
+GEM512_COSINES = {"candidate_cosine": 0.50, "similar_cosine": 0.75}
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,14 @@ class ModelSpec:
     id: str  # stored with every vector: name + version
     dim: int  # vector size
     input_size: int  # side of the square RGB picture the network takes
+    # Pairs at or above this cosine are candidates for the pixel check (``dupes``), and
+    # the floor of ``search --min-score auto``: below it a match is only the least
+    # different photo. v1: below every copy by the 13 edits of tests/photo_edits.EDITS
+    # (lowest 0.63); stickers and logos fall to 0.46 (BENCHMARKS.md, issue 14).
+    candidate_cosine: float = 0.60
+    # Different pictures of one scene (burst shots, a moment apart) from here: the
+    # ``similar`` tier of ``dupes``.
+    similar_cosine: float = 0.80
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -64,7 +83,8 @@ def model_spec(name: str) -> ModelSpec:
         return _resnet50_spec()
     if name in _LAYER_GEM:  # EfficientNetLiteLayerGeM: version 2, 512-d
         _installed("lite0")
-        return ModelSpec(name, f"{name}/v2", 512, LITE_VARIANTS["lite0"].resolution)
+        return ModelSpec(name, f"{name}/v2", 512, LITE_VARIANTS["lite0"].resolution,
+                         **GEM512_COSINES)
     variant = name.removeprefix("efficientnet-").removesuffix("-gem")
     if name != f"efficientnet-{variant}-gem" or variant not in LITE_VARIANTS:
         known = [f"efficientnet-{v}-gem" for v in LITE_VARIANTS] + [*_LAYER_GEM, _RESNET50]

@@ -20,6 +20,7 @@ from findsimilar.daemon.dupes.grouping import (
     near_groups,
     similar_groups,
 )
+from findsimilar.daemon.model.spec import ModelSpec
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
 
@@ -215,7 +216,8 @@ def exact_groups(store: Store, **options: Any) -> list[list[str]]:
     def no_vectors(ids: np.ndarray) -> np.ndarray:
         raise AssertionError("the exact tier needs no vectors")
 
-    result = find_duplicates(store, "none", no_vectors, DupesOptions(tiers=("exact",), **options),
+    result = find_duplicates(store, ModelSpec("none", "none", 8, 224), no_vectors,
+                             DupesOptions(tiers=("exact",), **options),
                              model=NoModel())  # type: ignore[arg-type]
     return [sorted(g["files"]) for g in result["groups"]]
 
