@@ -45,7 +45,7 @@ AUTOSTART_IDLE_EXIT = 600.0
 class Backend(Protocol):
     def index(self, paths: list[str], progress: ProgressFn | None,
               rehash: bool = False, exclude: list[str] | None = None) -> dict[str, Any]: ...
-    def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]: ...
+    def search(self, paths: list[str], k: int, min_score: float | str | None) -> list[dict]: ...
     def status(self) -> dict[str, Any]: ...
     def call(self, command: str, args: dict[str, Any],
              progress: ProgressFn | None = None) -> Any: ...
@@ -68,7 +68,7 @@ class LocalBackend:
         return self.call("index", {"paths": paths, "rehash": rehash,
                                    "exclude": list(exclude or [])}, progress)
 
-    def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
+    def search(self, paths: list[str], k: int, min_score: float | str | None) -> list[dict]:
         if self.engine.target is not None:  # its vectors are incomplete (serving.py)
             print(f"findsimilar: note: searching with {self.engine.spec.id}: the vectors of "
                   f"{self.engine.target.id} are not complete yet (the daemon extracts "
@@ -137,12 +137,12 @@ class DaemonBackend:
         except FindSimilarError:
             return
 
-    def search(self, paths: list[str], k: int, min_score: float | None) -> list[dict]:
+    def search(self, paths: list[str], k: int, min_score: float | str | None) -> list[dict]:
         queries = [os.path.abspath(p) for p in paths]
         results = self.client.call("search", paths=queries, k=k, min_score=min_score)
         return [self._retry_with_bytes(r, k, min_score) for r in results]
 
-    def _retry_with_bytes(self, result: dict, k: int, min_score: float | None) -> dict:
+    def _retry_with_bytes(self, result: dict, k: int, min_score: float | str | None) -> dict:
         """A file we can read but the daemon cannot (permissions, private mounts) is sent
         as bytes: only when the daemon said it could not see or open it (by the error's
         type), only a regular file (safeio: a FIFO or device is never opened for a

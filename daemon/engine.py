@@ -43,6 +43,7 @@ from findsimilar.errors import (
     Cancelled,
     EmptyIndexError,
     ImageDecodeError,
+    UsageError,
 )
 from findsimilar.rawpairs import one_per_photo
 
@@ -207,15 +208,16 @@ class Engine:
         finally:
             self.save()
 
-    def search(self, path: str, k: int = 10, min_score: float | None = None, *,
+    def search(self, path: str, k: int = 10, min_score: float | str | None = None, *,
                should_stop: StopFn = _never) -> SearchResult:
-        """The ``k`` most similar indexed photos to the photo at ``path``.
+        """The ``k`` most similar indexed photos to the photo at ``path`` scoring at least
+        ``min_score`` (``"auto"``: the serving extractor's floor, ``ModelSpec.min_score``).
 
         The query need not be indexed; if it is, it is not returned as its own
         match (byte-identical copies at other paths are).
-        Raises MissingFileError (NotRegularFileError for a FIFO, device, socket or
-        folder), ImageDecodeError (FileAccessError if it may not be read),
-        EmptyIndexError, or Cancelled once ``should_stop`` says so.
+        Raises UsageError for a bad ``min_score``, MissingFileError (NotRegularFileError
+        for a FIFO, device, socket or folder), ImageDecodeError (FileAccessError if it
+        may not be read), EmptyIndexError, or Cancelled once ``should_stop`` says so.
         """
         query = os.path.abspath(path)
         while True:
@@ -230,10 +232,10 @@ class Engine:
             result.indexed = indexed
             return result
 
-    def search_bytes(self, data: bytes, k: int = 10, min_score: float | None = None,
+    def search_bytes(self, data: bytes, k: int = 10, min_score: float | str | None = None,
                      name: str = "<bytes>", *, should_stop: StopFn = _never) -> SearchResult:
         """Search with an image given as bytes (e.g. a file only the client can read).
-        Raises ImageDecodeError (naming ``name``), EmptyIndexError or Cancelled."""
+        Raises UsageError, ImageDecodeError (naming ``name``), EmptyIndexError or Cancelled."""
         live = self._live
         return self._neighbours(live, name, self._embed(live, name, data, should_stop), k,
                                 min_score)
@@ -256,13 +258,21 @@ class Engine:
                                  options or DupesOptions(), should_stop=should_stop)
 
     def same_picture(self, query: str, paths: list[str], *,
+                     cosines: Sequence[float] | None = None,
                      should_stop: StopFn = _never) -> dict[str, object]:
         """The pixel-check score of ``query`` against each of ``paths`` (None where a file
         cannot be read, or once ``should_stop`` says so), with the near threshold: which
         results are duplicates of it. Indexed files reuse (and fill) the verdict cache;
-        others are compared directly."""
+        others are compared directly. With ``cosines`` (the search's score of each path),
+        a path below the serving extractor's candidate cosine is not checked (None), as
+        ``dupes`` never checks such a pair."""
         from findsimilar.daemon.model.verify import NEAR_SCORE
 
+        floor = self.spec.candidate_cosine
+        if cosines is not None and len(cosines) != len(paths):
+            raise UsageError("cosines: one score for each of paths")
+        below = {p for p, c in zip(paths, cosines or [], strict=False) if float(c) < floor}
+        paths = [p for p in paths if p not in below]
         with self._side_store() as store:
             known = {p: store.file(p) for p in [query, *paths]}
 
@@ -279,7 +289,9 @@ class Engine:
             found = verdicts.many([pr for pr in pair_of.values() if pr[0] != pr[1]])
             # The same content hash: identical bytes. No score: a file could not be read.
             scores = {p: 1.0 if pr[0] == pr[1] else found.get(pr) for p, pr in pair_of.items()}
-        return {"query": query, "threshold": NEAR_SCORE, "scores": scores}
+        scores.update(dict.fromkeys(below - scores.keys()))
+        return {"query": query, "threshold": NEAR_SCORE, "scores": scores,
+                "candidate_cosine": floor}
 
     def not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, object]:
         """Mark the photos at ``paths`` as "not duplicates" of each other (or forget)."""
@@ -406,8 +418,9 @@ class Engine:
         return store.vector(fid) if fid is not None else None
 
     def _neighbours(self, live: Live, query: str, vector: np.ndarray, k: int,
-                    min_score: float | None) -> SearchResult:
+                    asked: float | str | None) -> SearchResult:
         index = live.index
+        min_score = live.spec.min_score(asked)
         if len(index) == 0:
             raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
         result = SearchResult(query)

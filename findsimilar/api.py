@@ -88,7 +88,7 @@ class Client:
 
     # -- the verbs ---------------------------------------------------------------------
     def search(self, path: PathArg, k: int = 10, *,
-               min_score: float | None = None) -> dict[str, Any]:
+               min_score: float | str | None = None) -> dict[str, Any]:
         """The ``k`` indexed photos most similar to the photo at ``path`` (which need
         not be indexed), best first: ``{"version": 1, "query": ABSPATH, "results":
         [{"path", "score"}, ...]}``, as `findsimilar -k K PHOTO --json` prints it.
@@ -97,8 +97,10 @@ class Client:
         it is not a readable image, EmptyIndexError if nothing is indexed yet."""
         query = _path(path)
         _check_count("k", k)
-        if min_score is not None and not -1.0 <= float(min_score) <= 1.0:
-            raise UsageError(f"min_score is a cosine similarity from -1 to 1, not {min_score}")
+        if min_score is not None and min_score != "auto" and not (
+                isinstance(min_score, (int, float)) and -1.0 <= float(min_score) <= 1.0):
+            raise UsageError(f'min_score is a cosine similarity from -1 to 1 or "auto", '
+                             f"not {min_score}")
         if not os.path.exists(query):  # as the command line: before any daemon is asked
             raise MissingFileError(f"no such file: {os.path.abspath(query)}")
         with self._backend() as backend:

@@ -86,7 +86,8 @@ def _keep_rules(ctx: click.Context, param: click.Parameter, value: str) -> tuple
               help="Near-duplicate threshold on the pixel check (default 0.88; higher = "
                    "stricter).")
 @click.option("--similar-threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Cosine similarity for the 'similar' tier (default 0.80).")
+              help="Cosine similarity for the 'similar' tier (default: the model's, "
+                   "0.80 with efficientnet-lite0-gem; see README).")
 @click.option("--keep-in", "keep_in", multiple=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Reference folder (repeatable): its files are kept first "
                                   "and never touched.")

@@ -37,8 +37,6 @@ from findsimilar.safeio import hash_regular
 
 __all__ = ["show_cmd"]
 
-# Results with a lower cosine score are never the same picture (as in `dupes`).
-SAME_PICTURE_MIN_SCORE = 0.6
 KEEP_RESULT_FOLDERS = 20
 _RESULT_FOLDER = re.compile(r"[0-9a-f]{12}")
 # xdg-open hands the page over and exits within a second or two; one still running after
@@ -188,13 +186,16 @@ def _answer(backend: Backend, raw: dict[str, Any]) -> tuple[QueryView, int]:
 
 def _tiers(backend: Backend, query: str, matches: list[dict[str, Any]]) -> dict[str, str]:
     """Each match's tier: "exact" (the same bytes), "near" (the pixel check passes) or
-    "similar". If the check cannot run, matches are "similar" unless identical."""
-    candidates = [m["path"] for m in matches if m["score"] >= SAME_PICTURE_MIN_SCORE]
+    "similar". If the check cannot run, matches are "similar" unless identical. Only
+    matches at the serving model's candidate cosine or above are checked, as in `dupes`
+    (the daemon knows the model: the scores go with the paths)."""
     scores: dict[str, float | None] = {}
     threshold = 1.0
-    if candidates:
+    if matches:
         try:
-            verdict = backend.call("same_picture", {"query": query, "paths": candidates})
+            verdict = backend.call("same_picture", {
+                "query": query, "paths": [m["path"] for m in matches],
+                "cosines": [float(m["score"]) for m in matches]})
             scores, threshold = verdict["scores"], float(verdict["threshold"])
         except FindSimilarError as exc:
             click.echo(f"findsimilar: warning: duplicates not checked: {exc}", err=True)

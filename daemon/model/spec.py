@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from findsimilar.config import setting
-from findsimilar.errors import FindSimilarError
+from findsimilar.errors import FindSimilarError, UsageError
 
-__all__ = ["GEM512_COSINES", "LITE_VARIANTS", "LiteVariant", "ModelSpec", "model_spec"]
+__all__ = ["AUTO", "GEM512_COSINES", "LITE_VARIANTS", "LiteVariant", "ModelSpec", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ LITE_VARIANTS: dict[str, LiteVariant] = {
                          "efficientnet-lite2-1d5cd2ec.pth"),
 }
 
+AUTO = "auto"  # min_score: the extractor's own floor (ModelSpec.min_score)
 _LITE_VERSION = "1"  # EfficientNetLiteGeM.version
 _RESNET50 = "resnet50-gem"
 _LAYER_GEM = ("efficientnet-lite0-mirror-gem512", "efficientnet-lite0-gem512")
@@ -70,6 +71,22 @@ class ModelSpec:
     # Different pictures of one scene (burst shots, a moment apart) from here: the
     # ``similar`` tier of ``dupes``.
     similar_cosine: float = 0.80
+
+    def min_score(self, asked: float | str | None) -> float | None:
+        """The score floor a search asked for: None (no floor), a cosine, or ``"auto"``
+        (this extractor's ``candidate_cosine``). Raises UsageError for anything else."""
+        if asked is None:
+            return None
+        if isinstance(asked, str) and asked.strip().lower() == AUTO:
+            return self.candidate_cosine
+        try:
+            value = float(asked)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not -1.0 <= value <= 1.0:
+            raise UsageError(f'min_score is a cosine similarity from -1 to 1 or "{AUTO}", '
+                             f"not {asked!r}")
+        return value
 
 
 def model_spec(name: str) -> ModelSpec:

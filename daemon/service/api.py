@@ -90,7 +90,8 @@ class Verbs:
         except TypeError as exc:  # missing, unknown or ill-typed arguments
             raise BadArguments(str(exc)) from None
 
-    def cmd_search(self, paths: list[str], k: int = 10, min_score: float | None = None, *,
+    def cmd_search(self, paths: list[str], k: int = 10,
+                   min_score: float | str | None = None, *,
                    should_stop: StopFn) -> list[dict[str, Any]]:
         """One result (or error entry) per path; stops between paths (and before each
         model call) once ``should_stop`` says the caller went away. Each query answered
@@ -113,7 +114,7 @@ class Verbs:
         return out
 
     def cmd_search_bytes(self, data: str, name: str = "<bytes>", k: int = 10,
-                         min_score: float | None = None, *,
+                         min_score: float | str | None = None, *,
                          should_stop: StopFn) -> dict[str, Any]:
         try:
             raw = base64.b64decode(data.encode("ascii"), validate=True)
@@ -130,12 +131,14 @@ class Verbs:
         ``dupes_progress`` while it runs."""
         return self.listings.run(options_from(**args), should_stop, self.progress)
 
-    def cmd_same_picture(self, query: str, paths: list[str], *,
+    def cmd_same_picture(self, query: str, paths: list[str],
+                         cosines: list[float] | None = None, *,
                          should_stop: StopFn) -> dict[str, Any]:
-        """Pixel-check scores of ``query`` against ``paths`` (``show`` marks duplicates)."""
+        """Pixel-check scores of ``query`` against ``paths`` (``show`` marks duplicates;
+        ``cosines``: the search's scores, the serving extractor's floor applied)."""
         return self.engine.same_picture(os.path.abspath(query),
                                         [os.path.abspath(p) for p in paths],
-                                        should_stop=should_stop)
+                                        cosines=cosines, should_stop=should_stop)
 
     def cmd_not_duplicates(self, paths: list[str], forget: bool = False) -> dict[str, Any]:
         return self.engine.not_duplicates(paths, forget=bool(forget))

@@ -26,8 +26,11 @@ local MODULE = "findsimilar"
 local FINDSIMILAR = [==[@FINDSIMILAR@]==]
 local PLACEHOLDER = "@" .. "FINDSIMILAR@" -- split so the installer leaves it alone
 local DEFAULT_TOP = 20
--- Cosine 0.60 is where `findsimilar dupes` starts looking at neighbours; below it a
--- "match" is only the least different photo, which is no use as a selection.
+-- Where `findsimilar dupes` starts looking at neighbours; below it a "match" is only the
+-- least different photo, which is no use as a selection. That cosine is the model's
+-- (0.60 with efficientnet-lite0-gem, lower with gem512, whose scores sit lower), and this
+-- script cannot know the model: the default asks for `--min-score auto`, which the
+-- daemon resolves for the model whose index answers. Any other value is passed as it is.
 local DEFAULT_MIN_SCORE = 0.6
 
 -- Extensions findsimilar decodes itself (daemon/scanner.py IMAGE_EXTENSIONS but its
@@ -413,8 +416,10 @@ local function find_similar(images)
   dt.print("findsimilar: searching…")
   -- The score is written digit by digit: "%f" would follow the locale (0,6 in de_DE).
   local score = math.floor(min_score_setting() * 10000 + 0.5)
-  local cmd = ("%s search --json -k %d --min-score %d.%04d -- %s"):format(
-    command_prefix(), top_setting(), score // 10000, score % 10000, table.concat(words, " "))
+  local floor = ("%d.%04d"):format(score // 10000, score % 10000)
+  if score == math.floor(DEFAULT_MIN_SCORE * 10000 + 0.5) then floor = "auto" end
+  local cmd = ("%s search --json -k %d --min-score %s -- %s"):format(
+    command_prefix(), top_setting(), floor, table.concat(words, " "))
   local out, err, code = run(cmd)
   local paths, answered = parse_search_output(out)
   if answered == 0 then
@@ -520,7 +525,8 @@ pcall(dt.preferences.register, MODULE, "top", "integer",
       "how many similar images `find similar` selects at most", DEFAULT_TOP, 1, 1000)
 pcall(dt.preferences.register, MODULE, "min_score", "float",
       "findsimilar: minimum similarity",
-      "cosine score from 0 to 1 a photo needs to count as similar (1 = the same picture)",
+      "cosine score from 0 to 1 a photo needs to count as similar (1 = the same picture; "
+      .. "the default 0.60 = automatic: where findsimilar dupes starts, for its model)",
       DEFAULT_MIN_SCORE, 0, 1, 0.05)
 
 dt.gui.libs.image.register_action(MODULE .. "_find", "find similar",

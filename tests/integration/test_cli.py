@@ -123,6 +123,22 @@ def test_top_and_min_score_limit_the_results(cli, photo_dir):
     assert len(line["results"]) == 10
 
 
+def test_min_score_auto_is_the_floor_of_the_model_that_answers(cli, photo_dir):
+    from findsimilar.config import load_config
+    from findsimilar.daemon.model.spec import model_spec
+
+    index_json(cli, photo_dir)
+    query = str(photo_dir / "Storm.jpg")
+    floor = model_spec(load_config().extractor).candidate_cosine
+    (auto,) = search_json(cli, "--min-score", "AUTO", query)
+    (given,) = search_json(cli, "--min-score", str(floor), query)
+    (everything,) = search_json(cli, query)
+    assert auto["results"] == given["results"]
+    assert len(auto["results"]) < len(everything["results"])  # (unrelated photos are out)
+    result = cli("--min-score", "most", query)
+    assert result.exit_code == 2 and "'most' is not a number" in result.output
+
+
 def test_null_separated_output_for_xargs(cli, photo_dir):
     index_json(cli, photo_dir)
     result = cli("-0", "-k", "4", str(photo_dir / "fruits.jpg"), ok=True)

@@ -219,6 +219,22 @@ fake.report()
 
 
 @needs_lua
+def test_the_default_minimum_score_is_the_models_own_floor(library: dict, tmp_path: Path):
+    # The script cannot know the model, whose scores set the floor (0.60 for v1, lower for
+    # gem512): left at its default, the preference asks the CLI for `auto`.
+    log = tmp_path / "args"
+    install_script(tmp_path, str(recorder(tmp_path / "findsimilar", log)))
+    run_lua(tmp_path, tmp_path, library_lua(library["files"]) + """
+local script = require "contrib/findsimilar"
+fake.press("findsimilar_find", {query})
+fake.report()
+""")
+    assert wait_for(log).split(b"\0")[:-1] == [
+        b"search", b"--json", b"-k", b"20", b"--min-score", b"auto", b"--",
+        os.fsencode(library["files"]["query"])]
+
+
+@needs_lua
 def test_raw_file_is_rendered_by_darktable_and_its_jpeg_sibling_is_found(
         library: dict, tmp_path: Path):
     files = library["files"]
