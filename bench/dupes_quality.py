@@ -24,7 +24,13 @@ Methods, on the same files:
     and "pHash grouped": the connected components of that graph, which is what a
     dedup tool built on it shows.
 
+The extractor is the configured one (``FINDSIMILAR_EXTRACTOR``, passed on to the CLI) unless
+``--extractor`` names another; its cosine thresholds (``ModelSpec``) are the ones `dupes`
+applies. ``--similar-thresholds 0.7,0.75`` also lists the similar tier at those
+``--similar-threshold`` values (warm runs: the verdicts are cached).
+
 Usage: python bench/dupes_quality.py [--every 1] [--thresholds 0.8,0.9] [--misses] [--append]
+       [--extractor NAME] [--similar-thresholds S1,S2]
 
 Near-tier precision and recall by edit kind, pair by pair, on a generated set (every edit
 of tests/photo_edits.NEAR_EDITS at several strengths, moved objects, same-scene pairs; a
@@ -53,6 +59,9 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import EDITS, SHARED, apply_edit, shared_groups, shared_photos  # noqa: E402
+
+from findsimilar.config import load_config  # noqa: E402
+from findsimilar.daemon.model.spec import model_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_VERSION = "v1"
@@ -274,13 +283,14 @@ def phash_runs(files: list[Path], thresholds: list[int]) -> tuple[list[Run], lis
 class FindSimilar:
     """The `findsimilar` CLI in subprocesses, on its own new data dir, without a daemon."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extractor: str) -> None:
         self.data = workdir / "data"
         shutil.rmtree(self.data, ignore_errors=True)
         self.data.mkdir(parents=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FINDSIMILAR_")}
         self.env.update(FINDSIMILAR_DATA_DIR=str(self.data), FINDSIMILAR_NO_DAEMON="1",
-                        FINDSIMILAR_SOCKET=str(workdir / "fs.sock"))
+                        FINDSIMILAR_SOCKET=str(workdir / "fs.sock"),
+                        FINDSIMILAR_EXTRACTOR=extractor)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "findsimilar", *args], env=self.env,
@@ -307,9 +317,10 @@ class FindSimilar:
         return took, f"{len(failed)} files failed to index: {failed}" if failed else ""
 
     def dupes(self, root: Path, threshold: str | None, *, all_tiers: bool = False,
-              ) -> tuple[list[dict[str, Any]], float]:
+              similar: str | None = None) -> tuple[list[dict[str, Any]], float]:
         """The groups of `findsimilar dupes --json`, and its wall time."""
         args = ["dupes", str(root), "--json", "--no-daemon"]
+        args += ["--similar-threshold", similar] if similar else []
         args += ["--threshold", threshold] if threshold else []
         args += ["--all"] if all_tiers else []
         t = time.perf_counter()
@@ -346,10 +357,11 @@ def groups_to_pairs(groups: list[dict[str, Any]], c: Corpus, tiers: tuple[str, .
     return np.triu(pred, 1)
 
 
-def findsimilar_runs(c: Corpus, truth: Truth, workdir: Path, thresholds: list[str]
+def findsimilar_runs(c: Corpus, truth: Truth, workdir: Path, thresholds: list[str],
+                     extractor: str, similar_thresholds: list[str],
                      ) -> tuple[list[Run], list[str]]:
     """One run per threshold (None = the default), and notes on indexing and tiers."""
-    fs = FindSimilar(workdir)
+    fs = FindSimilar(workdir, extractor)
     if not fs.has_dupes():
         sys.exit("`findsimilar dupes` does not exist yet (or fails); use --skip-findsimilar")
     took, failed = fs.index(c.root)
@@ -361,16 +373,22 @@ def findsimilar_runs(c: Corpus, truth: Truth, workdir: Path, thresholds: list[st
         groups, took = fs.dupes(c.root, th)
         runs.append(Run("findsimilar dupes", f"--threshold {th}" if th else "default",
                         groups_to_pairs(groups, c, DUPLICATE_TIERS), took))
-    groups, _ = fs.dupes(c.root, None, all_tiers=True)
-    tiers = {t: sum(g.get("tier") == t for g in groups) for t in ("exact", "near", "similar")}
-    similar = groups_to_pairs(groups, c, ("similar",)) & ~runs[0].pred
-    notes += ["the first dupes run is cold (every pixel check computed); later runs reuse "
-              "the verdicts it cached",
-              "findsimilar groups at the default threshold, with --all: "
-              + ", ".join(f"{n} {t}" for t, n in tiers.items())
-              + f"; the similar tier holds {int((similar & truth.scene).sum())} of the "
-              f"{int(truth.scene.sum())} same-scene pairs and "
-              f"{int((similar & truth.same).sum())} of the missed duplicate pairs"]
+    notes.append("the first dupes run is cold (every pixel check computed); later runs reuse "
+                 "the verdicts it cached")
+    for similar_threshold in [None, *similar_thresholds]:
+        groups, _ = fs.dupes(c.root, None, all_tiers=True, similar=similar_threshold)
+        tiers = {t: sum(g.get("tier") == t for g in groups)
+                 for t in ("exact", "near", "similar")}
+        similar = groups_to_pairs(groups, c, ("similar",)) & ~runs[0].pred
+        unrelated = similar & ~truth.scene & ~truth.same
+        notes.append(
+            "findsimilar groups at the default threshold, with --all"
+            + (f" --similar-threshold {similar_threshold}" if similar_threshold else "")
+            + ": " + ", ".join(f"{n} {t}" for t, n in tiers.items())
+            + f"; the similar tier holds {int((similar & truth.scene).sum())} of the "
+            f"{int(truth.scene.sum())} same-scene pairs, "
+            f"{int((similar & truth.same).sum())} of the missed duplicate pairs and "
+            f"{int(unrelated.sum())} pairs of unrelated pictures")
     return runs, notes
 
 
@@ -514,6 +532,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--misses", action="store_true",
                     help="list the pictures findsimilar split and the photos it wrongly joined")
     ap.add_argument("--append", action="store_true", help="append the tables to BENCHMARKS.md")
+    ap.add_argument("--extractor", default=None,
+                    help="the extractor to index with (default: FINDSIMILAR_EXTRACTOR's)")
+    ap.add_argument("--similar-thresholds", default="",
+                    help="extra --similar-threshold values for the similar tier's note")
     return ap.parse_args()
 
 
@@ -551,7 +573,12 @@ def main() -> None:
     fs_runs: list[Run] = []
     if not args.skip_findsimilar:
         extra = [t.strip() for t in args.thresholds.split(",") if t.strip()]
-        fs_runs, fs_notes = findsimilar_runs(c, truth, args.workdir.absolute(), extra)
+        similar = [t.strip() for t in args.similar_thresholds.split(",") if t.strip()]
+        spec = model_spec(args.extractor or load_config().extractor)
+        notes.append(f"extractor {spec.id}: candidate cosine {spec.candidate_cosine:.2f}, "
+                     f"similar cosine {spec.similar_cosine:.2f}")
+        fs_runs, fs_notes = findsimilar_runs(c, truth, args.workdir.absolute(), extra,
+                                             spec.name, similar)
         notes += [*fs_notes, goal_note(fs_runs[0], truth)]
     notes.append(f"whole benchmark (corpus cached): {time.perf_counter() - started:.0f} s; "
                  f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
@@ -561,7 +588,10 @@ def main() -> None:
     kind_runs = fs_runs + [r for r in pairs + grouped
                            if r.setting == f"distance ≤ {args.kind_phash}"]
     block = [f"{machine()}, {version}; `python bench/dupes_quality.py --every {args.every}"
-             + (f" --thresholds {args.thresholds}" if args.thresholds else "") + "`", "",
+             + (f" --thresholds {args.thresholds}" if args.thresholds else "")
+             + (f" --extractor {args.extractor}" if args.extractor else "")
+             + (f" --similar-thresholds {args.similar_thresholds}"
+                if args.similar_thresholds else "") + "`", "",
              *[f"- {note}" for note in notes], "",
              *scores_table(fs_runs + shown, truth), "",
              "Recall per kind of duplicate pair:", "", *kinds_table(kind_runs, truth)]
