@@ -30,6 +30,7 @@ from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
 from findsimilar.daemon.query import query_source, query_stat
+from findsimilar.daemon.rerank import MOST, rerank
 from findsimilar.daemon.serving import (
     Live,
     index_path,
@@ -71,6 +72,9 @@ class SearchResult:
     # The query was an indexed photo: its vector read from the store, no model call
     # (for the daemon's search latency, ``metrics``; not part of the answer).
     indexed: bool = False
+    # Its near tie was put in order by the pixel check (``rerank``): True if that changed
+    # the order, False if not, None if there was none to check (for ``metrics``, likewise).
+    reranked: bool | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"query": self.query,
@@ -212,7 +216,8 @@ class Engine:
         """The ``k`` most similar indexed photos to the photo at ``path``.
 
         The query need not be indexed; if it is, it is not returned as its own
-        match (byte-identical copies at other paths are).
+        match (byte-identical copies at other paths are). Near-tied first results are
+        put in order by the pixel check (``rerank``); scores stay cosine scores.
         Raises MissingFileError (NotRegularFileError for a FIFO, device, socket or
         folder), ImageDecodeError (FileAccessError if it may not be read),
         EmptyIndexError, or Cancelled once ``should_stop`` says so.
@@ -222,12 +227,15 @@ class Engine:
             live = self._live  # one model and its index throughout, whatever swaps
             try:
                 vector, indexed = self._query_vector(live, query, should_stop)
-                result = self._neighbours(live, query, vector, k, min_score)
+                result = self._neighbours(live, query, vector, max(k, MOST), min_score)
             except CancelledError:
                 if live is self._live:
                     raise
                 continue  # its model was closed after a swap: ask the one now answering
-            result.indexed = indexed
+            result.results, result.reranked = rerank(
+                live.model, self.config.rerank_timeout, (query,), result.results,
+                should_stop=should_stop)
+            result.results, result.indexed = result.results[:k], indexed
             return result
 
     def search_bytes(self, data: bytes, k: int = 10, min_score: float | None = None,
