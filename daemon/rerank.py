@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, wait
 from typing import Protocol, TypeVar
 
-from findsimilar.daemon.model.api import Model, Picture
+from findsimilar.daemon.model.api import PRIORITY_QUERY, Model, Picture
 from findsimilar.daemon.model.verify import NEAR_SCORE
 from findsimilar.errors import FindSimilarError
 
@@ -109,7 +109,8 @@ def _check(model: Model, timeout: float, query: tuple[str, ...],
     read), or None if they are not all done within ``timeout`` seconds."""
     session = f"rerank{next(_searches)}:"
     q = Picture(session + "query", query)
-    futures = [model.compare(q, Picture(f"{session}{i}", c)) for i, c in enumerate(candidates)]
+    futures = [model.compare(q, Picture(f"{session}{i}", c), priority=PRIORITY_QUERY)
+               for i, c in enumerate(candidates)]
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0 and not should_stop():
         if not wait(futures, timeout=min(left, 0.1)).not_done:
