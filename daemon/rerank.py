@@ -3,17 +3,20 @@
 A global descriptor cannot tell an edited copy's original from another shot of the same
 scene (a stereo pair, two frames a moment apart): on the shared photos 40 of the 41
 edited copies gem512 misses at rank 1 find the other shot first, the original a close
-second (BENCHMARKS.md, "Match quality: re-ranking near ties"). Pixels can tell them
-apart, so when the first results of a search are within ``GAP`` cosine of each other,
-the query is checked against those few (at most ``MOST``) by ``verify.compare``, the
-duplicates' pixel check, run where the model runs; a result the check confirms as the
-same picture (``NEAR_SCORE`` or more) goes first, the surest first, and the others keep
-their cosine order. Scores stay the cosine scores: they are what ``--min-score`` filters
-on and what every other search is compared by; only the order of a near tie changes.
+second (BENCHMARKS.md, "Match quality: re-ranking near ties by pixels"). Pixels can tell them
+apart, so when the first result scores at least ``FLOOR`` and the next ones are within
+``GAP`` cosine of it, the query is checked against those few (at most ``MOST``) by
+``verify.compare``, the duplicates' pixel check, run where the model runs; a result the
+check confirms as the same picture (``NEAR_SCORE`` or more) goes first, and the others
+keep their cosine order (``reorder``). With these numbers edited copies come back at rank
+1 for 0.9995 of 2,132 (v1; 0.979 without), "more like this" unchanged. Scores stay the
+cosine scores: they are what ``--min-score`` filters on and what every other search is
+compared by; only the order of a near tie changes.
 
-Bounded: nothing is checked without a near tie (most searches), and the checks have
-``timeout`` seconds in all; a check not done by then, or a file that cannot be read (gone,
-unreadable), leaves the cosine order as it was.
+Bounded: nothing is checked without a near tie (86 % of edited copies and 74 % of
+library photos searched, v1), and the checks have ``timeout`` seconds in all; a check
+not done by then, or a file that cannot be read (gone, unreadable), leaves the cosine
+order as it was.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 
 GAP = 0.05  # cosine: results this close to the first are a near tie (measured, see above)
 MOST = 3  # results checked at most: the first and the two after it
-# Cosine under which the first result is no edited copy of the query (a photo new to the
+# Cosine under which the first result is hardly ever an edited copy (a photo new to the
 # library, whose unrelated neighbours are often close to each other): nothing to check.
 FLOOR = 0.5
 MARGIN = 0.01  # pixel scores closer than this do not reorder two confirmed results
@@ -48,7 +51,7 @@ def tied(scores: Sequence[float], gap: float = GAP, floor: float = FLOOR,
          most: int = MOST) -> int:
     """How many of the first results (by descending ``scores``) are a near tie worth a
     pixel check: those within ``gap`` of the first, at most ``most``; 0 when the first
-    stands alone, or scores under ``floor`` (nothing there is an edited copy)."""
+    stands alone, or scores under ``floor`` (then it is hardly ever an edited copy)."""
     if not scores or scores[0] < floor:
         return 0
     n = 0
