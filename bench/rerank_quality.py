@@ -6,7 +6,8 @@ after the engine's re-ranking: when the first results of a search are within
 checked against theirs by ``verify.compare`` and those it confirms go first
 (``rerank.reorder``). Also printed, on the same pixel scores: how many searches trigger
 a check (edited copies; library photos, which have no edited copy in the library), and
-how the engine's rule compares with others (``sweep``: gap, margin, floor moved alone).
+how the engine's rule compares with others (``sweep``: gap, margin, floor, most moved
+alone).
 
 Usage: python bench/match_quality.py --rerank
 """
@@ -61,13 +62,14 @@ class Rule:
     gap: float = GAP
     margin: float = MARGIN
     floor: float = FLOOR
+    most: int = MOST
 
 
 def sweep() -> list[Rule]:
     """The engine's rule first, then each of its numbers moved alone."""
     return [Rule(), *(Rule(gap=g) for g in (0.02, 0.03, 0.08, 0.10)),
             *(Rule(margin=m) for m in (0.0, 0.02, 0.05, 1.0)),
-            *(Rule(floor=f) for f in (0.0, 0.4, 0.6))]
+            *(Rule(floor=f) for f in (0.0, 0.4, 0.6)), Rule(most=2)]
 
 
 class Reranker:
@@ -88,7 +90,8 @@ class Reranker:
         """Indices into ``names`` by descending ``scores``, near tie re-ranked."""
         order = np.argsort(-scores)
         self.searches += 1
-        n = tied([float(scores[i]) for i in order[:MOST]], self.rule.gap, self.rule.floor)
+        n = tied([float(scores[i]) for i in order[:MOST]], self.rule.gap, self.rule.floor,
+                 self.rule.most)
         if n == 0:
             return order
         self.triggered += 1
@@ -112,10 +115,11 @@ def rule_rows(label: str, rows: list[Row]) -> None:
     """Print how R@1, the weakest kind, mAP and the shares of searches checked move with
     the rule (rows of rule, share of edited copies checked, share of library photos
     checked, R@1, weakest kind, mAP)."""
-    print(f"\n# {label} re-ranked: the rule (gap, pixel-score margin, floor)")
-    print("| gap | margin | floor | edited copies checked | library photos checked | R@1 all "
-          "| R@1 weakest kind | mAP |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\n# {label} re-ranked: the rule (gap, pixel-score margin, floor, most)")
+    print("| gap | margin | floor | most | edited copies checked | library photos checked "
+          "| R@1 all | R@1 weakest kind | mAP |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rule, copies, photos, r1, weakest, m in rows:
-        print(f"| {rule.gap:.2f} | {rule.margin:.2f} | {rule.floor:.1f} | {100 * copies:.1f} % "
-              f"| {100 * photos:.1f} % | {r1:.4f} | {weakest:.3f} | {m:.3f} |")
+        print(f"| {rule.gap:.2f} | {rule.margin:.2f} | {rule.floor:.1f} | {rule.most} "
+              f"| {100 * copies:.1f} % | {100 * photos:.1f} % | {r1:.4f} | {weakest:.3f} "
+              f"| {m:.3f} |")
