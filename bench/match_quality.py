@@ -29,8 +29,11 @@ extractor's ``embed``, as indexing does; ms/photo is the extractor's time alone,
 ``--whiten`` adds a column for each new descriptor after PCA-whitening fitted on the
 (unlabelled) library itself, as a daemon could fit on a user's library: what that would pay.
 
+``--rerank`` adds each descriptor re-ranked as the engine's search does: near-tied first
+results put in order by the pixel check (daemon/rerank.py; bench/rerank_quality.py).
+
 Usage: python bench/match_quality.py [--old NAME] [--new NAME] [--threads 1]
-       [--misses] [--whiten]
+       [--misses] [--whiten] [--rerank]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import SHARED, shared_groups, shared_photos  # noqa: E402
 from quality import equivalents  # noqa: E402
+from rerank_quality import Pixels, Reranker, first_of, rule_rows, sweep  # noqa: E402
 
 from findsimilar.daemon.model.decode import decode_for_model  # noqa: E402
 from findsimilar.daemon.model.features import FeatureExtractor, create_extractor  # noqa: E402
@@ -108,11 +112,14 @@ def embed_files(extractor: FeatureExtractor, files: list[Path]) -> tuple[np.ndar
     return np.concatenate(out), spent / len(pixels)
 
 
-def rank1(corpus: Corpus, library: np.ndarray, queries: np.ndarray
-          ) -> tuple[dict[str, list[bool]], list[str], int]:
-    """Per edit, whether each query's nearest library photo shows its picture; the misses;
-    how many of them found the other shot of the original's same-scene pair instead."""
-    top = np.argmax(queries @ library.T, axis=1)
+def rank1(corpus: Corpus, library: np.ndarray, queries: np.ndarray,
+          reranker: Reranker | None = None) -> tuple[dict[str, list[bool]], list[str], int]:
+    """Per edit, whether each query's first result (nearest library photo, or with
+    ``reranker`` the engine's re-ranked first) shows its picture; the misses; how many of
+    them found the other shot of the original's same-scene pair instead."""
+    names = [str(p) for p in corpus.photos]
+    top = [first_of(reranker, q[2], names, row)
+           for q, row in zip(corpus.queries, queries @ library.T, strict=True)]
     hits: dict[str, list[bool]] = defaultdict(list)
     misses, sibling = [], 0
     for (name, original, _), t in zip(corpus.queries, top, strict=True):
@@ -126,8 +133,10 @@ def rank1(corpus: Corpus, library: np.ndarray, queries: np.ndarray
     return hits, misses, sibling
 
 
-def category_map(corpus: Corpus, library: np.ndarray) -> tuple[float, float]:
-    """mAP and P@1 of same-category retrieval among the distinct photos."""
+def category_map(corpus: Corpus, library: np.ndarray,
+                 reranker: Reranker | None = None) -> tuple[float, float]:
+    """mAP and P@1 of same-category retrieval among the distinct photos (``reranker``:
+    in the engine's re-ranked order)."""
     index = {str(p): i for i, p in enumerate(corpus.photos)}
     names = [str(p) for p in corpus.distinct]
     vectors = library[[index[n] for n in names]]
@@ -142,7 +151,8 @@ def category_map(corpus: Corpus, library: np.ndarray) -> tuple[float, float]:
             continue
         scores = vectors @ vectors[q]
         scores[q] = -np.inf
-        order = np.argsort(-scores)[:-1]
+        order = (np.argsort(-scores) if reranker is None
+                 else reranker.order(name, names, scores))[:-1]
         relevant = np.array([corpus.labels.get(names[j]) == cat for j in order])
         precision = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
         aps.append(float((precision * relevant).sum() / relevant.sum()))
@@ -182,8 +192,10 @@ def measure(label: str, corpus: Corpus, library: np.ndarray, queries: np.ndarray
     return Result(label, hits, misses, sibling, mean_ap, p1, ms, library.shape[1])
 
 
-def run(names: list[str], threads: int, whiten: bool, workdir: Path) -> list[Result]:
-    """Measure each extractor of ``names`` (the first is the old one) on one corpus."""
+def run(names: list[str], threads: int, whiten: bool, workdir: Path,
+        rerank: bool = False) -> list[Result]:
+    """Measure each extractor of ``names`` (the first is the old one) on one corpus; with
+    ``rerank`` also re-ranked as the engine does (``rerank_quality``)."""
     corpus = build_corpus(workdir)
     results = []
     for name in names:
@@ -191,12 +203,36 @@ def run(names: list[str], threads: int, whiten: bool, workdir: Path) -> list[Res
         library, ms = embed_files(extractor, corpus.photos)
         queries, _ = embed_files(extractor, [q[2] for q in corpus.queries])
         results.append(measure(extractor.id, corpus, library, queries, 1000 * ms))
+        if rerank:
+            results.append(reranked(extractor.id, corpus, library, queries, ms))
         if whiten and name != names[0]:
             mean, projection = pca_whitening(library)
             results.append(measure(f"{extractor.id} + library PCA-whitening", corpus,
                                    _unit((library - mean) @ projection),
                                    _unit((queries - mean) @ projection), 1000 * ms))
     return results
+
+
+def reranked(label: str, corpus: Corpus, library: np.ndarray, queries: np.ndarray,
+             ms: float) -> Result:
+    """The measures re-ranked by the engine's rule; a table of the others (``sweep``)."""
+    pixels, rows, first = Pixels(), [], None
+    for rule in sweep():
+        reranker = Reranker(pixels, rule)
+        hits, misses, sibling = rank1(corpus, library, queries, reranker)
+        copies = reranker.share()
+        mean_ap, p1 = category_map(corpus, library, reranker)
+        result = Result(f"{label} + re-ranked", hits, misses, sibling, mean_ap, p1,
+                        1000 * ms, library.shape[1])
+        first = first or result
+        every = [h for v in hits.values() for h in v]
+        rows.append((rule, copies, reranker.share(), float(np.mean(every)),
+                     min(float(np.mean(v)) for v in hits.values()), mean_ap))
+    rule_rows(label, rows)
+    print(f"pixel checks: {pixels.pairs} pairs, {1000 * pixels.seconds / max(1, pixels.pairs):.0f}"
+          " ms a pair (previews decoded once)")
+    assert first is not None
+    return first
 
 
 def _rate(v: list[bool]) -> str:
@@ -236,11 +272,15 @@ def main() -> None:
     ap.add_argument("--whiten", action="store_true",
                     help="add the new descriptor PCA-whitened on the library")
     ap.add_argument("--misses", action="store_true", help="list every rank-1 miss")
+    ap.add_argument("--rerank", action="store_true",
+                    help="add each descriptor re-ranked as the engine does (near ties "
+                         "checked by pixels, daemon/rerank.py)")
     args = ap.parse_args()
     os.environ["FINDSIMILAR_PRECISION"] = args.precision
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fs-match-") as tmp:
-        results = run([args.old, *args.new.split(",")], args.threads, args.whiten, Path(tmp))
+        results = run([args.old, *args.new.split(",")], args.threads, args.whiten, Path(tmp),
+                      args.rerank)
     queries = sum(len(v) for v in results[0].hits.values())
     print(f"# {len(shared_photos())} library photos, {queries} edited copies "
           f"({len(MATCH_EDITS)} kinds, seed {SEED}), precision={args.precision}, "

@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,8 @@ from findsimilar.daemon.indexing.roots import identify
 from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
-from findsimilar.daemon.query import query_source, query_stat
+from findsimilar.daemon.query import Match, SearchResult, query_source, query_stat
+from findsimilar.daemon.rerank import MOST, rerank
 from findsimilar.daemon.serving import (
     Live,
     index_path,
@@ -56,27 +56,6 @@ StopFn = Callable[[], bool]
 
 def _never() -> bool:
     return False
-
-
-@dataclass(frozen=True)
-class Match:
-    path: str
-    score: float
-    pair: str | None = None  # the other file of a RAW+JPEG pair (one photo, one result)
-
-
-@dataclass
-class SearchResult:
-    query: str
-    results: list[Match] = field(default_factory=list)
-    # The query was an indexed photo: its vector read from the store, no model call
-    # (for the daemon's search latency, ``metrics``; not part of the answer).
-    indexed: bool = False
-
-    def as_dict(self) -> dict[str, object]:
-        return {"query": self.query,
-                "results": [{"path": m.path, "score": round(m.score, 6),
-                             **({"pair": m.pair} if m.pair else {})} for m in self.results]}
 
 
 class Engine:
@@ -214,7 +193,8 @@ class Engine:
         ``min_score`` (``"auto"``: the serving extractor's floor, ``ModelSpec.min_score``).
 
         The query need not be indexed; if it is, it is not returned as its own
-        match (byte-identical copies at other paths are).
+        match (byte-identical copies at other paths are). Near-tied first results are
+        put in order by the pixel check (``rerank``); scores stay cosine scores.
         Raises UsageError for a bad ``min_score``, MissingFileError (NotRegularFileError
         for a FIFO, device, socket or folder), ImageDecodeError (FileAccessError if it
         may not be read), EmptyIndexError, or Cancelled once ``should_stop`` says so.
@@ -224,12 +204,15 @@ class Engine:
             live = self._live  # one model and its index throughout, whatever swaps
             try:
                 vector, indexed = self._query_vector(live, query, should_stop)
-                result = self._neighbours(live, query, vector, k, min_score)
+                result = self._neighbours(live, query, vector, max(k, MOST), min_score)
             except CancelledError:
                 if live is self._live:
                     raise
                 continue  # its model was closed after a swap: ask the one now answering
-            result.indexed = indexed
+            result.results, result.reranked = rerank(
+                live.model, self.config.rerank_timeout, (query,), result.results,
+                should_stop=should_stop)
+            result.results, result.indexed = result.results[:k], indexed
             return result
 
     def search_bytes(self, data: bytes, k: int = 10, min_score: float | str | None = None,

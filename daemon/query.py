@@ -1,17 +1,18 @@
 """A query: the path a search names, checked and read as the engine needs it (errors
-in the words the user sees, each naming the file)."""
+in the words the user sees, each naming the file), and what a search answers."""
 
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from findsimilar.errors import FileAccessError, MissingFileError, NotRegularFileError
 from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
 
-__all__ = ["query_source", "query_stat"]
+__all__ = ["Match", "SearchResult", "query_source", "query_stat"]
 
 
 def query_stat(query: str) -> os.stat_result:
@@ -51,3 +52,27 @@ def query_source(query: str, limit: int) -> bytes | Path:
         raise FileAccessError(f"cannot read {query}: {exc.strerror}") from None
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class Match:
+    path: str
+    score: float
+    pair: str | None = None  # the other file of a RAW+JPEG pair (one photo, one result)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    results: list[Match] = field(default_factory=list)
+    # The query was an indexed photo: its vector read from the store, no model call
+    # (for the daemon's search latency, ``metrics``; not part of the answer).
+    indexed: bool = False
+    # Its near tie was put in order by the pixel check (``rerank``): True if that changed
+    # the order, False if not, None if there was none to check (for ``metrics``, likewise).
+    reranked: bool | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"query": self.query,
+                "results": [{"path": m.path, "score": round(m.score, 6),
+                             **({"pair": m.pair} if m.pair else {})} for m in self.results]}

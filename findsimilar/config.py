@@ -93,6 +93,9 @@ class Config:
     # with work given) is taken as a hang: the worker is killed and replaced, and the
     # file recorded as failed (0 = no limit).
     model_timeout: float = 120.0
+    # Seconds a search waits for the pixel checks of its near-tied first results
+    # (daemon/rerank.py) before it answers in cosine order (0 = never check).
+    rerank_timeout: float = 1.0
     # A background upgrade to a new extractor that failed (its model cannot load, its
     # worker keeps dying, the disk is full) is tried again after this many seconds.
     upgrade_retry: float = 600.0
@@ -216,6 +219,7 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
     Setting("busy_timeout", _SECONDS, _seconds, _seconds),
     Setting("model_idle", _SECONDS, _seconds, _seconds),
     Setting("model_timeout", _SECONDS, _seconds, _seconds),
+    Setting("rerank_timeout", _SECONDS, _seconds, _seconds),
     Setting("upgrade_retry", _SECONDS, _seconds, _seconds),
     Setting("no_daemon", "true or false", _flag_env, _flag_file),
     Setting("notify", "true or false", _flag_env, _flag_file),

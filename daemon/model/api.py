@@ -93,9 +93,10 @@ class Model(Protocol):
         """The descriptor of ``source`` (file bytes, or a path to stream a big file from);
         ``name`` names it in reasons and in ``status``."""
 
-    def compare(self, a: Picture, b: Picture) -> Future[float | None]:
+    def compare(self, a: Picture, b: Picture, *,
+                priority: int = PRIORITY_CHECK) -> Future[float | None]:
         """``verify.compare`` of the two pictures (rounded to 4 places), or None if one
-        of them cannot be read."""
+        of them cannot be read (``priority``: a search's, ahead of listings' checks)."""
 
     def facts(self, picture: Picture, *, digest: bool = False,
               priority: int = PRIORITY_CHECK) -> Future[PictureFacts | None]:

@@ -123,11 +123,12 @@ class WorkerModel:
             return self._submit(priority, name, header, b"")
         return self._submit(priority, name, header, source)
 
-    def compare(self, a: Picture, b: Picture) -> Future[float | None]:
+    def compare(self, a: Picture, b: Picture, *,
+                priority: int = PRIORITY_CHECK) -> Future[float | None]:
         header = {"op": "compare", "a": {"key": a.key, "paths": list(a.paths)},
-                  "b": {"key": b.key, "paths": list(b.paths)}}
+                  "b": {"key": b.key, "paths": list(b.paths)}, "priority": priority}
         name = " / ".join(p.paths[0] if p.paths else p.key for p in (a, b))
-        return self._submit(PRIORITY_CHECK, name, header, b"")
+        return self._submit(priority, name, header, b"")
 
     def facts(self, picture: Picture, *, digest: bool = False,
               priority: int = PRIORITY_CHECK) -> Future[PictureFacts | None]:

@@ -98,9 +98,9 @@ class LocalModel:
         """See ``api.Model.embed``; ``notify`` is told how the work goes (above)."""
         return self._put(_Job(Future(), priority, name, notify, source=source))
 
-    def compare(self, a: Picture, b: Picture, *,
+    def compare(self, a: Picture, b: Picture, *, priority: int = PRIORITY_CHECK,
                 notify: NotifyFn | None = None) -> Future[float | None]:
-        return self._put(_Job(Future(), PRIORITY_CHECK, f"{a.key} / {b.key}", notify,
+        return self._put(_Job(Future(), priority, f"{a.key} / {b.key}", notify,
                               pair=(a, b)))
 
     def facts(self, picture: Picture, *, digest: bool = False, priority: int = PRIORITY_CHECK,

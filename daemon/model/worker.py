@@ -84,7 +84,8 @@ class _Server:
         if header.get("op") == "compare":
             a, b = (Picture(str(p["key"]), tuple(p["paths"])) for p in (header["a"],
                                                                         header["b"]))
-            self.model.compare(a, b, notify=notify).add_done_callback(
+            self.model.compare(a, b, priority=int(header.get("priority", 1)),
+                               notify=notify).add_done_callback(
                 lambda f: f.cancelled() or self._send({"id": job, "score": f.result()}))
             return
         if header.get("op") == "facts":

@@ -103,7 +103,7 @@ class Verbs:
                 result = self.engine.search(path, k=int(k), min_score=min_score,
                                             should_stop=should_stop)
                 self.searches.record("indexed" if result.indexed else "new",
-                                     time.perf_counter() - started)
+                                     time.perf_counter() - started, result.reranked)
                 out.append(result.as_dict())
             except Cancelled:
                 raise

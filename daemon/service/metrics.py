@@ -4,7 +4,9 @@ indexing throughput, and the rule that a rate needs a window long enough to mean
 * :class:`Latencies`: the last 1,000 search times of one kind in a fixed ring (one float
   slot written per query, under a lock; the percentiles sort a copy only when asked);
 * :class:`SearchTimes`: two of them, for a query that is an indexed photo (its vector
-  read from the store) and for a new photo (decoded and run through the model);
+  read from the store) and for a new photo (decoded and run through the model); and how
+  many searches had their near-tied first results pixel-checked (``daemon.rerank``), and
+  how many of those the check reordered;
 * :class:`Throughput`: files a second over the last minute of indexing work. Its clock
   runs only while a run produces files (from the run's start to its last file), so idle
   hours do not dilute it; a span under :data:`MIN_SPAN_S` gives no rate (None), never
@@ -71,12 +73,22 @@ class SearchTimes:
     def __init__(self, size: int = WINDOW) -> None:
         self.kinds: dict[str, Latencies] = {"indexed": Latencies(size), "new": Latencies(size)}
         self.size = size
+        self._reranked = {"checked": 0, "reordered": 0}  # since the start
+        self._lock = threading.Lock()
 
-    def record(self, kind: Kind, seconds: float) -> None:
+    def record(self, kind: Kind, seconds: float, reranked: bool | None = None) -> None:
+        """One search's time; ``reranked``: its near tie was checked (True: reordered)."""
         self.kinds[kind].record(seconds)
+        if reranked is not None:
+            with self._lock:
+                self._reranked["checked"] += 1
+                self._reranked["reordered"] += reranked
 
     def summary(self) -> dict[str, Any]:
-        return {"window": self.size, **{k: v.summary() for k, v in self.kinds.items()}}
+        with self._lock:
+            reranked = dict(self._reranked)
+        return {"window": self.size, **{k: v.summary() for k, v in self.kinds.items()},
+                "reranked": reranked}
 
 
 class Throughput:

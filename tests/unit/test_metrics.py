@@ -61,6 +61,14 @@ def test_searches_are_counted_by_kind() -> None:
     assert summary["new"]["p50_ms"] == 150.0 and summary["new"]["p99_ms"] == 250.0
 
 
+def test_searches_whose_near_tie_was_pixel_checked_are_counted() -> None:
+    times = SearchTimes()
+    times.record("new", 0.1)  # no near tie: not checked
+    times.record("new", 0.2, reranked=True)
+    times.record("indexed", 0.1, reranked=False)
+    assert times.summary()["reranked"] == {"checked": 2, "reordered": 1}
+
+
 def test_the_ring_is_safe_across_threads() -> None:
     times = Latencies(size=1000)
 
