@@ -6,9 +6,10 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,26 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, data_home: str 
         monkeypatch.setenv("FINDSIMILAR_DATA_DIR", str(tmp_path / "fs-data"))
         monkeypatch.setenv("FINDSIMILAR_SOCKET", str(tmp_path / "no-daemon.sock"))
     return home
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, size: str) -> Iterator[Callable[[str], None]]:
+    """A tmpfs of SIZE mounted at MOUNT (made here; as root, else the test is skipped),
+    for full-disk cases; yields a function that resizes it (``"64m"``). Unmounted at the
+    end."""
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+
+    def resize(new_size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={new_size}", str(mount)], check=True)
+
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 
 from findsimilar.cli.client import RemoteError
 
-from ..conftest import PHOTO_SET
+from ..conftest import PHOTO_SET, small_tmpfs
 from .daemon_harness import (
     DaemonProcess,
     daemon_env,
@@ -339,20 +339,8 @@ def test_the_printed_recovery_steps_salvage_a_damaged_store_and_its_features(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Callable[[str], None]]:
     """A 3 MB tmpfs at tmp_path/disk; yields a function that resizes it (``"64m"``)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs",
-                           str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
-
-    def resize(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
-
-    try:
+    with small_tmpfs(tmp_path / "disk", "3m") as resize:
         yield resize
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 @pytest.mark.slow

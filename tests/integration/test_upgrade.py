@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import PHOTO_SET, copy_photos
+from ..conftest import PHOTO_SET, copy_photos, small_tmpfs
 from .daemon_harness import DaemonProcess, daemon_env, make_photos, wait_until
 
 LITE0 = "efficientnet-lite0-gem/v1"
@@ -225,22 +225,11 @@ def small_disk(library: Library) -> Iterator[tuple[Path, Callable[[str], None]]]
     """A tmpfs holding a copy of the Lite0 store with ~100 KB to spare (as root; skipped
     otherwise): (its data dir, a function that resizes it)."""
     mount = library.base / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs",
-                           str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
-
-    def resize(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
-
-    try:
+    with small_tmpfs(mount, "8m") as resize:
         data = Path(shutil.copytree(library.base / "lite0-data", mount / "data"))
         st = os.statvfs(mount)
         resize(f"{(st.f_blocks - st.f_bfree) * st.f_frsize // 1024 + 100}k")
         yield data, resize
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_pauses_the_upgrade_and_it_goes_on_once_space_is_freed(
