@@ -262,9 +262,10 @@ def test_a_new_duplicate_is_a_desktop_notification_and_a_click_opens_its_page(
                        message=lambda: str(d.status()["notifications"]))
             server.click(nid)
             deadline = time.monotonic() + WITHIN
-            while time.monotonic() < deadline and not opened.exists():
+            # (the opener's `echo >>` makes the file before it writes the line)
+            while time.monotonic() < deadline and not (opened.exists() and opened.read_text()):
                 time.sleep(0.1)
-            assert opened.exists(), d.log()
+            assert opened.exists() and opened.read_text(), d.log()
             page = Path(opened.read_text().split()[0])
             assert "coffee (copy).png" in page.read_text() or "coffee%20%28copy%29.png" in \
                 page.read_text()
