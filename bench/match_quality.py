@@ -53,10 +53,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import SHARED, shared_groups, shared_photos  # noqa: E402
 from quality import equivalents  # noqa: E402
-from rerank_quality import Pixels, Reranker, first_of, rule_rows, sweep  # noqa: E402
+from rerank_quality import Pixels, Reranker, Rule, engine_rule, first_of, rule_rows, sweep  # noqa: E402
 
 from findsimilar.daemon.model.decode import decode_for_model  # noqa: E402
 from findsimilar.daemon.model.features import FeatureExtractor, create_extractor  # noqa: E402
+from findsimilar.daemon.model.spec import model_spec as extractor_spec  # noqa: E402
 from tests.photo_edits import MATCH_EDITS, apply_match_edit  # noqa: E402
 
 SEED = 17
@@ -204,7 +205,8 @@ def run(names: list[str], threads: int, whiten: bool, workdir: Path,
         queries, _ = embed_files(extractor, [q[2] for q in corpus.queries])
         results.append(measure(extractor.id, corpus, library, queries, 1000 * ms))
         if rerank:
-            results.append(reranked(extractor.id, corpus, library, queries, ms))
+            results.append(reranked(extractor.id, corpus, library, queries, ms,
+                                    engine_rule(extractor_spec(name).rerank)))
         if whiten and name != names[0]:
             mean, projection = pca_whitening(library)
             results.append(measure(f"{extractor.id} + library PCA-whitening", corpus,
@@ -214,10 +216,10 @@ def run(names: list[str], threads: int, whiten: bool, workdir: Path,
 
 
 def reranked(label: str, corpus: Corpus, library: np.ndarray, queries: np.ndarray,
-             ms: float) -> Result:
-    """The measures re-ranked by the engine's rule; a table of the others (``sweep``)."""
+             ms: float, engine: Rule) -> Result:
+    """The measures re-ranked by the ``engine``'s rule; a table of others (``sweep``)."""
     pixels, rows, first = Pixels(), [], None
-    for rule in sweep():
+    for rule in sweep(engine):
         reranker = Reranker(pixels, rule)
         hits, misses, sibling = rank1(corpus, library, queries, reranker)
         copies = reranker.share()

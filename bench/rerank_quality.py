@@ -2,7 +2,7 @@
 
 ``match_quality.py --rerank`` adds, beside each descriptor's column, the same measures
 after the engine's re-ranking: when the first results of a search are within
-``rerank.GAP`` cosine of each other (at most ``rerank.MOST``), the query's pixels are
+the extractor's gap of each other (``ModelSpec.rerank``), the query's pixels are
 checked against theirs by ``verify.compare`` and those it confirms go first
 (``rerank.reorder``). Also printed, on the same pixel scores: how many searches trigger
 a check (edited copies; library photos, which have no edited copy in the library), and
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from findsimilar.daemon.model.spec import RerankRule
 from findsimilar.daemon.model.verify import Preview, compare, load_preview
-from findsimilar.daemon.rerank import FLOOR, GAP, MARGIN, MOST, reorder, tied
+from findsimilar.daemon.rerank import FLOOR, GAP, LEAD, MARGIN, MOST, reorder, tied
 
 MAX_PIXELS = 250_000_000
 
@@ -63,13 +64,21 @@ class Rule:
     margin: float = MARGIN
     floor: float = FLOOR
     most: int = MOST
+    lead: float = LEAD
 
 
-def sweep() -> list[Rule]:
+def engine_rule(spec: RerankRule) -> Rule:
+    """The rule the engine applies for an extractor (``ModelSpec.rerank``)."""
+    return Rule(gap=spec.gap, floor=spec.floor, most=spec.most)
+
+
+def sweep(base: Rule) -> list[Rule]:
     """The engine's rule first, then each of its numbers moved alone."""
-    return [Rule(), *(Rule(gap=g) for g in (0.02, 0.03, 0.08, 0.10)),
-            *(Rule(margin=m) for m in (0.0, 0.02, 0.05, 1.0)),
-            *(Rule(floor=f) for f in (0.0, 0.4, 0.6)), Rule(most=2)]
+    return [base, *(replace(base, gap=g) for g in (0.03, 0.05, 0.08, 0.10) if g != base.gap),
+            *(replace(base, margin=m) for m in (0.0, 0.05, 1.0)),
+            *(replace(base, floor=f) for f in (0.0, 0.4, 0.5, 0.6) if f != base.floor),
+            *(replace(base, most=m) for m in (2, 3, 4, 5) if m != base.most),
+            *(replace(base, lead=x) for x in (0.2, 0.5, 9.0))]
 
 
 class Reranker:
@@ -90,14 +99,14 @@ class Reranker:
         """Indices into ``names`` by descending ``scores``, near tie re-ranked."""
         order = np.argsort(-scores)
         self.searches += 1
-        n = tied([float(scores[i]) for i in order[:MOST]], self.rule.gap, self.rule.floor,
+        n = tied([float(scores[i]) for i in order[:self.rule.most]], self.rule.gap, self.rule.floor,
                  self.rule.most)
         if n == 0:
             return order
         self.triggered += 1
         head = list(order[:n])
         pixel = [self.pixels.score(query, names[i]) for i in head]
-        return np.array([*reorder(head, pixel, self.rule.margin), *order[n:]])
+        return np.array([*reorder(head, pixel, self.rule.margin, self.rule.lead), *order[n:]])
 
 
 def first_of(reranker: Reranker | None, query: Path, names: Sequence[str],
@@ -115,11 +124,13 @@ def rule_rows(label: str, rows: list[Row]) -> None:
     """Print how R@1, the weakest kind, mAP and the shares of searches checked move with
     the rule (rows of rule, share of edited copies checked, share of library photos
     checked, R@1, weakest kind, mAP)."""
-    print(f"\n# {label} re-ranked: the rule (gap, pixel-score margin, floor, most)")
-    print("| gap | margin | floor | most | edited copies checked | library photos checked "
-          "| R@1 all | R@1 weakest kind | mAP |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\n# {label} re-ranked: the rule (gap, pixel-score margin, floor, most, lead; "
+          "9 = off)")
+    print("| gap | margin | floor | most | lead | edited copies checked "
+          "| library photos checked | R@1 all | R@1 weakest kind | mAP |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rule, copies, photos, r1, weakest, m in rows:
         print(f"| {rule.gap:.2f} | {rule.margin:.2f} | {rule.floor:.1f} | {rule.most} "
+              f"| {rule.lead:.1f} "
               f"| {100 * copies:.1f} % | {100 * photos:.1f} % | {r1:.4f} | {weakest:.3f} "
               f"| {m:.3f} |")

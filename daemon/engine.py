@@ -29,7 +29,7 @@ from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
 from findsimilar.daemon.query import Match, SearchResult, query_source, query_stat
-from findsimilar.daemon.rerank import MOST, rerank
+from findsimilar.daemon.rerank import rerank
 from findsimilar.daemon.serving import (
     Live,
     index_path,
@@ -204,14 +204,15 @@ class Engine:
             live = self._live  # one model and its index throughout, whatever swaps
             try:
                 vector, indexed = self._query_vector(live, query, should_stop)
-                result = self._neighbours(live, query, vector, max(k, MOST), min_score)
+                result = self._neighbours(live, query, vector, max(k, live.spec.rerank.most),
+                                         min_score)
             except CancelledError:
                 if live is self._live:
                     raise
                 continue  # its model was closed after a swap: ask the one now answering
             result.results, result.reranked = rerank(
                 live.model, self.config.rerank_timeout, (query,), result.results,
-                should_stop=should_stop)
+                rule=live.spec.rerank, should_stop=should_stop)
             result.results, result.indexed = result.results[:k], indexed
             return result
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from findsimilar.config import setting
 from findsimilar.errors import FindSimilarError, UsageError
 
-__all__ = ["AUTO", "GEM512_COSINES", "LITE_VARIANTS", "LiteVariant", "ModelSpec", "model_spec"]
+__all__ = ["AUTO", "GEM512_COSINES", "GEM512_RERANK", "LITE_VARIANTS", "LiteVariant", "ModelSpec",
+           "RerankRule", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,22 @@ GEM512_COSINES = {"candidate_cosine": 0.50, "similar_cosine": 0.77}
 
 
 @dataclass(frozen=True)
+class RerankRule:
+    """Which first results of a search are a near tie worth the pixel check
+    (``rerank.tied``): those within ``gap`` cosine of a first one scoring ``floor`` or
+    more, at most ``most`` of them."""
+
+    gap: float = 0.05
+    floor: float = 0.5
+    most: int = 3
+
+
+# gem512's near ties are wider too: the first four within 0.10 from 0.4 (BENCHMARKS.md,
+# "Match quality: re-ranking near ties by pixels"; v1 keeps the defaults).
+GEM512_RERANK = RerankRule(gap=0.10, floor=0.4, most=4)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A registered extractor as the store and the index see it."""
 
@@ -71,6 +88,8 @@ class ModelSpec:
     # Different pictures of one scene (burst shots, a moment apart) from here: the
     # ``similar`` tier of ``dupes``.
     similar_cosine: float = 0.80
+    # The near ties of a search that the pixel check puts in order (daemon/rerank.py).
+    rerank: RerankRule = RerankRule()
 
     def min_score(self, asked: float | str | None) -> float | None:
         """The score floor a search asked for: None (no floor), a cosine, or ``"auto"``
@@ -101,7 +120,7 @@ def model_spec(name: str) -> ModelSpec:
     if name in _LAYER_GEM:  # EfficientNetLiteLayerGeM: version 2, 512-d
         _installed("lite0")
         return ModelSpec(name, f"{name}/v2", 512, LITE_VARIANTS["lite0"].resolution,
-                         **GEM512_COSINES)
+                         rerank=GEM512_RERANK, **GEM512_COSINES)
     variant = name.removeprefix("efficientnet-").removesuffix("-gem")
     if name != f"efficientnet-{variant}-gem" or variant not in LITE_VARIANTS:
         known = [f"efficientnet-{v}-gem" for v in LITE_VARIANTS] + [*_LAYER_GEM, _RESNET50]
