@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_EXTRACTOR", "SETTINGS", "Config", "ConfigError", "cache_home
            "notify_socket", "runtime_dir", "setting", "standard_data_dir", "state_home",
            "take_listen_environment", "under_journald"]
 
-DEFAULT_EXTRACTOR = "efficientnet-lite0-gem"
+DEFAULT_EXTRACTOR = "efficientnet-lite0-gem512"
 ENV_PREFIX = "FINDSIMILAR_"
 
 

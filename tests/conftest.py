@@ -15,9 +15,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from findsimilar.config import DEFAULT_EXTRACTOR
+from findsimilar.daemon.model.spec import model_spec
+
 from .photo_edits import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
+# The vector size of the default extractor, which the tests' daemons and engines index with.
+DEFAULT_DIM = model_spec(DEFAULT_EXTRACTOR).dim
 
 # A small, varied set of real photos (relative to SHARED).
 PHOTO_SET = [

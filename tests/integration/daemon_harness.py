@@ -235,8 +235,15 @@ def saved_index_ids(data_dir: Path) -> tuple[list[int], list[int], str]:
         integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]
     finally:
         store.close()
-    have = sorted(int(i) for i in VectorIndex.load(index_file, 1280).ids())
+    have = sorted(int(i) for i in VectorIndex.load(index_file, vector_dim(extractor_id)).ids())
     return have, wanted, integrity
+
+
+def vector_dim(extractor_id: str) -> int:
+    """The vector size of the extractor stored as ``extractor_id`` ("name/version")."""
+    from findsimilar.daemon.model.spec import model_spec
+
+    return model_spec(extractor_id.split("/")[0]).dim
 
 
 def top_paths(matches: list[dict[str, Any]], min_score: float = 0.99) -> set[str]:

@@ -22,7 +22,7 @@ import pytest
 
 from findsimilar.cli.client import RemoteError
 
-from ..conftest import PHOTO_SET, small_tmpfs
+from ..conftest import DEFAULT_DIM, PHOTO_SET, small_tmpfs
 from .daemon_harness import (
     DaemonProcess,
     daemon_env,
@@ -73,7 +73,7 @@ def saved_ids_are_known(data_dir: Path) -> None:
     files = list(data_dir.glob("index-*.faiss"))
     if not files:
         return
-    ids = VectorIndex.load(files[0], 1280).ids()
+    ids = VectorIndex.load(files[0], DEFAULT_DIM).ids()
     conn = readonly(data_dir)
     try:
         known = {r[0] for r in conn.execute("select id from features")}

@@ -11,6 +11,7 @@ import pytest
 
 from findsimilar.daemon.storage.index import VectorIndex
 
+from ..conftest import DEFAULT_DIM
 from .daemon_harness import (
     DaemonProcess,
     indexed_paths,
@@ -83,7 +84,7 @@ def test_a_library_past_the_threshold_is_served_from_a_compressed_index_that_sur
     have, wanted, integrity = saved_index_ids(daemon.data_dir)
     assert integrity == "ok" and have == wanted and len(have) == COUNT
     [index_file] = daemon.data_dir.glob("index-*.faiss")
-    assert VectorIndex.load(index_file, 1280).layout == "compressed"
+    assert VectorIndex.load(index_file, DEFAULT_DIM).layout == "compressed"
 
     daemon.start()
     daemon.wait_idle(60)

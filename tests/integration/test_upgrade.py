@@ -1,8 +1,10 @@
-"""Upgrades without a gap (issue 17): a store made by this release with the default model
-(EfficientNet-Lite0), then a daemon configured with another one (Lite2, installed by
-setup.sh and CI) re-extracts the library in the background while the old index keeps
+"""Upgrades without a gap (issue 17): a store made by the previous release's default model
+(efficientnet-lite0-gem/v1), then a daemon configured with another one (Lite2, installed
+by setup.sh and CI) re-extracts the library in the background while the old index keeps
 answering, resumes after a kill, and swaps; a downgrade swaps at once; an upgrade whose
-model cannot load leaves the old index answering and is retried.
+model cannot load leaves the old index answering and is retried; a daemon of this
+release with no model configured upgrades the store to the new default (gem512), pausing
+while the disk is full.
 
 One data dir for the module, real daemons one after the other, the real models, real
 photos (the shared set plus generated ones: enough chunks to stop one half-way).
@@ -25,10 +27,17 @@ from typing import Any
 
 import pytest
 
+from findsimilar.config import DEFAULT_EXTRACTOR
+from findsimilar.daemon.model.spec import model_spec
+
 from ..conftest import PHOTO_SET, copy_photos, small_tmpfs
 from .daemon_harness import DaemonProcess, daemon_env, make_photos, wait_until
 
-LITE0 = "efficientnet-lite0-gem/v1"
+# The store is made by the previous release's default model; this release's default
+# (gem512) and Lite2 are the new models it upgrades to.
+LITE0_NAME = "efficientnet-lite0-gem"
+LITE0 = LITE0_NAME + "/v1"
+NEW_DEFAULT = model_spec(DEFAULT_EXTRACTOR).id
 LITE2_NAME = "efficientnet-lite2-gem"
 LITE2 = LITE2_NAME + "/v1"
 QUERY = "fruits.jpg"  # an indexed photo: its ranking of the whole library is compared
@@ -75,13 +84,13 @@ class Library:
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
-    """A store made by this release with the default model: 12 real photos and 20
-    generated ones, indexed by a daemon that then stopped."""
+    """A store made with the previous release's default model (as a user upgrading has
+    one): 12 real photos and 20 generated ones, indexed by a daemon that then stopped."""
     lib = Library(tmp_path_factory.mktemp("upgrade"))
     copy_photos(lib.photos, PHOTO_SET)
     make_photos(lib.photos, 20, seed=17, size=(640, 480))
     copy_photos(lib.outside, [p for p in PHOTO_SET if p.endswith(OUTSIDE)])
-    d = lib.daemon().start()
+    d = lib.daemon(FINDSIMILAR_EXTRACTOR=LITE0_NAME).start()
     try:
         assert d.call("index", paths=[str(lib.photos)])["new"] == 32
         assert d.status()["model"] == LITE0
@@ -190,7 +199,7 @@ def test_a_new_model_is_extracted_in_the_background_and_a_killed_run_resumes(
 
 def test_a_downgrade_swaps_at_once(library: Library):
     lib = library
-    d = lib.daemon().start()  # the default model: its vectors are all there
+    d = lib.daemon(FINDSIMILAR_EXTRACTOR=LITE0_NAME).start()  # its vectors are all there
     status = d.status()
     assert status["model"] == LITE0 and status["upgrade"] is None
     assert status["vectors"] == 33
@@ -235,12 +244,15 @@ def small_disk(library: Library) -> Iterator[tuple[Path, Callable[[str], None]]]
 def test_a_full_disk_pauses_the_upgrade_and_it_goes_on_once_space_is_freed(
         library: Library, small_disk: tuple[Path, Callable[[str], None]]):
     lib, (data, resize) = library, small_disk
-    d = lib.daemon(data, FINDSIMILAR_EXTRACTOR=LITE2_NAME, FINDSIMILAR_UPGRADE_RETRY="1")
+    # No extractor configured: this release's default, the upgrade every user of the
+    # previous release gets.
+    d = lib.daemon(data, FINDSIMILAR_UPGRADE_RETRY="1")
     d.start()
     status = wait_until(lambda: (s := d.status())["upgrade"]["failures"] and s, 180, 0.2,
                         lambda: f"{d.status()}\n{d.log()}")
     assert "full" in status["upgrade"]["error"] and "is full" in status["problem"]
-    assert status["model"] == LITE0 and 0 <= lib.vectors_of(LITE2, data) < 32
+    assert status["upgrade"]["to"] == NEW_DEFAULT
+    assert status["model"] == LITE0 and 0 <= lib.vectors_of(NEW_DEFAULT, data) < 32
     ranking = [(m["path"], round(m["score"], 4))
                for m in d.search(lib.photos / QUERY, k=1000)]
     assert ranking == lib.before  # the old index answers throughout
@@ -249,6 +261,8 @@ def test_a_full_disk_pauses_the_upgrade_and_it_goes_on_once_space_is_freed(
     wait_until(lambda: d.status()["upgrade"]["state"] == "done", 180, 0.2,
                lambda: f"{d.status()}\n{d.log()}")
     status = d.status()
-    assert status["model"] == LITE2 and status["vectors"] == 32 and status["problem"] is None
-    assert "Traceback" not in d.log()
+    assert status["model"] == NEW_DEFAULT and status["vectors"] == 32
+    assert status["problem"] is None and "Traceback" not in d.log()
+    # Edited copies still find their originals through the new index.
+    assert d.search(lib.outside / OUTSIDE, k=1)[0]["path"] == str(lib.photos / OUTSIDE)
     assert d.terminate() == 0

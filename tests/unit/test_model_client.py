@@ -23,7 +23,7 @@ from findsimilar.daemon.model.local import LocalModel
 from findsimilar.daemon.model.spec import model_spec
 from findsimilar.errors import FindSimilarError, ImageDecodeError
 
-from ..conftest import shared
+from ..conftest import DEFAULT_DIM, shared
 
 PHOTOS = ["opencv/fruits.jpg", "skimage/coffee.png", "mate/Storm.jpg"]
 
@@ -58,7 +58,7 @@ def test_the_worker_answers_as_the_model_in_process_does(worker: WorkerModel,
     for a, b in zip(there, here, strict=True):
         assert (a.width, a.height, a.format, a.content) == (b.width, b.height, b.format,
                                                              b.content)
-        assert a.vector.dtype == np.float32 and a.vector.shape == (1280,)
+        assert a.vector.dtype == np.float32 and a.vector.shape == (DEFAULT_DIM,)
         assert float(a.vector @ b.vector) > 0.999
     with pytest.raises(ImageDecodeError, match="not a recognised image format"):
         worker.embed(b"not a picture at all", "junk", priority=PRIORITY_QUERY).result(60)
