@@ -399,7 +399,7 @@ class Engine:
             return None  # changed since it was indexed (or not known as read): read it now
         ids = store.feature_ids([rec.content_hash], live.spec.id)
         fid = ids.get(rec.content_hash)
-        return store.vector(fid) if fid is not None else None
+        return store.vector(fid, live.spec.dim) if fid is not None else None
 
     def _neighbours(self, live: Live, query: str, vector: np.ndarray, k: int,
                     asked: float | str | None) -> SearchResult:

@@ -201,7 +201,8 @@ class Pipeline:
             r.update(info.get(r["content_hash"], {}))  # type: ignore[arg-type]
         with self.store.transaction():
             ids = self.store.add_features(self.model.spec.id, list(zip(unique, vectors,
-                                                                       strict=True)))
+                                                                       strict=True)),
+                                          half=self.model.spec.half)
             self.store.upsert_files([*rows, *(_row(b) for b in batch)])
             self.store.save_picture_facts({h: u.embedded.facts.as_row()  # type: ignore[union-attr]
                                            for h, u in unique.items()

@@ -69,7 +69,7 @@ class Reextractor:
             except ImageDecodeError as exc:
                 done.skipped[content_hash] = f"{name}: {exc}"
         if vectors:
-            self.store.add_features(self.model.spec.id, vectors)
+            self.store.add_features(self.model.spec.id, vectors, half=self.model.spec.half)
         done.extracted = len(vectors)
         return done
 

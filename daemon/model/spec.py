@@ -90,6 +90,10 @@ class ModelSpec:
     similar_cosine: float = 0.80
     # The near ties of a search that the pixel check puts in order (daemon/rerank.py).
     rerank: RerankRule = RerankRule()
+    # Its vectors are float16 values (the extractor rounds them): the store keeps them in
+    # 2 bytes each, 1 KB a 512-d vector (3 to a SQLite page, where a 2 KB one takes a
+    # page of its own: BENCHMARKS.md, "The store per photo").
+    half: bool = False
 
     def min_score(self, asked: float | str | None) -> float | None:
         """The score floor a search asked for: None (no floor), a cosine, or ``"auto"``
@@ -120,7 +124,7 @@ def model_spec(name: str) -> ModelSpec:
     if name in _LAYER_GEM:  # EfficientNetLiteLayerGeM: version 2, 512-d
         _installed("lite0")
         return ModelSpec(name, f"{name}/v2", 512, LITE_VARIANTS["lite0"].resolution,
-                         rerank=GEM512_RERANK, **GEM512_COSINES)
+                         rerank=GEM512_RERANK, half=True, **GEM512_COSINES)
     variant = name.removeprefix("efficientnet-").removesuffix("-gem")
     if name != f"efficientnet-{variant}-gem" or variant not in LITE_VARIANTS:
         known = [f"efficientnet-{v}-gem" for v in LITE_VARIANTS] + [*_LAYER_GEM, _RESNET50]

@@ -256,9 +256,13 @@ class Store:
         return found
 
     @_writes
-    def add_features(self, extractor: str, items: list[tuple[str, np.ndarray]]) -> list[int]:
-        """Insert vectors (hash, float32 vector); returns their feature ids in order."""
+    def add_features(self, extractor: str, items: list[tuple[str, np.ndarray]], *,
+                     half: bool = False) -> list[int]:
+        """Insert vectors (hash, float32 vector); returns their feature ids in order.
+        ``half``: kept in 2 bytes a value (the extractor's ``ModelSpec.half``: its values
+        are float16 ones; any other is rounded to the nearest)."""
         now = time.time()
+        dtype = np.float16 if half else np.float32
         ids = []
         # An explicit transaction: sqlite-utils only auto-commits statements without result
         # rows, so a bare ``insert ... returning`` would stay uncommitted and be lost on close.
@@ -268,13 +272,17 @@ class Store:
                     "insert into features (content_hash, extractor, vector, created_at) "
                     "values (?, ?, ?, ?) on conflict(content_hash, extractor) do update "
                     "set vector = excluded.vector returning id",
-                    [content_hash, extractor, np.asarray(vector, np.float32).tobytes(), now])
+                    [content_hash, extractor, np.asarray(vector, np.float32).astype(dtype)
+                     .tobytes(), now])
                 ids.append(int(cur.fetchone()[0]))
         return ids
 
-    def vector(self, feature_id: int) -> np.ndarray | None:
+    def vector(self, feature_id: int, dim: int | None = None) -> np.ndarray | None:
+        """The float32 vector of ``feature_id`` (None: not in the store); ``dim`` tells a
+        vector kept in 2 bytes a value from one in 4 (without it: 4)."""
         rows = list(self.db.query("select vector from features where id = ?", [feature_id]))
-        return np.frombuffer(rows[0]["vector"], dtype=np.float32) if rows else None
+        blob = rows[0]["vector"] if rows else None
+        return None if blob is None else _decode([blob], dim or len(blob) // 4)[0]
 
     def indexed_feature_ids(self, extractor: str) -> np.ndarray:
         """Ids of the vectors that belong in the index: those used by an ok file."""
@@ -294,7 +302,7 @@ class Store:
                 block).fetchall()
             if rows:
                 yield (np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-                       np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, dim))
+                       _decode([r[1] for r in rows], dim))
 
     def vectors(self, ids: np.ndarray, dim: int) -> np.ndarray:
         """The vectors of feature ``ids``, one row each in the order asked.
@@ -423,6 +431,18 @@ def _under_params(root: str) -> list[str]:
     root = to_text(root.rstrip("/") or "/")  # '/a/b/' means the folder '/a/b', itself included
     prefix = root.rstrip("/") + "/"
     return [root, prefix, prefix[:-1] + "0"]  # '0' is the byte after '/'
+
+
+def _decode(blobs: list[bytes], dim: int) -> np.ndarray:
+    """float32 (len(blobs), dim) from vectors kept in 4 or 2 bytes a value (``half``)."""
+    sizes = {len(b) for b in blobs}
+    if sizes == {4 * dim}:
+        return np.frombuffer(b"".join(blobs), np.float32).reshape(-1, dim)
+    if sizes == {2 * dim}:
+        return np.frombuffer(b"".join(blobs), np.float16).reshape(-1, dim).astype(np.float32)
+    if len(blobs) > 1 and sizes <= {2 * dim, 4 * dim}:
+        return np.concatenate([_decode([b], dim) for b in blobs])
+    raise ValueError(f"a stored vector of {sorted(sizes)} bytes is not {dim}-d")
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

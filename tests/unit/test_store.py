@@ -249,6 +249,29 @@ def test_two_extractors_keep_two_vectors_for_the_same_content(store):
     assert np.array_equal(store.vector(large_id), large)
 
 
+def test_half_vectors_take_two_bytes_a_value_and_read_back_as_float32(store):
+    # gem512 (ModelSpec.half): float16 values, so 1 KB a 512-d vector, 3 to a page.
+    half, full = unit_vectors(3, 512, seed=5), unit_vectors(2, 512, seed=6)
+    exact = half.astype(np.float16).astype(np.float32)  # what a half extractor gives
+    half_ids = store.add_features("gem512/v2", [(f"h{i}", v) for i, v in enumerate(exact)],
+                                  half=True)
+    full_ids = store.add_features("other/v1", [(f"f{i}", v) for i, v in enumerate(full)])
+    sizes = {r[0] for r in store.db.execute("select length(vector) from features "
+                                            "where extractor = 'gem512/v2'")}
+    assert sizes == {1024}
+    assert np.array_equal(store.vector(half_ids[1], 512), exact[1])
+    assert np.array_equal(store.vectors(np.asarray(half_ids), 512), exact)
+    # A block holding both kinds (one id list over two extractors) reads each right.
+    both = store.vectors(np.asarray([full_ids[0], half_ids[0], full_ids[1]]), 512)
+    assert np.array_equal(both, np.stack([full[0], exact[0], full[1]]))
+    # A value that is not a float16 one is rounded to the nearest.
+    (rounded,) = store.add_features("gem512/v2", [("r", half[0])], half=True)
+    assert np.array_equal(store.vector(rounded, 512), exact[0])
+    assert np.abs(store.vector(rounded, 512) - half[0]).max() < 1e-3
+    with pytest.raises(ValueError, match="bytes is not 300-d"):
+        store.vectors(np.asarray(half_ids[:1]), 300)
+
+
 def test_feature_ids_are_returned_in_the_order_given_and_looked_up_by_hash(store):
     vectors = unit_vectors(3, 16)
     ids = store.add_features(LITE0, [("h3", vectors[0]), ("h1", vectors[1]), ("h2", vectors[2])])
