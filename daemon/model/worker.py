@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     model = LocalModel(ModelSpec(**options["spec"]), **options["local"])
-    model.start()  # the network loads while the first requests arrive
+    model.start(network=False)  # (the first embedding loads the network: a check needs none)
     _Server(socket.socket(fileno=fd), model).serve()
     _exit(0)
 

@@ -144,3 +144,16 @@ def test_a_check_the_worker_has_begun_runs_on_and_those_it_has_not_are_dropped(
     while worker.status()["busy"]:
         assert time.monotonic() < deadline + 60, "a dropped check was never answered"
         time.sleep(0.01)
+
+
+def test_a_worker_started_for_pixel_checks_does_not_load_the_network(config: Config):
+    # A search of a library photo only checks pixels: a cold worker must not spend its
+    # first second importing torch beside them (the check needs OpenCV alone).
+    model = WorkerModel(model_spec(config.extractor), config)
+    try:
+        a, b = (Picture(k, (str(shared(p)),)) for k, p in zip("ab", PHOTOS[:2], strict=True))
+        assert isinstance(model.compare(a, b, priority=PRIORITY_QUERY).result(120), float)
+        maps = Path(f"/proc/{model.status()['pid']}/maps").read_text()
+        assert "libtorch" not in maps
+    finally:
+        model.close()
