@@ -173,6 +173,7 @@ class _Tie:
         self.session = f"rerank{next(_searches)}:"
         self.keys: list[Pair | None] = [None] * len(head)
         self.files = [(r.path, r.pair) if r.pair else (r.path,) for r in head]
+        self.sides: dict[str, tuple[str, ...]] = {}  # the files of each cached content
         if verdicts is not None and query_content is not None:
             contents = [None if r.pair else indexed_content(verdicts.store, r.path)
                         for r in head]
