@@ -23,10 +23,11 @@ order as it was. Checks the model has not begun by then are cancelled; one it ha
 runs on, and its verdict is kept if its pair is cached.
 
 Reused: a search of an indexed photo (unchanged since) against indexed results reads
-the duplicates' verdict cache (``dupes.verdicts``, by content hash) and checks only
-what it lacks, saving that off the search's thread (``VerdictWriter``); the same photo
-searched again checks nothing. A query outside the index, or changed since it was
-indexed, is checked afresh every time and never cached (see ``_Tie``).
+the verdict cache the duplicates keep (``dupes.verdicts``, by content hash) and checks
+only what it lacks, saving that off the search's thread (``VerdictWriter``); the same
+photo searched again checks nothing, and orders its tie as the first search did. A
+query outside the index, or changed since it was indexed, is checked afresh every time
+and never cached (see ``_Tie``).
 """
 
 from __future__ import annotations
@@ -157,15 +158,16 @@ def indexed_content(store: Store, path: str) -> str | None:
 class _Tie:
     """One search's pixel checks of its near tie.
 
-    A pair of indexed pictures (the query's content and a result's, both unchanged since
-    indexed, the result not a RAW+JPEG pair) is a pair of the verdict cache
-    (``dupes.verdicts``, the duplicates' own): read from it if checked before (by an
-    earlier search, a duplicate listing or the daemon's idle pre-check), else checked in
-    the cache's order (the smaller hash first, as the duplicates check it: the score is
-    not quite symmetric, and a search must not rank otherwise once its verdicts are
-    cached) and saved, also when the check ends after the search has answered. Any other
-    pair (a query outside the index, or changed since) is checked query first and never
-    cached."""
+    The query is checked against each result, query first, as it always was (the score
+    is not symmetric: a crop may align one way round and not the other, 0.05 against
+    0.91). A pair of indexed pictures (the query's content and a result's, both
+    unchanged since indexed, the result not a RAW+JPEG pair) is a row of the verdict
+    cache (``dupes.verdicts``) keyed the same way round, (query, result): read from it
+    if checked before, else checked and saved, also when the check ends after the search
+    has answered. Where the query's hash is the smaller, that is the very row the
+    duplicates keep for the pair (they check the smaller first): a duplicate listing or
+    the daemon's idle pre-check serves the search, and the search them. Any other pair
+    (a query outside the index, or changed since) is never cached."""
 
     def __init__(self, model: Model, query: tuple[str, ...], head: Sequence[Ranked],
                  verdicts: VerdictWriter | None, query_content: str | None) -> None:
@@ -179,8 +181,7 @@ class _Tie:
                         for r in head]
             self.sides = {query_content: query, **{
                 c: f for c, f in zip(contents, self.files, strict=True) if c}}
-            self.keys = [None if c is None else (min(c, query_content), max(c, query_content))
-                         for c in contents]
+            self.keys = [None if c is None else (query_content, c) for c in contents]
 
     def check(self, timeout: float, should_stop: Callable[[], bool]
               ) -> list[float | None] | None:

@@ -162,7 +162,8 @@ class VerdictWriter:
         self.saved = 0  # verdicts saved so far (for tests and diagnostics)
 
     def known(self, pairs: list[Pair]) -> dict[Pair, float]:
-        """The cached scores of ``pairs`` (content hashes, the smaller first)."""
+        """The cached scores of ``pairs`` of content hashes: ``verify.compare(a, b)`` for
+        (a, b) (the duplicates keep the smaller first, a search the query first)."""
         with self._lock:
             found = {p: self._queued[p] for p in pairs if p in self._queued}
         rest = [p for p in pairs if p not in found]

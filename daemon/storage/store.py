@@ -342,7 +342,8 @@ class Store:
 
     def pair_scores(self, pairs: list[tuple[str, str]],
                     verifier: str) -> dict[tuple[str, str], float]:
-        """Cached verdicts for (hash_a, hash_b) pairs with hash_a < hash_b."""
+        """Cached verdicts for (hash_a, hash_b) pairs: the pixel check of a against b
+        (the duplicates keep hash_a < hash_b; a search keeps its query first)."""
         found: dict[tuple[str, str], float] = {}
         for chunk in _chunks(pairs, 300):
             marks = ",".join("(?, ?)" for _ in chunk)
