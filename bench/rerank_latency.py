@@ -9,14 +9,20 @@ the search as it was), then with the default (1 s), and each time asked:
 
 * "edited copies": ``--queries`` edited copies of the shared photos (``MATCH_EDITS``,
   kinds and photos drawn by seed 17; not indexed: decoded and run through the model);
-* "indexed photos": each shared photo itself (its vector read from the store).
+* "indexed photos": each shared photo itself (its vector read from the store);
+* "indexed photos, again": the same a second time (their pixel verdicts now cached).
+
+With a library, a third run (``FINDSIMILAR_MODEL_IDLE=1``) searches ``--cold`` library
+variants none of the others searched (indexed: their near ties are checks alone), each
+once the model worker has ended: what the first search after an idle spell waits for.
 
 Printed per run and kind: p50 / p99 ms, of all searches and apart for those whose near
 tie was checked and the others (the daemon's ``status`` metrics, ``search.reranked``,
 read between searches, outside the timing), the shares checked and reordered, and rank-1
 right (the original or a file showing its picture first) for the edited copies.
 
-Usage: python bench/rerank_latency.py [--library 10000] [--queries 300] [--workdir DIR]
+Usage: python bench/rerank_latency.py [--library 10000] [--queries 300] [--cold 10]
+       [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -88,7 +94,8 @@ def run(b: Bench, timeout: str, queries: list[tuple[Path, Path]]) -> list[str]:
     timed_searches(b, [q for _, q in queries[:5]])  # warm up: the worker, its model
     rows = []
     for kind, paths in (("edited copies", [q for _, q in queries]),
-                        ("indexed photos", shared_photos())):
+                        ("indexed photos", shared_photos()),
+                        ("indexed photos, again", shared_photos())):
         before = reranked(b)
         times, firsts, checked = timed_searches(b, paths)
         reordered = reranked(b)["reordered"] - before["reordered"]
@@ -110,6 +117,28 @@ def run(b: Bench, timeout: str, queries: list[tuple[Path, Path]]) -> list[str]:
     return rows
 
 
+def cold_worker(b: Bench, paths: list[Path]) -> list[str]:
+    """Each of ``paths`` searched once its daemon's model worker has ended; a row."""
+    b.env.update(FINDSIMILAR_RERANK_TIMEOUT="1", FINDSIMILAR_MODEL_IDLE="1")
+    b.start_run()
+    times, checked = [], []
+    for path in paths:
+        while b.call("status")["worker"]["running"]:
+            time.sleep(0.1)
+        t, _, c = timed_searches(b, [path])
+        times += t
+        checked += c
+    b.cli("daemon", "stop")
+    b.forget_stopped()
+    del b.env["FINDSIMILAR_MODEL_IDLE"]
+    tied = [t for t, c in zip(times, checked, strict=True) if c]
+    row = (f"| 1 s | library variants, worker cold | {len(paths)} | {_ms(times, 50)} | "
+           f"{_ms(times, 99)} | – | {_ms(tied, 50)} / {_ms(tied, 99)} | "
+           f"{100 * sum(checked) / len(paths):.1f} % | | |")
+    print(row, file=sys.stderr)
+    return [row]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +146,8 @@ def main() -> None:
                     default=Path(tempfile.gettempdir()) / "findsimilar-bench-daemon")
     ap.add_argument("--library", type=int, default=10_000, help="320x240 variants indexed")
     ap.add_argument("--queries", type=int, default=300, help="edited copies searched")
+    ap.add_argument("--cold", type=int, default=10,
+                    help="library variants searched with the model worker cold")
     args = ap.parse_args()
     workdir = args.workdir.absolute()
     library = make_library(workdir / "library", args.library) if args.library else []
@@ -133,6 +164,8 @@ def main() -> None:
         b.cli("daemon", "stop")
         b.forget_stopped()
         rows = [r for timeout in ("0", "1") for r in run(b, timeout, queries)]
+        if library and args.cold:
+            rows += cold_worker(b, library[::max(1, len(library) // args.cold)][:args.cold])
     finally:
         b.close()
     print(f"# {datetime.date.today()}, {machine()}; end {load()}; "

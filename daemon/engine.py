@@ -22,7 +22,7 @@ import numpy as np
 from findsimilar.config import Config
 from findsimilar.daemon.dupes.around import groups_around
 from findsimilar.daemon.dupes.grouping import DupesOptions, find_duplicates, mark_not_duplicates
-from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts
+from findsimilar.daemon.dupes.verdicts import OUTSIDE, Verdicts, VerdictWriter
 from findsimilar.daemon.indexing.indexer import Indexer, IndexSummary, ProgressFn
 from findsimilar.daemon.indexing.roots import identify
 from findsimilar.daemon.indexing.scanner import check_index_paths
@@ -72,6 +72,7 @@ class Engine:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.store_path, busy_timeout=config.busy_timeout)
+        self.verdicts = VerdictWriter(self.store)  # the pixel verdicts searches reuse
         wanted = model.spec if model is not None else model_spec(config.extractor)
         spec = wanted if model is not None else served_spec(self.store, wanted)
         # The configured extractor, while its vectors are still being extracted.
@@ -135,6 +136,7 @@ class Engine:
         try:
             self.save()
         finally:
+            self.verdicts.close()
             self.store.close()
 
     def reopen_store(self) -> None:
@@ -194,7 +196,8 @@ class Engine:
 
         The query need not be indexed; if it is, it is not returned as its own
         match (byte-identical copies at other paths are). Near-tied first results are
-        put in order by the pixel check (``rerank``); scores stay cosine scores.
+        put in order by the pixel check (``rerank``: an indexed query reuses and fills the
+        verdict cache); scores stay cosine scores.
         Raises UsageError for a bad ``min_score``, MissingFileError (NotRegularFileError
         for a FIFO, device, socket or folder), ImageDecodeError (FileAccessError if it
         may not be read), EmptyIndexError, or Cancelled once ``should_stop`` says so.
@@ -203,7 +206,7 @@ class Engine:
         while True:
             live = self._live  # one model and its index throughout, whatever swaps
             try:
-                vector, indexed = self._query_vector(live, query, should_stop)
+                vector, content = self._query_vector(live, query, should_stop)
                 result = self._neighbours(live, query, vector, max(k, live.spec.rerank.most),
                                          min_score)
             except CancelledError:
@@ -212,8 +215,9 @@ class Engine:
                 continue  # its model was closed after a swap: ask the one now answering
             result.results, result.reranked = rerank(
                 live.model, self.config.rerank_timeout, (query,), result.results,
-                rule=live.spec.rerank, should_stop=should_stop)
-            result.results, result.indexed = result.results[:k], indexed
+                rule=live.spec.rerank, should_stop=should_stop, verdicts=self.verdicts,
+                query_content=content)
+            result.results, result.indexed = result.results[:k], content is not None
             return result
 
     def search_bytes(self, data: bytes, k: int = 10, min_score: float | str | None = None,
@@ -360,16 +364,17 @@ class Engine:
 
     # -- helpers ---------------------------------------------------------------
     def _query_vector(self, live: Live, query: str,
-                      should_stop: StopFn = _never) -> tuple[np.ndarray, bool]:
-        """The query's vector, and whether it was the stored one of an indexed file."""
+                      should_stop: StopFn = _never) -> tuple[np.ndarray, str | None]:
+        """The query's vector, and its content hash if that vector was the stored one of
+        an indexed file (unchanged since: what it holds now); None if it was computed."""
         st = query_stat(query)
         stored = self._stored_vector(live, query, st)
         if stored is not None:
-            return stored, True
+            return stored
         if len(live.index) == 0:
             raise EmptyIndexError("the index is empty: run `findsimilar index FOLDER` first")
         source = query_source(query, self.config.max_in_memory_bytes)
-        return self._embed(live, query, source, should_stop), False
+        return self._embed(live, query, source, should_stop), None
 
     def _embed(self, live: Live, name: str, source: bytes | Path,
                should_stop: StopFn) -> np.ndarray:
@@ -388,8 +393,9 @@ class Engine:
             raise ImageDecodeError(f"{name}: {exc}") from None
 
     def _stored_vector(self, live: Live, query: str,
-                       st: os.stat_result) -> np.ndarray | None:
-        """The indexed vector of an unchanged indexed file: no model call needed."""
+                       st: os.stat_result) -> tuple[np.ndarray, str] | None:
+        """The indexed vector of an unchanged indexed file (no model call needed) and its
+        content hash."""
         store = self.reader()
         rec = store.file(query)
         if rec is None or rec.status != "ok" or rec.content_hash is None:
@@ -399,7 +405,7 @@ class Engine:
             return None  # changed since it was indexed (or not known as read): read it now
         ids = store.feature_ids([rec.content_hash], live.spec.id)
         fid = ids.get(rec.content_hash)
-        return store.vector(fid, live.spec.dim) if fid is not None else None
+        return (store.vector(fid, live.spec.dim), rec.content_hash) if fid is not None else None
 
     def _neighbours(self, live: Live, query: str, vector: np.ndarray, k: int,
                     asked: float | str | None) -> SearchResult:

@@ -19,25 +19,36 @@ compared by; only the order of a near tie changes.
 Bounded: nothing is checked without a near tie (83-86 % of edited copies and 74-78 % of
 library photos searched), and the checks have ``timeout`` seconds in all; a check
 not done by then, or a file that cannot be read (gone, unreadable), leaves the cosine
-order as it was.
+order as it was. Checks the model has not begun by then are cancelled; one it has begun
+runs on, and its verdict is kept if its pair is cached.
+
+Reused: a search of an indexed photo (unchanged since) against indexed results reads
+the verdict cache the duplicates keep (``dupes.verdicts``, by content hash) and checks
+only what it lacks, saving that off the search's thread (``VerdictWriter``); the same
+photo searched again checks nothing, and orders its tie as the first search did. A
+query outside the index, or changed since it was indexed, is checked afresh every time
+and never cached (see ``_Tie``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, wait
 from typing import Protocol, TypeVar
 
+from findsimilar.daemon.dupes.verdicts import Pair, VerdictWriter
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model, Picture
 from findsimilar.daemon.model.spec import RerankRule
 from findsimilar.daemon.model.verify import NEAR_SCORE
+from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["FLOOR", "GAP", "LEAD", "LIKELY", "MARGIN", "MOST", "Ranked", "rerank", "reorder",
-           "tied"]
+__all__ = ["FLOOR", "GAP", "LEAD", "LIKELY", "MARGIN", "MOST", "Ranked", "indexed_content",
+           "rerank", "reorder", "tied"]
 
 log = logging.getLogger(__name__)
 
@@ -107,42 +118,123 @@ R = TypeVar("R", bound=Ranked)
 
 
 def rerank(model: Model, timeout: float, query: tuple[str, ...], results: Sequence[R], *,
-           rule: RerankRule = V1_RULE,
-           should_stop: Callable[[], bool]) -> tuple[list[R], bool | None]:
+           rule: RerankRule = V1_RULE, should_stop: Callable[[], bool],
+           verdicts: VerdictWriter | None = None,
+           query_content: str | None = None) -> tuple[list[R], bool | None]:
     """``results`` (in cosine order) with their near tie (``tied``) reordered
     (``reorder``) by the pixel check of ``query`` (the files holding the query picture;
     none: nothing is checked) against each result's files, and whether the order changed
-    (None: no near tie was checked); ``rule``: the extractor's. Never raises for a file:
-    one that cannot be read is not confirmed; checks not done within ``timeout`` seconds
-    (0: never check) leave the cosine order."""
+    (None: no near tie was checked); ``rule``: the extractor's. With ``verdicts`` and
+    ``query_content`` (the query's content hash: an indexed file unchanged since), the
+    verdict cache answers for results that are indexed and unchanged too (``_Tie``).
+    Never raises for a file: one that cannot be read is not confirmed; checks not done
+    within ``timeout`` seconds (0: never check) leave the cosine order."""
     n = tied([r.score for r in results], rule.gap, rule.floor, rule.most)
     if n == 0 or timeout <= 0 or not query:
         return list(results), None
     head = list(results[:n])
-    pixel = _check(model, timeout, query,
-                   [(r.path, r.pair) if r.pair else (r.path,) for r in head], should_stop)
+    tie = _Tie(model, query, head, verdicts if query_content else None, query_content)
+    pixel = tie.check(timeout, should_stop)
     new = reorder(head, pixel) if pixel is not None else head
     return [*new, *results[n:]], new != head
 
 
-def _check(model: Model, timeout: float, query: tuple[str, ...],
-           candidates: list[tuple[str, ...]],
-           should_stop: Callable[[], bool]) -> list[float | None] | None:
-    """The pixel score of the query against each candidate (None for one that cannot be
-    read), or None if they are not all done within ``timeout`` seconds."""
-    session = f"rerank{next(_searches)}:"
-    q = Picture(session + "query", query)
-    futures = [model.compare(q, Picture(f"{session}{i}", c), priority=PRIORITY_QUERY)
-               for i, c in enumerate(candidates)]
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0 and not should_stop():
-        if not wait(futures, timeout=min(left, 0.1)).not_done:
-            return [_score(f) for f in futures]
-    for f in futures:
-        f.cancel()  # (one the model has begun runs on; its answer is not waited for)
-    log.info("pixel check of the near tie of %s not done in %.1f s: cosine order kept",
-             query[0], timeout)
-    return None
+def indexed_content(store: Store, path: str) -> str | None:
+    """The content hash of ``path`` if it is indexed and unchanged since (the same
+    inode, size, mtime and ctime as its row: what the engine asks of a query before it
+    trusts the stored vector), else None."""
+    rec = store.file(path)
+    if rec is None or rec.status != "ok" or rec.content_hash is None:
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    same = (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) == (
+        st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    return rec.content_hash if same else None
+
+
+class _Tie:
+    """One search's pixel checks of its near tie.
+
+    The query is checked against each result, query first, as it always was (the score
+    is not symmetric: a crop may align one way round and not the other, 0.05 against
+    0.91). A pair of indexed pictures (the query's content and a result's, both
+    unchanged since indexed, the result not a RAW+JPEG pair) is a row of the verdict
+    cache (``dupes.verdicts``) keyed the same way round, (query, result): read from it
+    if checked before, else checked and saved, also when the check ends after the search
+    has answered. Where the query's hash is the smaller, that is the very row the
+    duplicates keep for the pair (they check the smaller first): a duplicate listing or
+    the daemon's idle pre-check serves the search, and the search them. Any other pair
+    (a query outside the index, or changed since) is never cached."""
+
+    def __init__(self, model: Model, query: tuple[str, ...], head: Sequence[Ranked],
+                 verdicts: VerdictWriter | None, query_content: str | None) -> None:
+        self.model, self.query, self.verdicts = model, query, verdicts
+        self.session = f"rerank{next(_searches)}:"
+        self.keys: list[Pair | None] = [None] * len(head)
+        self.files = [(r.path, r.pair) if r.pair else (r.path,) for r in head]
+        self.sides: dict[str, tuple[str, ...]] = {}  # the files of each cached content
+        if verdicts is not None and query_content is not None:
+            contents = [None if r.pair else indexed_content(verdicts.store, r.path)
+                        for r in head]
+            self.sides = {query_content: query, **{
+                c: f for c, f in zip(contents, self.files, strict=True) if c}}
+            self.keys = [None if c is None else (query_content, c) for c in contents]
+
+    def check(self, timeout: float, should_stop: Callable[[], bool]
+              ) -> list[float | None] | None:
+        """The pixel score of the query against each result (None for one that cannot be
+        read), or None if they are not all known within ``timeout`` seconds."""
+        known = self.verdicts.known([k for k in self.keys if k]) if self.verdicts else {}
+        pixel: list[float | None] = [None] * len(self.keys)
+        futures: dict[int, Future[float | None]] = {}
+        for i, key in enumerate(self.keys):
+            if key is not None and key[0] == key[1]:
+                pixel[i] = 1.0  # the same bytes
+            elif key is not None and key in known:
+                pixel[i] = known[key]
+            else:
+                futures[i] = self._compare(i, key)
+        deadline = time.monotonic() + timeout
+        while futures and (left := deadline - time.monotonic()) > 0 and not should_stop():
+            if not wait(futures.values(), timeout=min(left, 0.1)).not_done:
+                break
+        else:
+            if futures:
+                self._give_up(futures)
+                return None
+        for i, f in futures.items():
+            pixel[i] = self._take(self.keys[i], f)
+        return pixel
+
+    def _compare(self, i: int, key: Pair | None) -> Future[float | None]:
+        if key is None:
+            return self.model.compare(Picture(self.session + "query", self.query),
+                                      Picture(f"{self.session}{i}", self.files[i]),
+                                      priority=PRIORITY_QUERY)
+        # Named by content: the worker's previews serve every search that shows it.
+        a, b = (Picture("content:" + c, self.sides[c]) for c in key)
+        return self.model.compare(a, b, priority=PRIORITY_QUERY)
+
+    def _take(self, key: Pair | None, future: Future[float | None]) -> float | None:
+        """A finished check's score (None: unreadable), kept in the cache if its pair is
+        one of the cache's."""
+        score = _score(future)
+        if score is not None and key is not None and self.verdicts is not None:
+            self.verdicts.keep(key, score)
+        return score
+
+    def _give_up(self, futures: dict[int, Future[float | None]]) -> None:
+        """Cancel the checks the model has not begun; those it has run on, and a cached
+        pair's verdict is saved when it ends (the next search of it needs no check)."""
+        for i, f in futures.items():
+            key = self.keys[i]
+            if not f.cancel() and key is not None:
+                f.add_done_callback(lambda f, key=key: self._take(key, f))
+        log.info("pixel check of the near tie of %s not done in time: cosine order kept",
+                 self.query[0])
 
 
 def _score(future: Future[float | None]) -> float | None:

@@ -4,12 +4,15 @@ A pair (by content, so renames and moves keep it) is checked once per verifier
 version, ever; ``Verdicts`` reads the cache, has the model compute what is missing
 (``model.api``: in the daemon, the model worker decodes the previews and runs OpenCV, a
 few pairs at once) and saves it as it goes, so an interrupted listing keeps its work.
+Searches share the cache (``rerank``): ``VerdictWriter`` reads it for them and saves
+what they check off their thread.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 
@@ -18,7 +21,7 @@ from findsimilar.daemon.model.verify import VERIFIER_ID
 from findsimilar.daemon.storage.store import Store
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["OUTSIDE", "Verdicts"]
+__all__ = ["OUTSIDE", "Pair", "VerdictWriter", "Verdicts"]
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +144,62 @@ def _score(pair: Pair, future: Future[float | None]) -> float | None:
     except FindSimilarError as exc:  # a picture that crashed the worker, or no model
         log.warning("pixel check of %s / %s failed: %s", *pair, exc)
         return None
+
+
+class VerdictWriter:
+    """Verdicts saved off the caller's thread: a search must not wait for the store's
+    writer (held by indexing in turn, or by another program for up to its busy timeout).
+    ``keep`` queues a verdict and returns; a thread started on demand saves what is
+    queued and ends once nothing is; ``known`` answers from the queue too, so a verdict is
+    reused before it is saved. A verdict that cannot be saved (a read-only store) is
+    logged and checked again when next wanted."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queued: dict[Pair, float] = {}  # not saved yet
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.saved = 0  # verdicts saved so far (for tests and diagnostics)
+
+    def known(self, pairs: list[Pair]) -> dict[Pair, float]:
+        """The cached scores of ``pairs`` of content hashes: ``verify.compare(a, b)`` for
+        (a, b) (the duplicates keep the smaller first, a search the query first)."""
+        with self._lock:
+            found = {p: self._queued[p] for p in pairs if p in self._queued}
+        rest = [p for p in pairs if p not in found]
+        if rest:
+            found.update(self.store.pair_scores(rest, VERIFIER_ID))
+        return found
+
+    def keep(self, pair: Pair, score: float) -> None:
+        """Queue ``pair``'s score for the cache (from any thread; never blocks on the store)."""
+        with self._lock:
+            self._queued[pair] = score
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._save_queued,
+                                                name="fs-verdicts", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        """Wait until what is queued is saved (before the store closes)."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _save_queued(self) -> None:
+        while True:
+            with self._lock:
+                batch = dict(self._queued)
+                if not batch:
+                    self._thread = None
+                    return
+            try:
+                self.store.save_pair_scores(VERIFIER_ID, batch)
+                self.saved += len(batch)
+            except Exception as exc:  # a store we cannot write: checked again next time
+                log.warning("%d pixel-check verdicts not saved: %s", len(batch), exc)
+            with self._lock:
+                for pair in batch:
+                    if self._queued.get(pair) == batch[pair]:
+                        del self._queued[pair]

@@ -53,6 +53,7 @@ from findsimilar.daemon.model.api import (
     PictureFacts,
 )
 from findsimilar.daemon.model.memory import one_arena
+from findsimilar.daemon.model.process import death, kill, reap, rss_bytes
 from findsimilar.daemon.model.spec import ModelSpec
 from findsimilar.daemon.model.wire import FrameReader, WireError, send_frame
 from findsimilar.errors import FindSimilarError, ImageDecodeError
@@ -105,6 +106,7 @@ class WorkerModel:
         self._outbox: list[tuple[int, int, _Job]] = []  # not sent yet, by priority
         self._solo: deque[_Job] = deque()  # suspects, each to run alone
         self._jobs: dict[int, _Job] = {}  # sent to the current worker, not answered
+        self._cancels: list[int] = []  # ids of sent jobs given up on: the worker is told
         self._ids = itertools.count(1)
         self._worker: _Worker | None = None
         self._threads: list[threading.Thread] = []
@@ -142,7 +144,7 @@ class WorkerModel:
             worker = self._worker
             pid = worker.proc.pid if worker is not None else None
             return {"running": worker is not None, "in_process": False, "pid": pid,
-                    "rss_bytes": _rss_bytes(pid) if pid else None,
+                    "rss_bytes": rss_bytes(pid) if pid else None,
                     "busy": len(self._jobs) + len(self._outbox) + len(self._solo),
                     "working_on": sorted({j.name for j in self._jobs.values() if j.started}),
                     "starts": self._counts["starts"], "replaced": self._counts["replaced"],
@@ -158,8 +160,9 @@ class WorkerModel:
             self._solo.clear()
             self._outbox.clear()
             self._cv.notify_all()
-        for job in dropped:
-            job.future.cancel()
+        for job in dropped:  # (a check the worker had begun can no longer be cancelled)
+            if not job.future.cancel():
+                _fail(job.future, FindSimilarError("the model was stopped"))
         if worker is not None:
             _stop(worker)
         for thread in self._threads:
@@ -176,6 +179,7 @@ class WorkerModel:
                 job.future.cancel()
                 return job.future
             heapq.heappush(self._outbox, (priority, job.id, job))
+            job.future.add_done_callback(lambda f: f.cancelled() and self._given_up(job))
             if not self._threads:
                 self._threads = [
                     threading.Thread(target=self._supervise, name="fs-model", daemon=True),
@@ -185,6 +189,15 @@ class WorkerModel:
             self._cv.notify_all()
         return job.future
 
+    def _given_up(self, job: _Job) -> None:
+        """``job``'s future was cancelled: if the worker has it, it is told to drop it
+        (unless begun: a check or facts the worker has begun can no longer be cancelled,
+        its future says so; it answers "cancelled" for one it dropped)."""
+        with self._cv:
+            if job.id in self._jobs:
+                self._cancels.append(job.id)
+                self._cv.notify_all()
+
     def _next_to_send(self) -> tuple[_Job, _Worker] | None:
         """The next job for the running worker (a suspect only once it has nothing else
         to do), or None once closed."""
@@ -193,6 +206,9 @@ class WorkerModel:
                 worker = self._worker
                 job = None
                 if worker is not None and worker.killed_for is None:
+                    if self._cancels:  # (not a job: no answer is waited for)
+                        cancel = {"op": "cancel", "id": self._cancels.pop()}
+                        return _Job(0, 0, "", cancel, b"", Future()), worker
                     if self._solo:
                         job = self._solo.popleft() if not self._jobs else None
                     elif self._outbox:
@@ -258,7 +274,7 @@ class WorkerModel:
             if self._closed:  # close() closed the socket under us
                 return
             log.error("the model worker's answers cannot be read: %s", exc)
-            _kill(worker.proc)
+            kill(worker.proc)
             frames = None
         if frames is None:
             if not self._closed:
@@ -283,6 +299,9 @@ class WorkerModel:
                 return
             if "started" in header or "decoded" in header:
                 job.started = now if "started" in header else None
+                if job.started and job.header["op"] != "embed" and not (
+                        job.future.running() or job.future.done()):
+                    job.future.set_running_or_notify_cancel()  # too late to cancel it now
                 return
             del self._jobs[job.id]
             self._last_work, self._deaths_in_a_row = now, 0
@@ -327,14 +346,14 @@ class WorkerModel:
                                  "worker was stopped and replaced")
             log.error("model worker (pid %d) hangs on %s: killing it", worker.proc.pid,
                       ", ".join(j.name for j in stuck) or "its work")
-            _kill(worker.proc)
+            kill(worker.proc)
             self._died(worker)
 
     def _died(self, worker: _Worker) -> None:
         """The worker is gone: send again what it had not begun, run what it had begun
         alone, fail a picture that was alone when it went down."""
-        code = _reap(worker.proc)
-        what, why = ("hung", worker.killed_for) if worker.killed_for else _death(code)
+        code = reap(worker.proc)
+        what, why = ("hung", worker.killed_for) if worker.killed_for else death(code)
         blame = worker.killed_for is not None or (code < 0 and -code not in _STOP_SIGNALS)
         worker.sock.close()
         with self._cv:
@@ -397,49 +416,11 @@ def _settle(future: Future, result: object) -> None:
         future.set_result(result)
 
 
-def _death(code: int) -> tuple[str, str]:
-    """What a worker's exit status says: for the log, and as a failed file's reason."""
-    if code == -signal.SIGKILL:
-        return ("was killed (SIGKILL)", "the model worker reading it was killed (SIGKILL: "
-                "out of memory?) and replaced")
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return (f"crashed ({name})",
-                f"the image decoder crashed on it ({name}); the model worker was replaced")
-    return (f"exited (status {code})",
-            f"the model worker reading it exited (status {code}) and was replaced")
-
-
-def _reap(proc: subprocess.Popen[bytes]) -> int:
-    try:
-        return proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:  # it closed its socket but lives on
-        _kill(proc)
-        return proc.wait()
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()  # SIGKILL ends a stopped process too
-
-
 def _stop(worker: _Worker) -> None:
     """End a worker: it exits once its socket closes (or is killed after 2 s)."""
     worker.sock.close()
     try:
         worker.proc.wait(timeout=2)
     except subprocess.TimeoutExpired:
-        _kill(worker.proc)
+        kill(worker.proc)
         worker.proc.wait()
-
-
-def _rss_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return None
-

@@ -4,7 +4,8 @@
 ``client.WorkerModel`` with its end of a socket pair as FD and OPTIONS as JSON (the
 model's spec, the ``LocalModel`` settings, the daemon's pid). It reads requests
 (``wire`` frames: ``embed`` with a file's bytes or a path, ``compare`` with two
-pictures, ``facts`` with one), runs them on a ``LocalModel`` and answers each as it
+pictures, ``facts`` with one; ``cancel`` drops a check or facts job no decode thread
+has taken yet, answered ``cancelled``), runs them on a ``LocalModel`` and answers each as it
 goes: ``started`` when a decode thread takes it, ``decoded`` when its picture waits for
 the network, then its result (a vector, a score, facts, or the reason the picture
 cannot be read); and ``alive`` every second, so the daemon can tell a stopped worker from
@@ -58,6 +59,8 @@ class _Server:
     def __init__(self, sock: socket.socket, model: LocalModel) -> None:
         self.sock, self.model = sock, model
         self._send_lock = threading.Lock()
+        # Checks and facts not answered yet, by job id: the daemon may cancel them.
+        self._pending: dict[int, Future] = {}
 
     def serve(self) -> None:
         """Answer requests until the daemon closes its end."""
@@ -81,26 +84,41 @@ class _Server:
     def _dispatch(self, header: dict[str, Any], blob: bytes) -> None:
         job = int(header["id"])
         notify = self._notify(job)
+        if header.get("op") == "cancel":  # given up on: dropped unless begun
+            pending = self._pending.get(job)
+            if pending is not None:
+                pending.cancel()
+            return
         if header.get("op") == "compare":
             a, b = (Picture(str(p["key"]), tuple(p["paths"])) for p in (header["a"],
                                                                         header["b"]))
-            self.model.compare(a, b, priority=int(header.get("priority", 1)),
-                               notify=notify).add_done_callback(
-                lambda f: f.cancelled() or self._send({"id": job, "score": f.result()}))
+            self._track(job, self.model.compare(a, b, priority=int(header.get("priority", 1)),
+                                                notify=notify),
+                        lambda f: {"id": job, "score": f.result()})
             return
         if header.get("op") == "facts":
             p = header["picture"]
-            self.model.facts(Picture(str(p["key"]), tuple(p["paths"])),
-                             digest=bool(header.get("digest")),
-                             priority=int(header.get("priority", 1)),
-                             notify=notify).add_done_callback(
-                lambda f: f.cancelled() or self._send(
-                    {"id": job, "facts": f.result() and f.result().as_dict()}))
+            self._track(job, self.model.facts(Picture(str(p["key"]), tuple(p["paths"])),
+                                              digest=bool(header.get("digest")),
+                                              priority=int(header.get("priority", 1)),
+                                              notify=notify),
+                        lambda f: {"id": job, "facts": f.result() and f.result().as_dict()})
             return
         source = Path(header["path"]) if header.get("path") else blob
         future = self.model.embed(source, str(header.get("name", "")),
                                   priority=int(header.get("priority", 2)), notify=notify)
         future.add_done_callback(lambda f: self._answer(job, f))
+
+    def _track(self, job: int, future: Future, answer: Callable[[Future], dict[str, Any]]
+               ) -> None:
+        """Answer a check or facts job with ``answer(future)`` once done, or "cancelled"
+        if the daemon gave up on it before a decode thread took it."""
+        self._pending[job] = future
+
+        def done(f: Future) -> None:
+            self._pending.pop(job, None)
+            self._send({"id": job, "cancelled": 1} if f.cancelled() else answer(f))
+        future.add_done_callback(done)
 
     def _notify(self, job: int) -> Callable[[str], None]:
         return lambda stage: self._send({"id": job, stage: 1})
@@ -156,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     model = LocalModel(ModelSpec(**options["spec"]), **options["local"])
-    model.start()  # the network loads while the first requests arrive
+    model.start(network=False)  # (the first embedding loads the network: a check needs none)
     _Server(socket.socket(fileno=fd), model).serve()
     _exit(0)
 

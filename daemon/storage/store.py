@@ -278,8 +278,7 @@ class Store:
         return ids
 
     def vector(self, feature_id: int, dim: int | None = None) -> np.ndarray | None:
-        """The float32 vector of ``feature_id`` (None: not in the store); ``dim`` tells a
-        vector kept in 2 bytes a value from one in 4 (without it: 4)."""
+        """``feature_id``'s float32 vector, or None; ``dim``: its size (else: 4-byte values)."""
         rows = list(self.db.query("select vector from features where id = ?", [feature_id]))
         blob = rows[0]["vector"] if rows else None
         return None if blob is None else _decode([blob], dim or len(blob) // 4)[0]
@@ -350,7 +349,8 @@ class Store:
 
     def pair_scores(self, pairs: list[tuple[str, str]],
                     verifier: str) -> dict[tuple[str, str], float]:
-        """Cached verdicts for (hash_a, hash_b) pairs with hash_a < hash_b."""
+        """Cached verdicts for (hash_a, hash_b) pairs: the pixel check of a against b
+        (the duplicates keep hash_a < hash_b; a search keeps its query first)."""
         found: dict[tuple[str, str], float] = {}
         for chunk in _chunks(pairs, 300):
             marks = ",".join("(?, ?)" for _ in chunk)

@@ -124,3 +124,36 @@ def test_checks_given_up_on_are_not_sent_and_their_late_answers_break_nothing(
                           Picture("d", (str(shared(PHOTOS[0])),)))
     assert same.result(timeout=60) == pytest.approx(1.0, abs=1e-3)
     assert worker.status()["running"]
+
+
+def test_a_check_the_worker_has_begun_runs_on_and_those_it_has_not_are_dropped(
+        worker: WorkerModel):
+    # A search that stops waiting cancels its checks: one the worker has begun cannot be
+    # (its future says so, as an in-process model's does) and its score still comes;
+    # the others are dropped by the worker, which answers for each (nothing stays busy).
+    a, b = (str(shared(p)) for p in PHOTOS[:2])
+    checks = [worker.compare(Picture(f"x{i}", (a,)), Picture(f"y{i}", (b,)),
+                             priority=PRIORITY_QUERY) for i in range(12)]
+    deadline = time.monotonic() + 60
+    while not any(f.running() for f in checks):
+        assert time.monotonic() < deadline, "no check was ever seen begun"
+        time.sleep(0.001)
+    begun = [f for f in checks if not f.cancel()]
+    assert begun and len(begun) < len(checks)
+    assert all(isinstance(f.result(60), float) for f in begun)
+    while worker.status()["busy"]:
+        assert time.monotonic() < deadline + 60, "a dropped check was never answered"
+        time.sleep(0.01)
+
+
+def test_a_worker_started_for_pixel_checks_does_not_load_the_network(config: Config):
+    # A search of a library photo only checks pixels: a cold worker must not spend its
+    # first second importing torch beside them (the check needs OpenCV alone).
+    model = WorkerModel(model_spec(config.extractor), config)
+    try:
+        a, b = (Picture(k, (str(shared(p)),)) for k, p in zip("ab", PHOTOS[:2], strict=True))
+        assert isinstance(model.compare(a, b, priority=PRIORITY_QUERY).result(120), float)
+        maps = Path(f"/proc/{model.status()['pid']}/maps").read_text()
+        assert "libtorch" not in maps
+    finally:
+        model.close()
