@@ -207,11 +207,7 @@ class EfficientNetLiteLayerGeM(_LiteExtractor):
         return LayerGeMHead(self.variant, self.input_size, self.mirror)
 
     def _descriptor(self, output: torch.Tensor) -> torch.Tensor:
-        # LayerGeMHead pools and normalises itself. Its values are kept at float16
-        # precision (cosines move by ~1e-4; R@1 and mAP not at all, BENCHMARKS.md), so
-        # that the store keeps them in 2 bytes each (``ModelSpec.half``) and a vector read
-        # back is the very vector the index was given.
-        return output.half().float()
+        return output.float()  # LayerGeMHead pools and normalises itself
 
 
 class ResNet50GeM(_TorchExtractor):

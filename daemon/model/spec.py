@@ -90,9 +90,9 @@ class ModelSpec:
     similar_cosine: float = 0.80
     # The near ties of a search that the pixel check puts in order (daemon/rerank.py).
     rerank: RerankRule = RerankRule()
-    # Its vectors are float16 values (the extractor rounds them): the store keeps them in
-    # 2 bytes each, 1 KB a 512-d vector (3 to a SQLite page, where a 2 KB one takes a
-    # page of its own: BENCHMARKS.md, "The store per photo").
+    # The store keeps its vectors in 2 bytes a value (float16, back at unit length when
+    # read: a cosine moves by < 1e-6), 1 KB a 512-d vector, 3 to a SQLite page, where a
+    # 2 KB one takes a page of its own (BENCHMARKS.md, "The store per photo").
     half: bool = False
 
     def min_score(self, asked: float | str | None) -> float | None:

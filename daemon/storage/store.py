@@ -258,9 +258,8 @@ class Store:
     @_writes
     def add_features(self, extractor: str, items: list[tuple[str, np.ndarray]], *,
                      half: bool = False) -> list[int]:
-        """Insert vectors (hash, float32 vector); returns their feature ids in order.
-        ``half``: kept in 2 bytes a value (the extractor's ``ModelSpec.half``: its values
-        are float16 ones; any other is rounded to the nearest)."""
+        """Insert (hash, float32 vector)s, returning their feature ids in order; ``half``:
+        unit vectors in 2 bytes a value (``ModelSpec.half``), read back at unit length."""
         now = time.time()
         dtype = np.float16 if half else np.float32
         ids = []
@@ -439,7 +438,8 @@ def _decode(blobs: list[bytes], dim: int) -> np.ndarray:
     if sizes == {4 * dim}:
         return np.frombuffer(b"".join(blobs), np.float32).reshape(-1, dim)
     if sizes == {2 * dim}:
-        return np.frombuffer(b"".join(blobs), np.float16).reshape(-1, dim).astype(np.float32)
+        v = np.frombuffer(b"".join(blobs), np.float16).reshape(-1, dim).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
     if len(blobs) > 1 and sizes <= {2 * dim, 4 * dim}:
         return np.concatenate([_decode([b], dim) for b in blobs])
     raise ValueError(f"a stored vector of {sorted(sizes)} bytes is not {dim}-d")

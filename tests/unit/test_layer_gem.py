@@ -47,11 +47,9 @@ def test_descriptors_are_deterministic_512_d_unit_vectors(
     for extractor in (mirrored, plain):
         v = extractor.embed(photos)
         assert v.shape == (3, 512) and v.dtype == np.float32
-        assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-3)
+        assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
         assert np.array_equal(extractor.embed(photos), v)
-        # float16 values (ModelSpec.half: the store keeps them in 2 bytes each, exactly)
-        assert np.array_equal(v.astype(np.float16).astype(np.float32), v)
-        assert model_spec(extractor.name).half
+        assert model_spec(extractor.name).half  # the store keeps them in 2 bytes a value
 
 
 def test_a_mirrored_photo_gets_the_same_vector_only_from_the_mirror_variant(
