@@ -77,8 +77,13 @@ class Engine:
         spec = wanted if model is not None else served_spec(self.store, wanted)
         # The configured extractor, while its vectors are still being extracted.
         self.target: ModelSpec | None = wanted if spec.id != wanted.id else None
+        # Back to a model the store served before (a downgrade): its index file went at
+        # the swap away from it (``serve``), so building it from the store is no repair.
+        served = self.store.get_setting("extractor")
+        back = served not in (None, spec.id) and not index_path(config, spec).exists()
         self._live = open_live(config, self.store, spec,
-                               model or open_model(config, spec, in_process), self.save)
+                               model or open_model(config, spec, in_process), self.save,
+                               first=back)
         # The daemon's upgrade (``service.upgrade``) tells its progress here.
         self.upgrade_status: Callable[[], dict[str, object] | None] | None = None
         self._retired: list[Model] = []
@@ -87,7 +92,7 @@ class Engine:
         if self.target is not None:
             log.info("searches use %s until the vectors of %s are complete", spec.id,
                      wanted.id)
-        if self.repair.reason:
+        if self.repair.reason or back:
             try:
                 self.save()
             except OSError as exc:  # a read-only data dir: serve from memory meanwhile
@@ -110,7 +115,8 @@ class Engine:
         """Answer from ``model``'s extractor from now on (its vectors are complete): its
         index is opened and saved, then swapped in whole. In the daemon, on the indexing
         thread only (no indexing beside it); searches running meanwhile finish on what
-        they began with."""
+        they began with. The old model's index file is deleted: its vectors stay in the
+        store, and going back to it builds its index from them, without the model."""
         old = self._live
         live = open_live(self.config, self.store, model.spec, model, self.save,
                          first=not index_path(self.config, model.spec).exists())
@@ -121,9 +127,9 @@ class Engine:
             self.target = None
         old.builder.stop()
         self._retired.append(old.model)  # closed with the engine: a search may use it
-        with contextlib.suppress(OSError):  # (else repaired when it next serves)
-            if old.index.dirty:
-                old.index.save(old.path)
+        if old.path != live.path:
+            with contextlib.suppress(OSError):  # (a read-only data dir: it stays, unused)
+                old.path.unlink(missing_ok=True)  # 5 KB a photo with v1
         log.info("searches now use %s (%d vectors); was %s", model.spec.id, len(live.index),
                  old.spec.id)
 

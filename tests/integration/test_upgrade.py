@@ -193,7 +193,10 @@ def test_a_new_model_is_extracted_in_the_background_and_a_killed_run_resumes(
         assert best["path"] == str(lib.photos / OUTSIDE) and best["score"] > 0.99
     assert d.search(new, k=1)[0]["path"] == str(arrived)
     assert lib.outside_match(d)["score"] > 0.99
-    assert len(list(lib.data.glob("index-*.faiss"))) == 2
+    # The old model's index file went at the swap (5 KB a photo with v1); its vectors stay.
+    assert [p.name for p in lib.data.glob("index-*.faiss")] == [
+        "index-efficientnet-lite2-gem_v1.faiss"]
+    assert lib.vectors_of(LITE0) == 33
     assert d.terminate() == 0
 
 
@@ -203,6 +206,10 @@ def test_a_downgrade_swaps_at_once(library: Library):
     status = d.status()
     assert status["model"] == LITE0 and status["upgrade"] is None
     assert status["vectors"] == 33
+    # Its index, deleted at the swap away from it, is built from its stored vectors: no
+    # repair, no problem, and saved at once.
+    assert status["problem"] is None and "rebuilt the index" not in d.log()
+    assert (lib.data / "index-efficientnet-lite0-gem_v1.faiss").exists()
     assert [r for r in lib.ranking(d) if not Path(r[0]).name.startswith("new")] == lib.before
     assert d.status()["worker"]["starts"] == 0  # nothing went through a model
     assert d.terminate() == 0
