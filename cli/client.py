@@ -26,7 +26,7 @@ from findsimilar.errors import (
 )
 from findsimilar.protocol import ProtocolError, recv_message, request, send_message
 
-__all__ = ["DaemonClient", "DaemonUnavailable", "RemoteError", "start_daemon"]
+__all__ = ["DaemonClient", "DaemonUnavailable", "RemoteError", "last_logged_error", "start_daemon"]
 
 CONNECT_TIMEOUT = 5.0  # seconds
 
@@ -158,6 +158,16 @@ def start_daemon(config: Config, *, idle_exit: float | None = None,
             return proc.pid
         time.sleep(0.05)
     raise DaemonUnavailable(f"the daemon did not answer within {wait:.0f} s; see {log_path}")
+
+
+def last_logged_error(path: Path) -> str:
+    """The last ``findsimilar: error:`` message in the last 64 KB of the daemon's log
+    (``""``: none)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return ""
+    return _last_error(path, max(0, size - 65536))
 
 
 def _last_error(path: Path, offset: int) -> str:

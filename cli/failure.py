@@ -9,6 +9,8 @@ no command converts them itself. Stdlib and click only.
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -44,12 +46,28 @@ def _damaged_store() -> StoreError | None:
     from findsimilar.config import load_config
 
     try:
-        offline_status(load_config())
+        config = load_config()
+        offline_status(config)
     except StoreError as exc:
         return exc
     except FindSimilarError:
-        pass
-    return None
+        return None
+    return _logged_damage(config.log_path, config.store_path)
+
+
+def _logged_damage(log: Path, store: Path) -> StoreError | None:
+    """What a daemon this command started said last in its log, if within the last
+    minute it stopped on damage a plain count does not read (an index's page, read by a
+    search or a folder scan)."""
+    from findsimilar.cli.client import last_logged_error
+
+    try:
+        if time.time() - log.stat().st_mtime > 60:
+            return None
+    except OSError:
+        return None
+    said = last_logged_error(log)
+    return StoreError(said) if said.startswith(f"the store {store} is damaged") else None
 
 
 def unexpected(exc: BaseException) -> NoReturn:
