@@ -28,7 +28,13 @@ from findsimilar.daemon.indexing.roots import identify
 from findsimilar.daemon.indexing.scanner import check_index_paths
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model
 from findsimilar.daemon.model.spec import ModelSpec, model_spec
-from findsimilar.daemon.query import Match, SearchResult, query_source, query_stat
+from findsimilar.daemon.query import (
+    Match,
+    SearchResult,
+    indexed_content,
+    query_source,
+    query_stat,
+)
 from findsimilar.daemon.rerank import rerank
 from findsimilar.daemon.serving import (
     Live,
@@ -403,15 +409,11 @@ class Engine:
         """The indexed vector of an unchanged indexed file (no model call needed) and its
         content hash."""
         store = self.reader()
-        rec = store.file(query)
-        if rec is None or rec.status != "ok" or rec.content_hash is None:
-            return None
-        if (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) != (
-                st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
-            return None  # changed since it was indexed (or not known as read): read it now
-        ids = store.feature_ids([rec.content_hash], live.spec.id)
-        fid = ids.get(rec.content_hash)
-        return (store.vector(fid, live.spec.dim), rec.content_hash) if fid is not None else None
+        content = indexed_content(store, query, st)
+        if content is None:
+            return None  # not indexed, or changed since (or not known as read): read it now
+        fid = store.feature_ids([content], live.spec.id).get(content)
+        return (store.vector(fid, live.spec.dim), content) if fid is not None else None
 
     def _neighbours(self, live: Live, query: str, vector: np.ndarray, k: int,
                     asked: float | str | None) -> SearchResult:

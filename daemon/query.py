@@ -7,12 +7,16 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from findsimilar.errors import FileAccessError, MissingFileError, NotRegularFileError
 from findsimilar.safeio import FileTooBig, NotRegularFile, file_kind, open_regular, read_fd
 from findsimilar.text import printable
 
-__all__ = ["Match", "SearchResult", "query_source", "query_stat"]
+if TYPE_CHECKING:
+    from findsimilar.daemon.storage.store import Store
+
+__all__ = ["Match", "SearchResult", "indexed_content", "query_source", "query_stat"]
 
 
 def query_stat(query: str) -> os.stat_result:
@@ -30,6 +34,23 @@ def query_stat(query: str) -> os.stat_result:
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFileError(f"not a regular file but a {file_kind(st.st_mode)}: {query}")
     return st
+
+
+def indexed_content(store: Store, path: str, st: os.stat_result | None = None) -> str | None:
+    """The content hash of ``path`` if it is indexed and unchanged since (the same inode,
+    size, mtime and ctime as its row: it holds what was indexed), else None; ``st``: its
+    ``stat``, if taken already."""
+    rec = store.file(path)
+    if rec is None or rec.status != "ok" or rec.content_hash is None:
+        return None
+    if st is None:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+    same = (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) == (
+        st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    return rec.content_hash if same else None
 
 
 def query_source(query: str, limit: int) -> bytes | Path:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, wait
@@ -44,10 +43,10 @@ from findsimilar.daemon.dupes.verdicts import Pair, VerdictWriter
 from findsimilar.daemon.model.api import PRIORITY_QUERY, Model, Picture
 from findsimilar.daemon.model.spec import RerankRule
 from findsimilar.daemon.model.verify import NEAR_SCORE
-from findsimilar.daemon.storage.store import Store
+from findsimilar.daemon.query import indexed_content
 from findsimilar.errors import FindSimilarError
 
-__all__ = ["FLOOR", "GAP", "LEAD", "LIKELY", "MARGIN", "MOST", "Ranked", "indexed_content",
+__all__ = ["FLOOR", "GAP", "LEAD", "LIKELY", "MARGIN", "MOST", "Ranked",
            "rerank", "reorder", "tied"]
 
 log = logging.getLogger(__name__)
@@ -137,22 +136,6 @@ def rerank(model: Model, timeout: float, query: tuple[str, ...], results: Sequen
     pixel = tie.check(timeout, should_stop)
     new = reorder(head, pixel) if pixel is not None else head
     return [*new, *results[n:]], new != head
-
-
-def indexed_content(store: Store, path: str) -> str | None:
-    """The content hash of ``path`` if it is indexed and unchanged since (the same
-    inode, size, mtime and ctime as its row: what the engine asks of a query before it
-    trusts the stored vector), else None."""
-    rec = store.file(path)
-    if rec is None or rec.status != "ok" or rec.content_hash is None:
-        return None
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    same = (rec.size, rec.mtime_ns, rec.inode, rec.ctime_ns) == (
-        st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-    return rec.content_hash if same else None
 
 
 class _Tie:
